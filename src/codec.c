@@ -1,0 +1,220 @@
+#include "codec.h"
+
+#include <errno.h>
+#include <lz4.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+/* Bytes of a chunk compressed both ways when shuffle=auto picks a filter. */
+#define KV_CODEC_SAMPLE (64u << 10)
+
+struct kv_codec_ctx {
+	size_t max_chunk;
+	size_t cap;          /* size of out and tmp */
+	uint8_t *out;        /* compressed output */
+	uint8_t *tmp;        /* shuffled input / decompressed planes */
+	ZSTD_CCtx *zc;
+	ZSTD_DCtx *zd;
+};
+
+const char *kv_codec_name(uint8_t codec)
+{
+	switch (codec) {
+	case KV_CODEC_NONE: return "none";
+	case KV_CODEC_LZ4: return "lz4";
+	case KV_CODEC_ZSTD: return "zstd";
+	}
+	return "unknown";
+}
+
+struct kv_codec_ctx *kv_codec_ctx_new(size_t max_chunk)
+{
+	struct kv_codec_ctx *ctx = calloc(1, sizeof(*ctx));
+	size_t bound = ZSTD_compressBound(max_chunk);
+
+	if (!ctx)
+		return NULL;
+	if ((size_t)LZ4_compressBound((int)max_chunk) > bound)
+		bound = LZ4_compressBound((int)max_chunk);
+	ctx->max_chunk = max_chunk;
+	ctx->cap = bound;
+	ctx->out = malloc(bound);
+	ctx->tmp = malloc(bound);
+	ctx->zc = ZSTD_createCCtx();
+	ctx->zd = ZSTD_createDCtx();
+	if (!ctx->out || !ctx->tmp || !ctx->zc || !ctx->zd) {
+		kv_codec_ctx_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+void kv_codec_ctx_free(struct kv_codec_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	free(ctx->out);
+	free(ctx->tmp);
+	ZSTD_freeCCtx(ctx->zc);
+	ZSTD_freeDCtx(ctx->zd);
+	free(ctx);
+}
+
+static pthread_key_t kv_codec_key;
+static pthread_once_t kv_codec_once = PTHREAD_ONCE_INIT;
+
+static void kv_codec_tls_free(void *p) { kv_codec_ctx_free(p); }
+static void kv_codec_key_init(void) { pthread_key_create(&kv_codec_key, kv_codec_tls_free); }
+
+struct kv_codec_ctx *kv_codec_tls(size_t max_chunk)
+{
+	struct kv_codec_ctx *ctx;
+
+	pthread_once(&kv_codec_once, kv_codec_key_init);
+	ctx = pthread_getspecific(kv_codec_key);
+	if (ctx && ctx->max_chunk >= max_chunk)
+		return ctx;
+	kv_codec_ctx_free(ctx);
+	ctx = kv_codec_ctx_new(max_chunk);
+	pthread_setspecific(kv_codec_key, ctx);
+	return ctx;
+}
+
+void *kv_codec_inbuf(struct kv_codec_ctx *ctx, size_t *cap)
+{
+	*cap = ctx->cap;
+	return ctx->out;
+}
+
+void kv_codec_shuffle(const uint8_t *src, uint8_t *dst, size_t n, unsigned elem)
+{
+	size_t count = n / elem;
+
+	if (elem == 2) {
+		uint8_t *lo = dst, *hi = dst + count;
+		for (size_t i = 0; i < count; i++) {
+			lo[i] = src[2 * i];
+			hi[i] = src[2 * i + 1];
+		}
+	} else {
+		for (unsigned b = 0; b < elem; b++)
+			for (size_t i = 0; i < count; i++)
+				dst[b * count + i] = src[i * elem + b];
+	}
+	memcpy(dst + count * elem, src + count * elem, n - count * elem);
+}
+
+void kv_codec_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, unsigned elem)
+{
+	size_t count = n / elem;
+
+	if (elem == 2) {
+		const uint8_t *lo = src, *hi = src + count;
+		for (size_t i = 0; i < count; i++) {
+			dst[2 * i] = lo[i];
+			dst[2 * i + 1] = hi[i];
+		}
+	} else {
+		for (unsigned b = 0; b < elem; b++)
+			for (size_t i = 0; i < count; i++)
+				dst[i * elem + b] = src[b * count + i];
+	}
+	memcpy(dst + count * elem, src + count * elem, n - count * elem);
+}
+
+/* Compress n bytes into dst (capacity cap). Returns the length, or 0 when
+ * the codec failed or did not fit. */
+static size_t compress(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+		       const void *src, size_t n, void *dst, size_t cap)
+{
+	if (p->codec == KV_CODEC_LZ4) {
+		int r = LZ4_compress_default(src, dst, (int)n, (int)cap);
+		return r > 0 ? (size_t)r : 0;
+	}
+	size_t r = ZSTD_compressCCtx(ctx->zc, dst, cap, src, n, p->level);
+	return ZSTD_isError(r) ? 0 : r;
+}
+
+/* shuffle=auto: compress a sample plain and shuffled, keep what is smaller. */
+static unsigned pick_elem(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+			  const uint8_t *src, size_t n)
+{
+	size_t s = n < KV_CODEC_SAMPLE ? n : KV_CODEC_SAMPLE;
+	size_t plain, shuffled;
+
+	if (p->shuffle != KV_SHUFFLE_AUTO)
+		return (unsigned)p->shuffle;
+	if (s < 64)
+		return 0;
+	plain = compress(ctx, p, src, s, ctx->out, ctx->cap);
+	kv_codec_shuffle(src, ctx->tmp, s, 2);
+	shuffled = compress(ctx, p, ctx->tmp, s, ctx->out, ctx->cap);
+	if (!shuffled)
+		return 0;
+	return (!plain || shuffled < plain) ? 2 : 0;
+}
+
+int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+		    const void *src, size_t n, struct kv_encoded *out)
+{
+	const uint8_t *in = src;
+	unsigned elem;
+	size_t len;
+
+	if (n > ctx->max_chunk)
+		return -EINVAL;
+	out->codec = KV_CODEC_NONE;
+	out->elem = 0;
+	out->len = (uint32_t)n;
+	out->data = src;
+	if (p->codec == KV_CODEC_NONE || n == 0)
+		return 0;
+	elem = pick_elem(ctx, p, src, n);
+	if (elem > 1) {
+		kv_codec_shuffle(src, ctx->tmp, n, elem);
+		in = ctx->tmp;
+	}
+	len = compress(ctx, p, in, n, ctx->out, ctx->cap);
+	if (!len || len > n - n / KV_CODEC_MARGIN)
+		return 0;
+	out->codec = (uint8_t)p->codec;
+	out->elem = elem > 1 ? (uint8_t)elem : 0;
+	out->len = (uint32_t)len;
+	out->data = ctx->out;
+	return 0;
+}
+
+int kv_codec_decode(struct kv_codec_ctx *ctx, uint8_t codec, uint8_t elem,
+		    const void *src, size_t len, void *dst, size_t raw_len)
+{
+	uint8_t *to = elem > 1 ? ctx->tmp : dst;
+
+	if (raw_len > ctx->max_chunk || (elem != 0 && elem != 2 && elem != 4))
+		return -EIO;
+	switch (codec) {
+	case KV_CODEC_NONE:
+		if (len != raw_len || elem)
+			return -EIO;
+		memcpy(dst, src, len);
+		return 0;
+	case KV_CODEC_LZ4: {
+		int r = LZ4_decompress_safe(src, (char *)to, (int)len, (int)raw_len);
+		if (r < 0 || (size_t)r != raw_len)
+			return -EIO;
+		break;
+	}
+	case KV_CODEC_ZSTD: {
+		size_t r = ZSTD_decompressDCtx(ctx->zd, to, raw_len, src, len);
+		if (ZSTD_isError(r) || r != raw_len)
+			return -EIO;
+		break;
+	}
+	default:
+		return -EIO;
+	}
+	if (elem > 1)
+		kv_codec_unshuffle(ctx->tmp, dst, raw_len, elem);
+	return 0;
+}

@@ -1,0 +1,628 @@
+/* The data path of regular files: chunk map, write buffers, compression
+ * jobs and publishing. See fs_int.h for the structures and lock order. */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+
+/* Buffered chunks an open file may hold beyond those being compressed. */
+#define KV_FILE_BUFFERED 4
+
+struct kv_cjob {
+	struct kv_fs *fs;
+	struct kv_inode *in;
+	uint64_t idx;
+	const uint8_t *data;
+	uint32_t len;
+};
+
+static uint64_t chunk_of(const struct kv_fs *fs, uint64_t off) { return off / fs->cfg.chunk; }
+static uint64_t chunk_start(const struct kv_fs *fs, uint64_t idx) { return idx * fs->cfg.chunk; }
+
+static uint32_t inflight_max(const struct kv_fs *fs) { return 2 * (uint32_t)fs->cfg.workers; }
+
+/* The entry for chunk idx, growing the map. Locked. */
+static struct kv_centry *entry(struct kv_inode *in, uint64_t idx)
+{
+	if (idx >= in->nmap) {
+		uint64_t n = in->nmap ? in->nmap : 8;
+		struct kv_centry *m;
+		while (n <= idx)
+			n *= 2;
+		m = realloc(in->map, n * sizeof(*m));
+		if (!m)
+			return NULL;
+		memset(m + in->nmap, 0, (n - in->nmap) * sizeof(*m));
+		in->map = m;
+		in->nmap = n;
+	}
+	return &in->map[idx];
+}
+
+static int load_chunk(void *arg, const struct kv_chunk *c)
+{
+	struct kv_inode *in = arg;
+	struct kv_centry *e = entry(in, c->idx);
+
+	if (!e)
+		return -ENOMEM;
+	e->loc = c->loc;
+	e->raw = c->raw;
+	e->codec = c->codec;
+	e->stored = e->published = 1;
+	return 0;
+}
+
+int kv_file_attach(struct kv_fs *fs, struct kv_inode *in)
+{
+	int rc;
+
+	if (!S_ISREG(in->attr.mode) || in->users++)
+		return 0;
+	rc = kv_index_chunks(fs->ix, in->ino, load_chunk, in);
+	if (rc) {
+		kv_err("inode %" PRIu64 ": cannot load chunk list: %s", in->ino, strerror(-rc));
+		in->users--;
+		free(in->map);
+		in->map = NULL;
+		in->nmap = 0;
+	}
+	return rc;
+}
+
+static void free_garbage(struct kv_fs *fs, struct kv_inode *in)
+{
+	for (size_t i = 0; i < in->ngarbage; i++)
+		kv_fs_free_loc(fs, &in->garbage[i]);
+	in->ngarbage = 0;
+}
+
+int kv_file_detach(struct kv_fs *fs, struct kv_inode *in)
+{
+	int rc = 0;
+
+	if (!S_ISREG(in->attr.mode) || !in->users)
+		return 0;
+	if (in->users == 1)
+		rc = kv_file_publish(fs, in, 0);
+	if (--in->users)
+		return rc;
+	/* Records the failed publish would have referenced are lost; free them
+	 * so that their space comes back. */
+	for (uint64_t i = 0; i < in->nmap; i++) {
+		struct kv_centry *e = &in->map[i];
+		if (e->buf)
+			kv_buf_put(fs->bufs, e->buf);
+		if (e->stored && !e->published)
+			kv_fs_free_loc(fs, &e->loc);
+	}
+	if (rc)
+		kv_err("inode %" PRIu64 ": changes lost: %s", in->ino, strerror(-rc));
+	else
+		free_garbage(fs, in);
+	free(in->map);
+	in->map = NULL;
+	in->nmap = 0;
+	in->nbuf = 0;
+	in->keep = UINT64_MAX;
+	in->meta_dirty = 0;
+	return rc;
+}
+
+/* A record is no longer the chunk's content. Published ones stay until
+ * the index stops naming them. Locked. */
+static int retire(struct kv_fs *fs, struct kv_inode *in, struct kv_centry *e)
+{
+	if (!e->stored)
+		return 0;
+	in->attr.stored -= e->loc.len;
+	e->stored = 0;
+	if (!e->published) {
+		kv_fs_free_loc(fs, &e->loc);
+		return 0;
+	}
+	e->published = 0;
+	if (in->ngarbage == in->garbage_cap) {
+		size_t cap = in->garbage_cap ? in->garbage_cap * 2 : 16;
+		struct kv_loc *g = realloc(in->garbage, cap * sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		in->garbage = g;
+		in->garbage_cap = cap;
+	}
+	in->garbage[in->ngarbage++] = e->loc;
+	return 0;
+}
+
+static void compress_job(void *arg)
+{
+	struct kv_cjob *j = arg;
+	struct kv_fs *fs = j->fs;
+	struct kv_inode *in = j->in;
+	struct kv_codec_params p = { fs->cfg.codec, fs->cfg.level, fs->cfg.shuffle };
+	struct kv_codec_ctx *cc = kv_codec_tls(fs->cfg.chunk);
+	struct kv_encoded enc;
+	struct kv_loc loc;
+	struct kv_centry *e;
+	int rc = cc ? kv_codec_encode(cc, &p, j->data, j->len, &enc) : -ENOMEM;
+
+	if (!rc)
+		rc = kv_store_append(fs->st, in->ino, j->idx, &enc, j->len, &loc);
+	pthread_mutex_lock(&in->lock);
+	e = &in->map[j->idx];
+	if (!rc)
+		rc = retire(fs, in, e);
+	if (!rc) {
+		e->loc = loc;
+		e->raw = j->len;
+		e->codec = enc.codec;
+		e->stored = 1;
+		e->changed = 1;
+		in->attr.stored += loc.len;
+		in->meta_dirty = 1;
+		/* The raw bytes are exactly what a read of the record yields. */
+		kv_tier_release(fs->tier, kv_tier_put(fs->tier, &loc, e->buf, j->len));
+	} else {
+		if (!in->error)
+			in->error = rc;
+		if (rc != -ENOSPC)
+			kv_err("inode %" PRIu64 " chunk %" PRIu64 ": %s", in->ino, j->idx, strerror(-rc));
+		kv_buf_put(fs->bufs, e->buf);
+	}
+	e->buf = NULL;
+	e->fill = 0;
+	e->inflight = 0;
+	in->nbuf--;
+	in->inflight--;
+	pthread_cond_broadcast(&in->idle);
+	pthread_mutex_unlock(&in->lock);
+	free(j);
+}
+
+/* Hand chunk idx's buffer to a worker. Locked. */
+static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx)
+{
+	struct kv_centry *e = &in->map[idx];
+	uint64_t start = chunk_start(fs, idx);
+	struct kv_cjob *j;
+	uint32_t len;
+
+	if (start >= in->attr.size) {
+		kv_buf_put(fs->bufs, e->buf);
+		e->buf = NULL;
+		e->fill = 0;
+		in->nbuf--;
+		return 0;
+	}
+	len = (uint32_t)(in->attr.size - start < fs->cfg.chunk ? in->attr.size - start
+							      : fs->cfg.chunk);
+	if (e->fill < len)
+		memset(e->buf + e->fill, 0, len - e->fill);
+	e->fill = len;
+	j = malloc(sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	*j = (struct kv_cjob){ fs, in, idx, e->buf, len };
+	e->inflight = 1;
+	in->inflight++;
+	if (kv_pool_submit(fs->pool, compress_job, j)) {
+		e->inflight = 0;
+		in->inflight--;
+		free(j);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void wait_entry(struct kv_inode *in, uint64_t idx)
+{
+	while (idx < in->nmap && in->map[idx].inflight)
+		pthread_cond_wait(&in->idle, &in->lock);
+}
+
+/* The decoded content of a stored chunk, from the tier or the store. */
+static struct kv_tier_ent *fetch(struct kv_fs *fs, uint64_t ino, uint64_t idx,
+				 const struct kv_loc *loc, uint32_t raw, int *err)
+{
+	struct kv_tier_ent *t = kv_tier_get(fs->tier, loc);
+	void *buf;
+
+	if (t)
+		return t;
+	buf = kv_buf_get(fs->bufs);
+	if (!buf) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	*err = kv_store_read(fs->st, loc, ino, idx, buf, raw);
+	if (*err) {
+		kv_buf_put(fs->bufs, buf);
+		return NULL;
+	}
+	t = kv_tier_put(fs->tier, loc, buf, raw);
+	if (!t)
+		*err = -ENOMEM;
+	return t;
+}
+
+/* Give chunk idx a buffer holding its current content up to fill.
+ * whole: the caller overwrites the chunk's whole live range anyway. Locked. */
+static int buffer(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int whole)
+{
+	struct kv_centry *e;
+	struct kv_tier_ent *t;
+	int rc = 0;
+
+	wait_entry(in, idx);
+	e = entry(in, idx);
+	if (!e)
+		return -ENOMEM;
+	if (e->buf)
+		return 0;
+	e->buf = kv_buf_get(fs->bufs);
+	if (!e->buf)
+		return -ENOMEM;
+	e->fill = 0;
+	in->nbuf++;
+	if (!e->stored || whole)
+		return 0;
+	t = fetch(fs, in->ino, idx, &e->loc, e->raw, &rc);
+	if (!t)
+		return rc;
+	memcpy(e->buf, kv_tier_data(t), e->raw);
+	e->fill = e->raw;
+	kv_tier_release(fs->tier, t);
+	return 0;
+}
+
+/* Too many buffered chunks: compress the lowest ones. Locked. */
+static int spill(struct kv_fs *fs, struct kv_inode *in, uint64_t except)
+{
+	int rc = 0;
+
+	for (uint64_t i = 0; !rc && i < in->nmap && in->nbuf - in->inflight > KV_FILE_BUFFERED; i++)
+		if (i != except && in->map[i].buf && !in->map[i].inflight)
+			rc = submit(fs, in, i);
+	while (in->inflight > inflight_max(fs))
+		pthread_cond_wait(&in->idle, &in->lock);
+	return rc;
+}
+
+static struct kv_inode *open_inode(struct kv_fs *fs, uint64_t ino, int *rc)
+{
+	struct kv_inode *in = kv_fs_inode(fs, ino, rc);
+
+	if (in && !S_ISREG(in->attr.mode)) {
+		*rc = S_ISDIR(in->attr.mode) ? -EISDIR : -EINVAL;
+		return NULL;
+	}
+	return in;
+}
+
+ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t size, off_t off)
+{
+	int rc = 0;
+	struct kv_inode *in = open_inode(fs, ino, &rc);
+	const uint8_t *src = buf;
+	uint64_t pos = (uint64_t)off, end = pos + size;
+
+	if (!in)
+		return rc;
+	if (off < 0 || end < pos || end > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	pthread_mutex_lock(&in->lock);
+	rc = in->error;
+	in->error = 0;
+	while (!rc && pos < end) {
+		uint64_t idx = chunk_of(fs, pos), cs = chunk_start(fs, idx);
+		uint32_t a = (uint32_t)(pos - cs);
+		uint32_t n = (uint32_t)(end - pos < fs->cfg.chunk - a ? end - pos : fs->cfg.chunk - a);
+		uint64_t live = in->attr.size > cs ? in->attr.size - cs : 0;
+		struct kv_centry *e;
+
+		if (live > fs->cfg.chunk)
+			live = fs->cfg.chunk;
+		rc = buffer(fs, in, idx, a == 0 && n >= live);
+		if (rc)
+			break;
+		e = &in->map[idx];
+		if (a > e->fill)
+			memset(e->buf + e->fill, 0, a - e->fill);
+		memcpy(e->buf + a, src, n);
+		if (a + n > e->fill)
+			e->fill = a + n;
+		src += n;
+		pos += n;
+		if (pos > in->attr.size)
+			in->attr.size = pos;
+		if (a + n == fs->cfg.chunk)
+			rc = submit(fs, in, idx);
+		if (!rc)
+			rc = spill(fs, in, idx);
+	}
+	if (pos > (uint64_t)off) {
+		in->attr.mtime = in->attr.ctime = kv_now();
+		in->meta_dirty = 1;
+	}
+	pthread_mutex_unlock(&in->lock);
+	if (pos > (uint64_t)off)
+		return (ssize_t)(pos - (uint64_t)off);
+	return rc;
+}
+
+int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
+{
+	uint64_t first = (size + fs->cfg.chunk - 1) / fs->cfg.chunk;
+	uint32_t tail = (uint32_t)(size % fs->cfg.chunk);
+	int rc = 0;
+
+	if (size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	for (uint64_t i = first; i < in->nmap; i++) {
+		struct kv_centry *e;
+		wait_entry(in, i);
+		e = &in->map[i];
+		if (e->buf) {
+			kv_buf_put(fs->bufs, e->buf);
+			in->nbuf--;
+		}
+		rc = retire(fs, in, e);
+		memset(e, 0, sizeof(*e));
+		if (rc)
+			return rc;
+	}
+	if (first < in->keep)
+		in->keep = first;
+	if (tail && size < in->attr.size && size / fs->cfg.chunk < in->nmap) {
+		uint64_t idx = size / fs->cfg.chunk;
+		rc = buffer(fs, in, idx, 0);
+		if (rc)
+			return rc;
+		if (in->map[idx].fill > tail)
+			in->map[idx].fill = tail;
+	}
+	in->attr.size = size;
+	in->attr.mtime = in->attr.ctime = kv_now();
+	in->meta_dirty = 1;
+	return 0;
+}
+
+int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
+{
+	struct kv_chunk *c = NULL;
+	size_t n = 0, nc = 0;
+	int rc = 0;
+
+	for (uint64_t i = 0; !rc && i < in->nmap; i++)
+		if (in->map[i].buf && !in->map[i].inflight)
+			rc = submit(fs, in, i);
+	while (in->inflight)
+		pthread_cond_wait(&in->idle, &in->lock);
+	if (!rc)
+		rc = in->error;
+	in->error = 0;
+	if (rc)
+		return rc;
+	for (uint64_t i = 0; i < in->nmap; i++)
+		nc += in->map[i].changed;
+	if (!nc && !in->meta_dirty && in->keep == UINT64_MAX)
+		return durable ? kv_store_sync(fs->st) : 0;
+	if (nc && !(c = malloc(nc * sizeof(*c))))
+		return -ENOMEM;
+	for (uint64_t i = 0; i < in->nmap; i++) {
+		struct kv_centry *e = &in->map[i];
+		if (e->changed)
+			c[n++] = (struct kv_chunk){ i, e->loc, e->raw, e->codec };
+	}
+	if (durable)
+		rc = kv_store_sync(fs->st);
+	if (!rc)
+		rc = kv_index_publish(fs->ix, &in->attr, in->keep, c, n, durable);
+	free(c);
+	if (rc) {
+		kv_err("inode %" PRIu64 ": publish failed: %s", in->ino, strerror(-rc));
+		return rc;
+	}
+	for (uint64_t i = 0; i < in->nmap; i++) {
+		struct kv_centry *e = &in->map[i];
+		if (e->changed)
+			e->published = 1;
+		e->changed = 0;
+	}
+	free_garbage(fs, in);
+	in->keep = UINT64_MAX;
+	in->meta_dirty = 0;
+	return 0;
+}
+
+int kv_file_open(struct kv_fs *fs, uint64_t ino, int trunc)
+{
+	int rc = 0;
+	struct kv_inode *in = open_inode(fs, ino, &rc);
+
+	if (!in)
+		return rc;
+	pthread_mutex_lock(&fs->itab);
+	in->nopen++;
+	pthread_mutex_unlock(&fs->itab);
+	pthread_mutex_lock(&in->lock);
+	rc = kv_file_attach(fs, in);
+	if (!rc && trunc && in->attr.size) {
+		rc = kv_file_truncate(fs, in, 0);
+		if (rc)
+			kv_file_detach(fs, in);
+	}
+	pthread_mutex_unlock(&in->lock);
+	if (rc) {
+		pthread_mutex_lock(&fs->itab);
+		in->nopen--;
+		pthread_mutex_unlock(&fs->itab);
+	}
+	return rc;
+}
+
+static int publish_ino(struct kv_fs *fs, uint64_t ino, int durable)
+{
+	int rc = 0;
+	struct kv_inode *in = open_inode(fs, ino, &rc);
+
+	if (!in)
+		return rc;
+	pthread_mutex_lock(&in->lock);
+	rc = in->users ? kv_file_publish(fs, in, durable) : 0;
+	pthread_mutex_unlock(&in->lock);
+	return rc;
+}
+
+int kv_file_flush(struct kv_fs *fs, uint64_t ino) { return publish_ino(fs, ino, 0); }
+int kv_file_fsync(struct kv_fs *fs, uint64_t ino) { return publish_ino(fs, ino, 1); }
+
+int kv_file_release(struct kv_fs *fs, uint64_t ino)
+{
+	int rc = 0;
+	struct kv_inode *in = open_inode(fs, ino, &rc);
+	int gone;
+
+	if (!in)
+		return rc;
+	pthread_mutex_lock(&in->lock);
+	rc = kv_file_detach(fs, in);
+	pthread_mutex_unlock(&in->lock);
+	pthread_mutex_lock(&fs->itab);
+	in->nopen--;
+	gone = in->nopen == 0 && in->nlookup == 0;
+	pthread_mutex_unlock(&fs->itab);
+	if (gone)
+		kv_fs_forget(fs, ino, 0);
+	return rc;
+}
+
+/* Per-thread buffer for copies of buffered (not yet stored) data. */
+static pthread_key_t copy_key;
+static pthread_once_t copy_once = PTHREAD_ONCE_INIT;
+
+static void copy_key_init(void) { pthread_key_create(&copy_key, free); }
+
+static uint8_t *copy_buf(size_t need)
+{
+	struct cbuf { size_t cap; uint8_t data[]; } *b;
+
+	pthread_once(&copy_once, copy_key_init);
+	b = pthread_getspecific(copy_key);
+	if (!b || b->cap < need) {
+		free(b);
+		b = malloc(sizeof(*b) + need);
+		pthread_setspecific(copy_key, b);
+		if (!b)
+			return NULL;
+		b->cap = need;
+	}
+	return b->data;
+}
+
+static int add_iov(struct kv_readv *rv, const void *p, size_t n)
+{
+	if (rv->n == KV_READV_MAX)
+		return -EIO;
+	rv->iov[rv->n++] = (struct iovec){ (void *)p, n };
+	rv->bytes += n;
+	return 0;
+}
+
+/* Bytes [a, a+n) of a chunk whose first len bytes are data, the rest zero. */
+static int add_part(struct kv_fs *fs, struct kv_readv *rv, const uint8_t *data, uint32_t len,
+		    uint32_t a, uint32_t n)
+{
+	int rc = 0;
+
+	if (a < len) {
+		uint32_t k = len - a < n ? len - a : n;
+		rc = add_iov(rv, data + a, k);
+		a += k;
+		n -= k;
+	}
+	if (!rc && n)
+		rc = add_iov(rv, fs->zeros, n);
+	return rc;
+}
+
+int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv)
+{
+	int rc = 0;
+	struct kv_inode *in = open_inode(fs, ino, &rc);
+	uint64_t pos = (uint64_t)off, end;
+	uint8_t *copy = NULL;
+	size_t copied = 0;
+
+	memset(rv, 0, sizeof(*rv));
+	if (!in)
+		return rc;
+	pthread_mutex_lock(&in->lock);
+	end = pos + size < in->attr.size ? pos + size : in->attr.size;
+	while (!rc && pos < end) {
+		uint64_t idx = chunk_of(fs, pos);
+		uint32_t a = (uint32_t)(pos - chunk_start(fs, idx));
+		uint32_t n = (uint32_t)(end - pos < fs->cfg.chunk - a ? end - pos : fs->cfg.chunk - a);
+		struct kv_centry *e = idx < in->nmap ? &in->map[idx] : NULL;
+
+		if (e && e->buf) {
+			/* Buffered bytes can change once the lock is dropped. */
+			if (!copy && !(copy = copy_buf(size))) {
+				rc = -ENOMEM;
+				break;
+			}
+			if (a < e->fill)
+				memcpy(copy + copied, e->buf + a, e->fill - a < n ? e->fill - a : n);
+			if (a + n > e->fill)
+				memset(copy + copied + (a < e->fill ? e->fill - a : 0), 0,
+				       a + n - (a > e->fill ? a : e->fill));
+			rc = add_iov(rv, copy + copied, n);
+			copied += n;
+		} else if (e && e->stored) {
+			struct kv_loc loc = e->loc;
+			uint32_t raw = e->raw;
+			struct kv_tier_ent *t = kv_tier_get(fs->tier, &loc);
+			if (!t) {
+				pthread_mutex_unlock(&in->lock);
+				t = fetch(fs, ino, idx, &loc, raw, &rc);
+				pthread_mutex_lock(&in->lock);
+				e = idx < in->nmap ? &in->map[idx] : NULL;
+				if (!e || e->buf || !e->stored || e->loc.seg != loc.seg ||
+				    e->loc.off != loc.off) {
+					/* Rewritten meanwhile: read this chunk again. */
+					kv_tier_release(fs->tier, t);
+					rc = 0;
+					end = pos + size < in->attr.size ? pos + size : in->attr.size;
+					continue;
+				}
+				if (!t)
+					break;
+			}
+			rv->refs[rv->nrefs++] = t;
+			rc = add_part(fs, rv, kv_tier_data(t), raw, a, n);
+		} else {
+			rc = add_iov(rv, fs->zeros, n);
+		}
+		pos += n;
+	}
+	pthread_mutex_unlock(&in->lock);
+	if (rc) {
+		kv_file_read_done(fs, rv);
+		return rc;
+	}
+	return (int)rv->bytes;
+}
+
+void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv)
+{
+	for (int i = 0; i < rv->nrefs; i++)
+		kv_tier_release(fs->tier, rv->refs[i]);
+	rv->nrefs = 0;
+	rv->n = 0;
+}

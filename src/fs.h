@@ -1,0 +1,92 @@
+/* kv_fs / kv_file: the filesystem below the FUSE glue.
+ *
+ * kv_fs_* is the namespace (inodes, directories, attributes, xattrs) and
+ * the per-mount state; kv_file_* is the data path of regular files (chunk
+ * map, write buffers, compression jobs, publishing). Both work on inode
+ * numbers and return 0 (or a byte count) or a negative errno, so they can
+ * be driven without a mount. */
+#ifndef KV_FS_H
+#define KV_FS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "index.h"
+#include "opt.h"
+
+struct kv_fs;
+struct kv_tier_ent;
+
+/* Who is asking: from the FUSE request context. */
+struct kv_cred {
+	uint32_t uid, gid;
+};
+
+int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out,
+	       char *err, size_t errlen);
+/* Publishes every open file and closes the store. */
+void kv_fs_close(struct kv_fs *fs);
+const struct kv_config *kv_fs_config(const struct kv_fs *fs);
+
+/* Entry replies take one kernel reference on the inode (see kv_fs_forget). */
+int kv_fs_lookup(struct kv_fs *fs, uint64_t parent, const char *name, struct kv_attr *out);
+/* Take a reference for an entry returned by kv_fs_readdir (readdirplus);
+ * refreshes *a from the in-memory inode. */
+void kv_fs_ref(struct kv_fs *fs, struct kv_attr *a);
+void kv_fs_forget(struct kv_fs *fs, uint64_t ino, uint64_t nlookup);
+
+int kv_fs_getattr(struct kv_fs *fs, uint64_t ino, struct kv_attr *out);
+/* Change the attributes in mask (KV_SET_*) to those in in. */
+int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *in, unsigned mask,
+		  struct kv_attr *out);
+
+/* Create a file, directory or symlink (target != NULL) in parent. */
+int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mode,
+		const struct kv_cred *cred, const char *target, struct kv_attr *out);
+int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir);
+int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
+		 const char *newname, unsigned flags);
+int kv_fs_readlink(struct kv_fs *fs, uint64_t ino, char *buf, size_t len);
+int kv_fs_readdir(struct kv_fs *fs, uint64_t ino, uint64_t off, kv_index_dir_cb cb, void *arg);
+int kv_fs_parent(struct kv_fs *fs, uint64_t ino, uint64_t *parent);
+int kv_fs_statfs(struct kv_fs *fs, struct statvfs *out);
+
+int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void *value,
+		   size_t size, int flags);
+int kv_fs_getxattr(struct kv_fs *fs, uint64_t ino, const char *name, void *buf, size_t size);
+int kv_fs_listxattr(struct kv_fs *fs, uint64_t ino, char *buf, size_t size);
+int kv_fs_removexattr(struct kv_fs *fs, uint64_t ino, const char *name);
+
+/* Open files. Every kv_file_open is paired with one kv_file_release. */
+int kv_file_open(struct kv_fs *fs, uint64_t ino, int trunc);
+/* Seal buffered data and publish the chunk list; reports a write error
+ * that happened in the background since the last call. */
+int kv_file_flush(struct kv_fs *fs, uint64_t ino);
+int kv_file_fsync(struct kv_fs *fs, uint64_t ino);
+int kv_file_release(struct kv_fs *fs, uint64_t ino);
+ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t size, off_t off);
+
+/* A read's reply as a vector over tier entries, a private copy of
+ * buffered data, and zeros for holes. Release it after replying. */
+#define KV_READV_MAX 40
+struct kv_readv {
+	struct iovec iov[KV_READV_MAX];
+	int n;
+	struct kv_tier_ent *refs[KV_READV_MAX];
+	int nrefs;
+	size_t bytes;
+};
+int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv);
+void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv);
+
+/* Figures for kvfsctl and the tests. */
+struct kv_fs_counters {
+	size_t bufs_in_use;
+	uint64_t tier_bytes, tier_hits, tier_misses;
+};
+void kv_fs_counters(struct kv_fs *fs, struct kv_fs_counters *c);
+
+#endif

@@ -1,0 +1,85 @@
+/* Internals shared by fs.c (namespace) and file.c (data path).
+ *
+ * Lock order, outermost first:
+ *   kv_inode.lock  ->  kv_index (its own mutex)  ->  kv_store / kv_tier / kv_bufs
+ * fs->itab is a leaf: it guards the inode table and the nlookup/nopen
+ * counts, and nothing else is locked while it is held. */
+#ifndef KV_FS_INT_H
+#define KV_FS_INT_H
+
+#include <pthread.h>
+
+#include "fs.h"
+#include "pool.h"
+#include "store.h"
+#include "tier.h"
+
+/* One chunk of an open file. */
+struct kv_centry {
+	struct kv_loc loc;     /* valid when stored */
+	uint32_t raw;          /* raw bytes of the stored record */
+	uint8_t codec;
+	uint8_t stored;        /* loc names a record */
+	uint8_t published;     /* loc is what the index holds */
+	uint8_t changed;       /* loc must be written at the next publish */
+	uint8_t inflight;      /* a worker is compressing buf */
+	uint8_t *buf;          /* buffered bytes, newer than loc; NULL if none */
+	uint32_t fill;         /* bytes of buf that are defined; the rest is zero */
+};
+
+struct kv_inode {
+	uint64_t ino;
+	struct kv_inode *hnext;
+	uint64_t nlookup;      /* under fs->itab */
+	uint32_t nopen;        /* under fs->itab */
+
+	pthread_mutex_t lock;
+	pthread_cond_t idle;   /* signalled when a job finishes */
+	struct kv_attr attr;
+
+	/* Data path state, under lock; present while users > 0. */
+	uint32_t users;        /* opens plus transient attaches (truncate) */
+	struct kv_centry *map;
+	uint64_t nmap;
+	uint32_t nbuf;         /* chunks with a buffer */
+	uint32_t inflight;
+	uint64_t keep;         /* chunks >= keep are gone since the last publish */
+	int meta_dirty;        /* size/mtime/stored changed since publish */
+	int error;             /* background write error not yet reported */
+	struct kv_loc *garbage; /* published records superseded, freed after publish */
+	size_t ngarbage, garbage_cap;
+};
+
+struct kv_fs {
+	struct kv_config cfg;
+	char store_path[4096];
+	int lockfd;
+	struct kv_index *ix;
+	struct kv_store *st;
+	struct kv_pool *pool;
+	struct kv_bufs *bufs;
+	struct kv_tier *tier;
+	uint8_t *zeros;        /* cfg.chunk bytes of zeros, for holes */
+
+	pthread_mutex_t itab;
+	struct kv_inode **hash;
+	size_t nhash, ninodes;
+};
+
+/* The in-memory inode for ino, loaded from the index if needed, without
+ * taking a reference; NULL with *err set if there is none. Callers must
+ * hold a kernel reference or an open for ino. */
+struct kv_inode *kv_fs_inode(struct kv_fs *fs, uint64_t ino, int *err);
+int64_t kv_now(void);
+/* Free a record: store space and tier entry. */
+void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc);
+/* Delete an inode that has no links and no users (index rows and records). */
+void kv_fs_drop(struct kv_fs *fs, uint64_t ino);
+
+/* file.c: attach/detach the data path state of a regular file. Locked. */
+int kv_file_attach(struct kv_fs *fs, struct kv_inode *in);
+int kv_file_detach(struct kv_fs *fs, struct kv_inode *in);
+int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size);
+int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable);
+
+#endif

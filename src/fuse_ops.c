@@ -1,0 +1,534 @@
+#include "fuse_ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static struct kv_mount *mnt(fuse_req_t req) { return fuse_req_userdata(req); }
+static struct kv_fs *kfs(fuse_req_t req) { return mnt(req)->fs; }
+
+static void to_stat(const struct kv_fs *fs, const struct kv_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_rdev = a->rdev;
+	st->st_size = (off_t)a->size;
+	st->st_blocks = (blkcnt_t)((a->stored + 511) / 512);
+	st->st_blksize = (blksize_t)kv_fs_config(fs)->chunk;
+	st->st_atim = (struct timespec){ a->atime / 1000000000, a->atime % 1000000000 };
+	st->st_mtim = (struct timespec){ a->mtime / 1000000000, a->mtime % 1000000000 };
+	st->st_ctim = (struct timespec){ a->ctime / 1000000000, a->ctime % 1000000000 };
+}
+
+static void reply_entry(fuse_req_t req, int rc, const struct kv_attr *a)
+{
+	struct fuse_entry_param e = { 0 };
+	struct kv_fs *fs = kfs(req);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	e.ino = a->ino;
+	e.attr_timeout = e.entry_timeout = mnt(req)->timeout;
+	to_stat(fs, a, &e.attr);
+	if (fuse_reply_entry(req, &e))
+		kv_fs_forget(fs, a->ino, 1);
+}
+
+static void reply_attr(fuse_req_t req, int rc, const struct kv_attr *a)
+{
+	struct stat st;
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	to_stat(kfs(req), a, &st);
+	fuse_reply_attr(req, &st, mnt(req)->timeout);
+}
+
+static void *raise_readahead(void *arg)
+{
+	struct kv_mount *m = arg;
+	struct stat st;
+	char path[128], kb[32];
+	int fd, n;
+
+	/* Runs once INIT is answered: stat waits for it, and the kernel only
+	 * lowers the readahead it agreed at INIT, so raise it afterwards. */
+	if (stat(m->mountpoint, &st))
+		return NULL;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
+		 minor(st.st_dev));
+	n = snprintf(kb, sizeof(kb), "%zu\n", kv_fs_config(m->fs)->chunk / 1024 < 1024
+						? (size_t)1024 : kv_fs_config(m->fs)->chunk / 1024);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, kb, (size_t)n) != n)
+		kv_warn("cannot raise readahead through %s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static void kv_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct kv_mount *m = userdata;
+	pthread_t t;
+
+	/* Reads come as large as readahead allows and writes as large as a
+	 * chunk, so one request maps to one chunk where it can. */
+	conn->max_readahead = conn->max_readahead > (1u << 20) ? conn->max_readahead : (1u << 20);
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* The kernel may cache data across opens: every change goes through
+	 * this mount. Writeback caching stays off so write errors reach the
+	 * writer. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (!pthread_create(&t, NULL, raise_readahead, m))
+		pthread_detach(t);
+}
+
+static void kv_destroy(void *userdata)
+{
+	(void)userdata;
+}
+
+static void kv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct kv_attr a;
+	int rc = kv_fs_lookup(kfs(req), parent, name, &a);
+
+	if (rc == -ENOENT) {
+		/* Negative entries are not cached: another context may appear. */
+		struct fuse_entry_param e = { 0 };
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	reply_entry(req, rc, &a);
+}
+
+static void kv_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	kv_fs_forget(kfs(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void kv_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	for (size_t i = 0; i < count; i++)
+		kv_fs_forget(kfs(req), f[i].ino, f[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void kv_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kv_attr a;
+
+	(void)fi;
+	reply_attr(req, kv_fs_getattr(kfs(req), ino, &a), &a);
+}
+
+static int64_t ts_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static void kv_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct kv_attr in = { 0 }, out;
+	unsigned mask = 0;
+	struct timespec now;
+
+	(void)fi;
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		mask |= KV_SET_MODE;
+		in.mode = st->st_mode;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		mask |= KV_SET_UID;
+		in.uid = st->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		mask |= KV_SET_GID;
+		in.gid = st->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (st->st_size < 0) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		mask |= KV_SET_SIZE;
+		in.size = (uint64_t)st->st_size;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+		mask |= KV_SET_ATIME;
+		in.atime = ts_ns(to_set & FUSE_SET_ATTR_ATIME_NOW ? &now : &st->st_atim);
+	}
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+		mask |= KV_SET_MTIME;
+		in.mtime = ts_ns(to_set & FUSE_SET_ATTR_MTIME_NOW ? &now : &st->st_mtim);
+	}
+	reply_attr(req, kv_fs_setattr(kfs(req), ino, &in, mask, &out), &out);
+}
+
+static void kv_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[4097];
+	int rc = kv_fs_readlink(kfs(req), ino, buf, sizeof(buf));
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      dev_t rdev, const char *target)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct kv_cred cred = { ctx->uid, ctx->gid };
+	struct kv_attr a;
+	int rc;
+
+	(void)rdev;
+	rc = kv_fs_mknod(kfs(req), parent, name, mode, &cred, target, &a);
+	reply_entry(req, rc, &a);
+}
+
+static void kv_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	make_node(req, parent, name, mode, rdev, NULL);
+}
+
+static void kv_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL);
+}
+
+static void kv_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	if (strlen(link) > 4095) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	make_node(req, parent, name, S_IFLNK | 0777, 0, link);
+}
+
+static void kv_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -kv_fs_remove(kfs(req), parent, name, 0));
+}
+
+static void kv_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -kv_fs_remove(kfs(req), parent, name, 1));
+}
+
+static void kv_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	fuse_reply_err(req, -kv_fs_rename(kfs(req), parent, name, newparent, newname, flags));
+}
+
+static void kv_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	/* Hard links would let one file belong to two contexts. */
+	fuse_reply_err(req, EPERM);
+}
+
+static void kv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kv_fs *fs = kfs(req);
+	int rc = kv_file_open(fs, ino, fi->flags & O_TRUNC);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->keep_cache = 1;
+	if (fuse_reply_open(req, fi))
+		kv_file_release(fs, ino);
+}
+
+static void kv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct kv_cred cred = { ctx->uid, ctx->gid };
+	struct fuse_entry_param e = { 0 };
+	struct kv_fs *fs = kfs(req);
+	struct kv_attr a;
+	int rc = kv_fs_mknod(fs, parent, name, S_IFREG | (mode & 07777), &cred, NULL, &a);
+
+	if (!rc) {
+		rc = kv_file_open(fs, a.ino, 0);
+		if (rc)
+			kv_fs_forget(fs, a.ino, 1);
+	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	e.ino = a.ino;
+	e.attr_timeout = e.entry_timeout = mnt(req)->timeout;
+	to_stat(kfs(req), &a, &e.attr);
+	fi->keep_cache = 1;
+	if (fuse_reply_create(req, &e, fi)) {
+		kv_file_release(fs, a.ino);
+		kv_fs_forget(fs, a.ino, 1);
+	}
+}
+
+static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct kv_fs *fs = kfs(req);
+	struct kv_readv rv;
+	int rc = kv_file_read(fs, ino, off, size, &rv);
+
+	(void)fi;
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	/* The reply copies the tier's buffers; they may go only after it. */
+	fuse_reply_iov(req, rv.iov, rv.n);
+	kv_file_read_done(fs, &rv);
+}
+
+static void kv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	ssize_t n = kv_file_write(kfs(req), ino, buf, size, off);
+
+	(void)fi;
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void kv_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	fuse_reply_err(req, -kv_file_flush(kfs(req), ino));
+}
+
+static void kv_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	fuse_reply_err(req, -kv_file_release(kfs(req), ino));
+}
+
+static void kv_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, -kv_file_fsync(kfs(req), ino));
+}
+
+/* Directory offsets: 1 and 2 follow "." and "..", then dentry id + 2. */
+struct dirbuf {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+	int plus;
+};
+
+static int add_dirent(struct dirbuf *d, const char *name, struct kv_attr *a, off_t next,
+		      int ref)
+{
+	struct fuse_entry_param e = { 0 };
+	size_t n;
+
+	if (ref)
+		kv_fs_ref(kfs(d->req), a);
+	to_stat(kfs(d->req), a, &e.attr);
+	if (d->plus) {
+		if (ref) {
+			e.ino = a->ino;
+			e.attr_timeout = e.entry_timeout = mnt(d->req)->timeout;
+		}
+		n = fuse_add_direntry_plus(d->req, d->buf + d->used, d->size - d->used, name, &e,
+					   next);
+	} else {
+		n = fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used, name, &e.attr,
+				      next);
+	}
+	if (n > d->size - d->used) {
+		if (ref)
+			kv_fs_forget(kfs(d->req), a->ino, 1);
+		return 1;
+	}
+	d->used += n;
+	return 0;
+}
+
+static int dir_cb(void *arg, const char *name, size_t len, const struct kv_attr *a,
+		  uint64_t next)
+{
+	struct dirbuf *d = arg;
+	struct kv_attr copy = *a;
+	char nm[256];
+
+	memcpy(nm, name, len < 255 ? len : 255);
+	nm[len < 255 ? len : 255] = 0;
+	return add_dirent(d, nm, &copy, (off_t)next + 2, d->plus);
+}
+
+static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
+{
+	struct dirbuf d = { req, malloc(size), size, 0, plus };
+	struct kv_attr self, parent;
+	uint64_t pino;
+	int rc;
+
+	if (!d.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = kv_fs_getattr(kfs(req), ino, &self);
+	if (!rc)
+		rc = kv_fs_parent(kfs(req), ino, &pino);
+	if (!rc && off < 1 && add_dirent(&d, ".", &self, 1, 0))
+		off = -1;
+	if (!rc && off >= 0 && off < 2) {
+		parent = self;
+		parent.ino = pino;
+		parent.mode = S_IFDIR;
+		if (add_dirent(&d, "..", &parent, 2, 0))
+			off = -1;
+	}
+	if (!rc && off >= 0)
+		rc = kv_fs_readdir(kfs(req), ino, off > 2 ? (uint64_t)off - 2 : 0, dir_cb, &d);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, d.buf, d.used);
+	free(d.buf);
+}
+
+static void kv_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	read_dir(req, ino, size, off, 0);
+}
+
+static void kv_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	(void)fi;
+	read_dir(req, ino, size, off, 1);
+}
+
+static void kv_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	int rc = kv_fs_statfs(kfs(req), &sv);
+
+	(void)ino;
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+static void kv_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	fuse_reply_err(req, -kv_fs_setxattr(kfs(req), ino, name, value, size, flags));
+}
+
+static void reply_xattr(fuse_req_t req, int rc, const char *buf, size_t size)
+{
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)rc);
+	else
+		fuse_reply_buf(req, buf, (size_t)rc);
+}
+
+static void kv_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	int rc = size && !buf ? -ENOMEM : kv_fs_getxattr(kfs(req), ino, name, buf, size);
+
+	reply_xattr(req, rc, buf, size);
+	free(buf);
+}
+
+static void kv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	int rc = size && !buf ? -ENOMEM : kv_fs_listxattr(kfs(req), ino, buf, size);
+
+	reply_xattr(req, rc, buf, size);
+	free(buf);
+}
+
+static void kv_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, -kv_fs_removexattr(kfs(req), ino, name));
+}
+
+const struct fuse_lowlevel_ops kv_fuse_ops = {
+	.init = kv_init,
+	.destroy = kv_destroy,
+	.lookup = kv_lookup,
+	.forget = kv_forget,
+	.forget_multi = kv_forget_multi,
+	.getattr = kv_getattr,
+	.setattr = kv_setattr,
+	.readlink = kv_readlink,
+	.mknod = kv_mknod,
+	.mkdir = kv_mkdir,
+	.symlink = kv_symlink,
+	.unlink = kv_unlink,
+	.rmdir = kv_rmdir,
+	.rename = kv_rename,
+	.link = kv_link,
+	.open = kv_open,
+	.create = kv_create,
+	.read = kv_read,
+	.write = kv_write,
+	.flush = kv_flush,
+	.release = kv_release,
+	.fsync = kv_fsync,
+	.readdir = kv_readdir,
+	.readdirplus = kv_readdirplus,
+	.statfs = kv_statfs,
+	.setxattr = kv_setxattr,
+	.getxattr = kv_getxattr,
+	.listxattr = kv_listxattr,
+	.removexattr = kv_removexattr,
+};

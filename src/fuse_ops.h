@@ -1,0 +1,20 @@
+/* kv_fuse: the libfuse low-level operations. They translate requests to
+ * kv_fs/kv_file calls and replies; no policy lives here. */
+#ifndef KV_FUSE_OPS_H
+#define KV_FUSE_OPS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "fs.h"
+
+/* Per-mount state reached through fuse_req_userdata(). */
+struct kv_mount {
+	struct kv_fs *fs;
+	char mountpoint[4096];
+	double timeout; /* entry and attribute cache, seconds */
+};
+
+extern const struct fuse_lowlevel_ops kv_fuse_ops;
+
+#endif

@@ -1,0 +1,1028 @@
+#include "index.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define KV_APPLICATION_ID 0x6b766673 /* "kvfs" */
+
+enum {
+	Q_GETATTR, Q_LOOKUP, Q_PARENT, Q_INS_INODE, Q_INS_DENTRY, Q_DEL_DENTRY,
+	Q_SET_NLINK, Q_TOUCH_DIR, Q_HAS_CHILD, Q_READLINK, Q_READDIR, Q_CHUNKS,
+	Q_DEL_CHUNKS_FROM, Q_PUT_CHUNK, Q_PUBLISH, Q_DEL_INODE, Q_DEL_XATTRS,
+	Q_ORPHANS, Q_SEGS, Q_GETX, Q_PUTX, Q_INSX, Q_LISTX, Q_DELX, Q_MOVE_DENTRY,
+	Q_SET_DENTRY_INO, Q_COUNT
+};
+
+static const char *const kv_sql[Q_COUNT] = {
+	[Q_GETATTR] = "SELECT ino,mode,uid,gid,nlink,size,stored,rdev,atime,mtime,ctime FROM inode WHERE ino=?1",
+	[Q_LOOKUP] = "SELECT i.ino,i.mode,i.uid,i.gid,i.nlink,i.size,i.stored,i.rdev,i.atime,i.mtime,i.ctime "
+		     "FROM dentry d JOIN inode i ON i.ino=d.ino WHERE d.parent=?1 AND d.name=?2",
+	[Q_PARENT] = "SELECT parent FROM dentry WHERE ino=?1 LIMIT 1",
+	[Q_INS_INODE] = "INSERT INTO inode(mode,uid,gid,nlink,size,stored,rdev,atime,mtime,ctime,target) "
+			"VALUES(?1,?2,?3,?4,0,0,?5,?6,?7,?8,?9)",
+	[Q_INS_DENTRY] = "INSERT INTO dentry(parent,name,ino) VALUES(?1,?2,?3)",
+	[Q_DEL_DENTRY] = "DELETE FROM dentry WHERE parent=?1 AND name=?2",
+	[Q_SET_NLINK] = "UPDATE inode SET nlink=nlink+?2, ctime=?3 WHERE ino=?1",
+	[Q_TOUCH_DIR] = "UPDATE inode SET nlink=nlink+?2, mtime=?3, ctime=?3 WHERE ino=?1",
+	[Q_HAS_CHILD] = "SELECT 1 FROM dentry WHERE parent=?1 LIMIT 1",
+	[Q_READLINK] = "SELECT target FROM inode WHERE ino=?1",
+	[Q_READDIR] = "SELECT d.id,d.name,i.ino,i.mode,i.uid,i.gid,i.nlink,i.size,i.stored,i.rdev,i.atime,"
+		      "i.mtime,i.ctime FROM dentry d JOIN inode i ON i.ino=d.ino "
+		      "WHERE d.parent=?1 AND d.id>?2 ORDER BY d.id",
+	[Q_CHUNKS] = "SELECT idx,seg,off,len,raw,codec FROM chunk WHERE ino=?1 ORDER BY idx",
+	[Q_DEL_CHUNKS_FROM] = "DELETE FROM chunk WHERE ino=?1 AND idx>=?2",
+	[Q_PUT_CHUNK] = "INSERT OR REPLACE INTO chunk(ino,idx,seg,off,len,raw,codec) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+	[Q_PUBLISH] = "UPDATE inode SET size=?2, stored=?3, mtime=?4, ctime=?5 WHERE ino=?1",
+	[Q_DEL_INODE] = "DELETE FROM inode WHERE ino=?1",
+	[Q_DEL_XATTRS] = "DELETE FROM xattr WHERE ino=?1",
+	[Q_ORPHANS] = "SELECT ino FROM inode WHERE nlink=0",
+	[Q_SEGS] = "SELECT seg,sum(len) FROM chunk GROUP BY seg",
+	[Q_GETX] = "SELECT value FROM xattr WHERE ino=?1 AND name=?2",
+	[Q_PUTX] = "UPDATE xattr SET value=?3 WHERE ino=?1 AND name=?2",
+	[Q_INSX] = "INSERT INTO xattr(ino,name,value) VALUES(?1,?2,?3)",
+	[Q_LISTX] = "SELECT name FROM xattr WHERE ino=?1 ORDER BY name",
+	[Q_DELX] = "DELETE FROM xattr WHERE ino=?1 AND name=?2",
+	[Q_MOVE_DENTRY] = "UPDATE dentry SET parent=?3, name=?4 WHERE parent=?1 AND name=?2",
+	[Q_SET_DENTRY_INO] = "UPDATE dentry SET ino=?3 WHERE parent=?1 AND name=?2",
+};
+
+struct kv_index {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	sqlite3_stmt *q[Q_COUNT];
+	uint8_t id[16];
+	char path[4096];
+};
+
+/* Runs a prepared statement bound by the caller; resets it afterwards. */
+static int q_exec(struct kv_index *ix, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_CONSTRAINT)
+		return -EEXIST;
+	kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
+	return rc == SQLITE_FULL ? -ENOSPC : -EIO;
+}
+
+static sqlite3_stmt *q(struct kv_index *ix, int which)
+{
+	sqlite3_stmt *s = ix->q[which];
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+static int sql(struct kv_index *ix, const char *text)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(ix->db, text, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	kv_err("index %s: %s: %s", ix->path, text, msg ? msg : "?");
+	sqlite3_free(msg);
+	return -EIO;
+}
+
+static int begin(struct kv_index *ix) { return sql(ix, "BEGIN IMMEDIATE"); }
+
+static int end(struct kv_index *ix, int rc)
+{
+	if (rc == 0 && sql(ix, "COMMIT") == 0)
+		return 0;
+	sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc ? rc : -EIO;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void row_attr(sqlite3_stmt *s, int c, struct kv_attr *a)
+{
+	a->ino = (uint64_t)sqlite3_column_int64(s, c);
+	a->mode = (uint32_t)sqlite3_column_int64(s, c + 1);
+	a->uid = (uint32_t)sqlite3_column_int64(s, c + 2);
+	a->gid = (uint32_t)sqlite3_column_int64(s, c + 3);
+	a->nlink = (uint32_t)sqlite3_column_int64(s, c + 4);
+	a->size = (uint64_t)sqlite3_column_int64(s, c + 5);
+	a->stored = (uint64_t)sqlite3_column_int64(s, c + 6);
+	a->rdev = (uint64_t)sqlite3_column_int64(s, c + 7);
+	a->atime = sqlite3_column_int64(s, c + 8);
+	a->mtime = sqlite3_column_int64(s, c + 9);
+	a->ctime = sqlite3_column_int64(s, c + 10);
+}
+
+/* Reads one attr row; returns 0, -ENOENT or -EIO. */
+static int fetch_attr(struct kv_index *ix, sqlite3_stmt *s, struct kv_attr *a)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		row_attr(s, 0, a);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
+	return -EIO;
+}
+
+static int get_int(struct kv_index *ix, const char *text, int64_t *v)
+{
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(ix->db, text, -1, &s, NULL);
+
+	if (rc != SQLITE_OK)
+		return -EIO;
+	rc = sqlite3_step(s);
+	*v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* A foreign or newer file must be refused before anything is written. */
+static int check_identity(struct kv_index *ix, int *fresh, char *err, size_t errlen)
+{
+	int64_t appid, ver, tables;
+
+	if (get_int(ix, "PRAGMA application_id", &appid) ||
+	    get_int(ix, "PRAGMA user_version", &ver) ||
+	    get_int(ix, "SELECT count(*) FROM sqlite_master", &tables)) {
+		snprintf(err, errlen, "%s is not a kvfs index (not an SQLite database: %s)",
+			 ix->path, sqlite3_errmsg(ix->db));
+		return -EINVAL;
+	}
+	*fresh = appid == 0 && ver == 0 && tables == 0;
+	if (!*fresh && appid != KV_APPLICATION_ID) {
+		snprintf(err, errlen, "%s is not a kvfs index (application_id %#llx)", ix->path,
+			 (unsigned long long)appid);
+		return -EINVAL;
+	}
+	if (ver > kv_index_migrations[kv_index_nmigrations - 1].version) {
+		snprintf(err, errlen, "%s has schema version %lld; this kvfs knows up to %d",
+			 ix->path, (long long)ver,
+			 kv_index_migrations[kv_index_nmigrations - 1].version);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int migrate(struct kv_index *ix, int fresh)
+{
+	int64_t ver;
+	char text[64];
+
+	if (get_int(ix, "PRAGMA user_version", &ver))
+		return -EIO;
+	for (int i = 0; i < kv_index_nmigrations; i++) {
+		const struct kv_index_migration *m = &kv_index_migrations[i];
+		int rc;
+		if (m->version <= ver)
+			continue;
+		if (begin(ix))
+			return -EIO;
+		rc = sql(ix, m->sql);
+		snprintf(text, sizeof(text), "PRAGMA user_version=%d", m->version);
+		if (!rc)
+			rc = sql(ix, text);
+		if (!rc && fresh) {
+			snprintf(text, sizeof(text), "PRAGMA application_id=%d", KV_APPLICATION_ID);
+			rc = sql(ix, text);
+		}
+		if (end(ix, rc))
+			return -EIO;
+		kv_info("index %s: applied schema %s", ix->path, m->name);
+	}
+	return 0;
+}
+
+/* Fresh stores get a root directory and an identity. */
+static int init_store(struct kv_index *ix)
+{
+	int64_t n;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (get_int(ix, "SELECT count(*) FROM meta WHERE key='store_id'", &n))
+		return -EIO;
+	if (!n) {
+		int64_t t = now_ns();
+		char text[512];
+		if (getrandom(ix->id, sizeof(ix->id), 0) != sizeof(ix->id))
+			return -EIO;
+		snprintf(text, sizeof(text),
+			 "INSERT INTO inode(ino,mode,uid,gid,nlink,atime,mtime,ctime) "
+			 "VALUES(%d,%d,%u,%u,2,%lld,%lld,%lld)",
+			 KV_ROOT_INO, S_IFDIR | 0755, (unsigned)getuid(), (unsigned)getgid(),
+			 (long long)t, (long long)t, (long long)t);
+		if (begin(ix))
+			return -EIO;
+		rc = sql(ix, text);
+		if (!rc && sqlite3_prepare_v2(ix->db,
+			   "INSERT INTO meta(key,value) VALUES('store_id',?1),('format_version',?2)",
+			   -1, &s, NULL) == SQLITE_OK) {
+			sqlite3_bind_blob(s, 1, ix->id, sizeof(ix->id), SQLITE_STATIC);
+			sqlite3_bind_int(s, 2, KV_FORMAT_VERSION);
+			rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+			sqlite3_finalize(s);
+		}
+		return end(ix, rc);
+	}
+	if (sqlite3_prepare_v2(ix->db, "SELECT value FROM meta WHERE key='store_id'", -1, &s,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	rc = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_bytes(s, 0) == 16 ? 0 : -EIO;
+	if (!rc)
+		memcpy(ix->id, sqlite3_column_blob(s, 0), 16);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int kv_index_open(const char *path, int create, struct kv_index **out, char *err,
+		  size_t errlen)
+{
+	struct kv_index *ix = calloc(1, sizeof(*ix));
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	int fresh = 0, rc = -EIO;
+
+	if (!ix)
+		return -ENOMEM;
+	snprintf(ix->path, sizeof(ix->path), "%s", path);
+	pthread_mutex_init(&ix->lock, NULL);
+	if (sqlite3_open_v2(path, &ix->db, flags, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open index %s: %s", path,
+			 ix->db ? sqlite3_errmsg(ix->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(ix->db, 10000);
+	rc = check_identity(ix, &fresh, err, errlen);
+	if (rc)
+		goto fail;
+	rc = -EIO;
+	if (sql(ix, "PRAGMA journal_mode=WAL") || sql(ix, "PRAGMA synchronous=NORMAL") ||
+	    sql(ix, "PRAGMA foreign_keys=OFF") || migrate(ix, fresh) || init_store(ix)) {
+		snprintf(err, errlen, "cannot initialise index %s: %s", path,
+			 sqlite3_errmsg(ix->db));
+		goto fail;
+	}
+	for (int i = 0; i < Q_COUNT; i++) {
+		if (sqlite3_prepare_v3(ix->db, kv_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &ix->q[i],
+				       NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "index %s: %s", path, sqlite3_errmsg(ix->db));
+			goto fail;
+		}
+	}
+	*out = ix;
+	return 0;
+fail:
+	kv_index_close(ix);
+	return rc;
+}
+
+int kv_index_check(const char *path, char *err, size_t errlen)
+{
+	struct kv_index ix = { 0 };
+	int fresh, rc;
+
+	snprintf(ix.path, sizeof(ix.path), "%s", path);
+	if (sqlite3_open_v2(path, &ix.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open index %s: %s", path,
+			 ix.db ? sqlite3_errmsg(ix.db) : "out of memory");
+		sqlite3_close(ix.db);
+		return -EINVAL;
+	}
+	rc = check_identity(&ix, &fresh, err, errlen);
+	if (!rc && fresh) {
+		snprintf(err, errlen, "%s is an empty database, not a kvfs index", path);
+		rc = -EINVAL;
+	}
+	sqlite3_close(ix.db);
+	return rc;
+}
+
+void kv_index_close(struct kv_index *ix)
+{
+	if (!ix)
+		return;
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(ix->q[i]);
+	sqlite3_close(ix->db);
+	pthread_mutex_destroy(&ix->lock);
+	free(ix);
+}
+
+void kv_index_store_id(struct kv_index *ix, uint8_t id[16]) { memcpy(id, ix->id, 16); }
+
+int kv_index_user_version(struct kv_index *ix)
+{
+	int64_t v = 0;
+
+	pthread_mutex_lock(&ix->lock);
+	get_int(ix, "PRAGMA user_version", &v);
+	pthread_mutex_unlock(&ix->lock);
+	return (int)v;
+}
+
+int kv_index_getattr(struct kv_index *ix, uint64_t ino, struct kv_attr *a)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_GETATTR);
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = fetch_attr(ix, s, a);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+static int lookup_locked(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+			 struct kv_attr *a)
+{
+	sqlite3_stmt *s = q(ix, Q_LOOKUP);
+
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
+	return fetch_attr(ix, s, a);
+}
+
+int kv_index_lookup(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		    struct kv_attr *a)
+{
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = lookup_locked(ix, parent, name, len, a);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_parent(struct kv_index *ix, uint64_t dir, uint64_t *parent)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (dir == KV_ROOT_INO) {
+		*parent = KV_ROOT_INO;
+		return 0;
+	}
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_PARENT);
+	sqlite3_bind_int64(s, 1, (int64_t)dir);
+	rc = sqlite3_step(s) == SQLITE_ROW ? 0 : -ENOENT;
+	if (!rc)
+		*parent = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+static int add_links(struct kv_index *ix, uint64_t ino, int delta, int64_t now, int touch)
+{
+	sqlite3_stmt *s = q(ix, touch ? Q_TOUCH_DIR : Q_SET_NLINK);
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	sqlite3_bind_int(s, 2, delta);
+	sqlite3_bind_int64(s, 3, now);
+	return q_exec(ix, s);
+}
+
+static int put_dentry(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		      uint64_t ino)
+{
+	sqlite3_stmt *s = q(ix, Q_INS_DENTRY);
+
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (int64_t)ino);
+	return q_exec(ix, s);
+}
+
+int kv_index_create(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		    struct kv_attr *a, const char *target)
+{
+	struct kv_attr old;
+	sqlite3_stmt *s;
+	int isdir = S_ISDIR(a->mode);
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (rc)
+		goto out;
+	rc = lookup_locked(ix, parent, name, len, &old);
+	if (rc == 0)
+		rc = -EEXIST;
+	else if (rc == -ENOENT)
+		rc = 0;
+	if (!rc) {
+		s = q(ix, Q_INS_INODE);
+		a->nlink = isdir ? 2 : 1;
+		sqlite3_bind_int64(s, 1, a->mode);
+		sqlite3_bind_int64(s, 2, a->uid);
+		sqlite3_bind_int64(s, 3, a->gid);
+		sqlite3_bind_int64(s, 4, a->nlink);
+		sqlite3_bind_int64(s, 5, (int64_t)a->rdev);
+		sqlite3_bind_int64(s, 6, a->atime);
+		sqlite3_bind_int64(s, 7, a->mtime);
+		sqlite3_bind_int64(s, 8, a->ctime);
+		if (target)
+			sqlite3_bind_blob(s, 9, target, (int)strlen(target), SQLITE_STATIC);
+		rc = q_exec(ix, s);
+		a->ino = (uint64_t)sqlite3_last_insert_rowid(ix->db);
+		a->size = target ? strlen(target) : 0;
+		a->stored = 0;
+	}
+	if (!rc)
+		rc = put_dentry(ix, parent, name, len, a->ino);
+	if (!rc)
+		rc = add_links(ix, parent, isdir, a->ctime, 1);
+	if (!rc && target) {
+		s = q(ix, Q_PUBLISH);
+		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
+		sqlite3_bind_int64(s, 2, (int64_t)a->size);
+		sqlite3_bind_int64(s, 3, 0);
+		sqlite3_bind_int64(s, 4, a->mtime);
+		sqlite3_bind_int64(s, 5, a->ctime);
+		rc = q_exec(ix, s);
+	}
+	rc = end(ix, rc);
+out:
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+static int has_children(struct kv_index *ix, uint64_t dir)
+{
+	sqlite3_stmt *s = q(ix, Q_HAS_CHILD);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)dir);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW;
+}
+
+static int del_dentry(struct kv_index *ix, uint64_t parent, const char *name, size_t len)
+{
+	sqlite3_stmt *s = q(ix, Q_DEL_DENTRY);
+
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
+	return q_exec(ix, s);
+}
+
+/* Drop the entry (parent, name) that refers to a, as unlink/rmdir do.
+ * Locked, inside a transaction. */
+static int unlink_entry(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+			struct kv_attr *a, int64_t now)
+{
+	int isdir = S_ISDIR(a->mode);
+	int rc = del_dentry(ix, parent, name, len);
+
+	if (!rc)
+		rc = add_links(ix, a->ino, isdir ? -(int)a->nlink : -1, now, 0);
+	if (!rc)
+		rc = add_links(ix, parent, -isdir, now, 1);
+	a->nlink = isdir ? 0 : a->nlink - 1;
+	return rc;
+}
+
+int kv_index_remove(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		    int dir, int64_t now, uint64_t *ino, uint32_t *nlink)
+{
+	struct kv_attr a;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (rc)
+		goto out;
+	rc = lookup_locked(ix, parent, name, len, &a);
+	if (!rc && dir && !S_ISDIR(a.mode))
+		rc = -ENOTDIR;
+	else if (!rc && !dir && S_ISDIR(a.mode))
+		rc = -EISDIR;
+	else if (!rc && dir && has_children(ix, a.ino))
+		rc = -ENOTEMPTY;
+	if (!rc)
+		rc = unlink_entry(ix, parent, name, len, &a, now);
+	rc = end(ix, rc);
+	if (!rc) {
+		*ino = a.ino;
+		*nlink = a.nlink;
+	}
+out:
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+/* Is anc an ancestor of (or equal to) ino? Guards against moving a
+ * directory into its own subtree. */
+static int is_ancestor(struct kv_index *ix, uint64_t anc, uint64_t ino)
+{
+	for (int depth = 0; depth < 4096; depth++) {
+		sqlite3_stmt *s;
+		int rc;
+		if (ino == anc)
+			return 1;
+		if (ino == KV_ROOT_INO)
+			return 0;
+		s = q(ix, Q_PARENT);
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		rc = sqlite3_step(s);
+		ino = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : KV_ROOT_INO;
+		sqlite3_reset(s);
+	}
+	return 1;
+}
+
+static int move_dentry(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		       uint64_t newparent, const char *newname, size_t newlen)
+{
+	sqlite3_stmt *s = q(ix, Q_MOVE_DENTRY);
+
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (int64_t)newparent);
+	sqlite3_bind_blob(s, 4, newname, (int)newlen, SQLITE_STATIC);
+	return q_exec(ix, s);
+}
+
+static int set_dentry_ino(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+			  uint64_t ino)
+{
+	sqlite3_stmt *s = q(ix, Q_SET_DENTRY_INO);
+
+	sqlite3_bind_int64(s, 1, (int64_t)parent);
+	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (int64_t)ino);
+	return q_exec(ix, s);
+}
+
+static int rename_exchange(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+			   const struct kv_attr *a, uint64_t newparent, const char *newname,
+			   size_t newlen, const struct kv_attr *b, int64_t now)
+{
+	int rc = set_dentry_ino(ix, parent, name, len, b->ino);
+
+	if (!rc)
+		rc = set_dentry_ino(ix, newparent, newname, newlen, a->ino);
+	if (!rc && parent != newparent && S_ISDIR(a->mode) != S_ISDIR(b->mode)) {
+		int d = S_ISDIR(a->mode) ? 1 : -1;
+		rc = add_links(ix, newparent, d, now, 1);
+		if (!rc)
+			rc = add_links(ix, parent, -d, now, 1);
+	}
+	return rc;
+}
+
+int kv_index_rename(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		    uint64_t newparent, const char *newname, size_t newlen, unsigned flags,
+		    int64_t now, uint64_t *victim, uint32_t *victim_nlink)
+{
+	struct kv_attr a, b;
+	int exists, rc;
+
+	*victim = 0;
+	*victim_nlink = 0;
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (rc)
+		goto out;
+	rc = lookup_locked(ix, parent, name, len, &a);
+	if (rc)
+		goto done;
+	rc = lookup_locked(ix, newparent, newname, newlen, &b);
+	exists = rc == 0;
+	if (rc && rc != -ENOENT)
+		goto done;
+	rc = 0;
+	if (exists && a.ino == b.ino)
+		goto done; /* same file: nothing to do */
+	if ((flags & RENAME_NOREPLACE) && exists) {
+		rc = -EEXIST;
+		goto done;
+	}
+	if ((flags & RENAME_EXCHANGE) && !exists) {
+		rc = -ENOENT;
+		goto done;
+	}
+	if ((S_ISDIR(a.mode) && is_ancestor(ix, a.ino, newparent)) ||
+	    ((flags & RENAME_EXCHANGE) && S_ISDIR(b.mode) && is_ancestor(ix, b.ino, parent))) {
+		rc = -EINVAL;
+		goto done;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		rc = rename_exchange(ix, parent, name, len, &a, newparent, newname, newlen, &b, now);
+		goto done;
+	}
+	if (exists) {
+		if (S_ISDIR(a.mode) && !S_ISDIR(b.mode))
+			rc = -ENOTDIR;
+		else if (!S_ISDIR(a.mode) && S_ISDIR(b.mode))
+			rc = -EISDIR;
+		else if (S_ISDIR(b.mode) && has_children(ix, b.ino))
+			rc = -ENOTEMPTY;
+		if (!rc)
+			rc = unlink_entry(ix, newparent, newname, newlen, &b, now);
+		*victim = b.ino;
+		*victim_nlink = b.nlink;
+	}
+	if (!rc)
+		rc = move_dentry(ix, parent, name, len, newparent, newname, newlen);
+	if (!rc)
+		rc = add_links(ix, parent, S_ISDIR(a.mode) ? -1 : 0, now, 1);
+	if (!rc)
+		rc = add_links(ix, newparent, S_ISDIR(a.mode) ? 1 : 0, now, 1);
+	if (!rc)
+		rc = add_links(ix, a.ino, 0, now, 0);
+done:
+	rc = end(ix, rc);
+	if (rc) {
+		*victim = 0;
+		*victim_nlink = 0;
+	}
+out:
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_setattr(struct kv_index *ix, const struct kv_attr *a, unsigned mask)
+{
+	static const struct { unsigned bit; const char *col; } cols[] = {
+		{ KV_SET_MODE, "mode" }, { KV_SET_UID, "uid" }, { KV_SET_GID, "gid" },
+		{ KV_SET_SIZE, "size" }, { KV_SET_ATIME, "atime" }, { KV_SET_MTIME, "mtime" },
+		{ KV_SET_CTIME, "ctime" },
+	};
+	int64_t vals[] = { a->mode, a->uid, a->gid, (int64_t)a->size, a->atime, a->mtime, a->ctime };
+	char text[256] = "UPDATE inode SET ";
+	sqlite3_stmt *s;
+	int n = 0, rc;
+
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+		if (mask & cols[i].bit)
+			snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%s=?%zu",
+				 n++ ? "," : "", cols[i].col, i + 2);
+	if (!n)
+		return 0;
+	strcat(text, " WHERE ino=?1");
+	pthread_mutex_lock(&ix->lock);
+	rc = sqlite3_prepare_v2(ix->db, text, -1, &s, NULL) == SQLITE_OK ? 0 : -EIO;
+	if (!rc) {
+		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
+		for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+			if (mask & cols[i].bit)
+				sqlite3_bind_int64(s, (int)i + 2, vals[i]);
+		rc = q_exec(ix, s);
+		sqlite3_finalize(s);
+	}
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_readlink(struct kv_index *ix, uint64_t ino, char *buf, size_t len)
+{
+	sqlite3_stmt *s;
+	int rc = -EINVAL;
+
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_READLINK);
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_BLOB) {
+		size_t n = (size_t)sqlite3_column_bytes(s, 0);
+		if (n >= len)
+			n = len - 1;
+		memcpy(buf, sqlite3_column_blob(s, 0), n);
+		buf[n] = 0;
+		rc = 0;
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_dir_cb cb,
+		     void *arg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_READDIR);
+	sqlite3_bind_int64(s, 1, (int64_t)dir);
+	sqlite3_bind_int64(s, 2, (int64_t)off);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct kv_attr a;
+		row_attr(s, 2, &a);
+		if (cb(arg, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1), &a,
+		       (uint64_t)sqlite3_column_int64(s, 0)))
+			break;
+	}
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+static int each_chunk(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg)
+{
+	sqlite3_stmt *s = q(ix, Q_CHUNKS);
+	int rc, stop = 0;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct kv_chunk c = {
+			.idx = (uint64_t)sqlite3_column_int64(s, 0),
+			.loc.seg = (uint32_t)sqlite3_column_int64(s, 1),
+			.loc.off = (uint64_t)sqlite3_column_int64(s, 2),
+			.loc.len = (uint32_t)sqlite3_column_int64(s, 3),
+			.raw = (uint32_t)sqlite3_column_int64(s, 4),
+			.codec = (uint8_t)sqlite3_column_int64(s, 5),
+		};
+		stop = cb(arg, &c);
+	}
+	rc = stop || rc == SQLITE_DONE ? (stop < 0 ? stop : 0) : -EIO;
+	sqlite3_reset(s);
+	return rc;
+}
+
+int kv_index_chunks(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg)
+{
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = each_chunk(ix, ino, cb, arg);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_publish(struct kv_index *ix, const struct kv_attr *a, uint64_t keep,
+		     const struct kv_chunk *c, size_t n, int durable)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	if (durable)
+		sql(ix, "PRAGMA synchronous=FULL");
+	rc = begin(ix);
+	if (rc)
+		goto out;
+	s = q(ix, Q_DEL_CHUNKS_FROM);
+	sqlite3_bind_int64(s, 1, (int64_t)a->ino);
+	sqlite3_bind_int64(s, 2, (int64_t)keep);
+	rc = q_exec(ix, s);
+	for (size_t i = 0; !rc && i < n; i++) {
+		s = q(ix, Q_PUT_CHUNK);
+		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
+		sqlite3_bind_int64(s, 2, (int64_t)c[i].idx);
+		sqlite3_bind_int64(s, 3, c[i].loc.seg);
+		sqlite3_bind_int64(s, 4, (int64_t)c[i].loc.off);
+		sqlite3_bind_int64(s, 5, c[i].loc.len);
+		sqlite3_bind_int64(s, 6, c[i].raw);
+		sqlite3_bind_int64(s, 7, c[i].codec);
+		rc = q_exec(ix, s);
+	}
+	if (!rc) {
+		s = q(ix, Q_PUBLISH);
+		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
+		sqlite3_bind_int64(s, 2, (int64_t)a->size);
+		sqlite3_bind_int64(s, 3, (int64_t)a->stored);
+		sqlite3_bind_int64(s, 4, a->mtime);
+		sqlite3_bind_int64(s, 5, a->ctime);
+		rc = q_exec(ix, s);
+	}
+	rc = end(ix, rc);
+out:
+	if (durable)
+		sql(ix, "PRAGMA synchronous=NORMAL");
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+static int by_ino(struct kv_index *ix, int which, uint64_t ino)
+{
+	sqlite3_stmt *s = q(ix, which);
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	return q_exec(ix, s);
+}
+
+int kv_index_drop(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (!rc)
+		rc = each_chunk(ix, ino, cb, arg);
+	if (!rc) {
+		s = q(ix, Q_DEL_CHUNKS_FROM);
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		sqlite3_bind_int64(s, 2, 0);
+		rc = q_exec(ix, s);
+	}
+	if (!rc)
+		rc = by_ino(ix, Q_DEL_XATTRS, ino);
+	if (!rc)
+		rc = by_ino(ix, Q_DEL_INODE, ino);
+	rc = end(ix, rc);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_orphans(struct kv_index *ix, kv_index_ino_cb cb, void *arg)
+{
+	uint64_t *inos = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	/* Collected first: the callback drops inodes through the index. */
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_ORPHANS);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			uint64_t *p = realloc(inos, (cap = cap ? cap * 2 : 64) * sizeof(*p));
+			if (!p)
+				break;
+			inos = p;
+		}
+		inos[n++] = (uint64_t)sqlite3_column_int64(s, 0);
+	}
+	rc = rc == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&ix->lock);
+	for (size_t i = 0; !rc && i < n; i++)
+		cb(arg, inos[i]);
+	free(inos);
+	return rc;
+}
+
+int kv_index_segments(struct kv_index *ix, kv_index_seg_cb cb, void *arg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_SEGS);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		cb(arg, (uint32_t)sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1));
+	rc = rc == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+static void bind_xname(sqlite3_stmt *s, uint64_t ino, const char *name)
+{
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	sqlite3_bind_blob(s, 2, name, (int)strlen(name), SQLITE_STATIC);
+}
+
+int kv_index_setxattr(struct kv_index *ix, uint64_t ino, const char *name,
+		      const void *value, size_t size, int flags)
+{
+	sqlite3_stmt *s;
+	int exists, rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (rc)
+		goto out;
+	s = q(ix, Q_GETX);
+	bind_xname(s, ino, name);
+	exists = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_reset(s);
+	if (exists && (flags & XATTR_CREATE))
+		rc = -EEXIST;
+	else if (!exists && (flags & XATTR_REPLACE))
+		rc = -ENODATA;
+	if (!rc) {
+		s = q(ix, exists ? Q_PUTX : Q_INSX);
+		bind_xname(s, ino, name);
+		sqlite3_bind_blob(s, 3, size ? value : "", (int)size, SQLITE_STATIC);
+		rc = q_exec(ix, s);
+	}
+	rc = end(ix, rc);
+out:
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_getxattr(struct kv_index *ix, uint64_t ino, const char *name, void *buf,
+		      size_t size)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_GETX);
+	bind_xname(s, ino, name);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(s, 0);
+		if (size && n > size)
+			rc = -ERANGE;
+		else {
+			if (size)
+				memcpy(buf, sqlite3_column_blob(s, 0), n);
+			rc = (int)n;
+		}
+	} else {
+		rc = rc == SQLITE_DONE ? -ENODATA : -EIO;
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_listxattr(struct kv_index *ix, uint64_t ino, char *buf, size_t size)
+{
+	sqlite3_stmt *s;
+	size_t total = 0;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_LISTX);
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(s, 0);
+		if (size && total + n + 1 <= size) {
+			memcpy(buf + total, sqlite3_column_blob(s, 0), n);
+			buf[total + n] = 0;
+		}
+		total += n + 1;
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&ix->lock);
+	if (rc != SQLITE_DONE)
+		return -EIO;
+	if (size && total > size)
+		return -ERANGE;
+	return (int)total;
+}
+
+int kv_index_removexattr(struct kv_index *ix, uint64_t ino, const char *name)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_DELX);
+	bind_xname(s, ino, name);
+	rc = q_exec(ix, s);
+	if (!rc && sqlite3_changes(ix->db) == 0)
+		rc = -ENODATA;
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_stats(struct kv_index *ix, struct kv_index_stats *st)
+{
+	int64_t v[5];
+	static const char *const text[5] = {
+		"SELECT count(*) FROM inode WHERE (mode & 61440) = 32768",
+		"SELECT count(*) FROM inode WHERE (mode & 61440) = 16384",
+		"SELECT count(*) FROM dentry d1 JOIN inode i1 ON i1.ino=d1.ino "
+		"JOIN dentry d2 ON d2.parent=d1.ino JOIN inode i2 ON i2.ino=d2.ino "
+		"WHERE d1.parent=1 AND (i1.mode & 61440)=16384 AND (i2.mode & 61440)=16384",
+		"SELECT coalesce(sum(size),0) FROM inode WHERE (mode & 61440) = 32768",
+		"SELECT coalesce(sum(stored),0) FROM inode",
+	};
+	int rc = 0;
+
+	pthread_mutex_lock(&ix->lock);
+	for (int i = 0; i < 5 && !rc; i++)
+		rc = get_int(ix, text[i], &v[i]);
+	pthread_mutex_unlock(&ix->lock);
+	st->files = (uint64_t)v[0];
+	st->dirs = (uint64_t)v[1];
+	st->contexts = (uint64_t)v[2];
+	st->logical = (uint64_t)v[3];
+	st->stored = (uint64_t)v[4];
+	return rc;
+}

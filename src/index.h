@@ -1,0 +1,132 @@
+/* kv_index: the SQLite metadata of a store (inodes, directory entries,
+ * chunk lists, xattrs). Schema migrations live in schema/NNN_*.sql.
+ *
+ * One connection, serialised by the index's own mutex; every function is
+ * thread-safe and returns 0 or a negative errno. The index mutex is a leaf:
+ * callers may hold inode locks while calling in, never the reverse. */
+#ifndef KV_INDEX_H
+#define KV_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define KV_ROOT_INO 1
+#define KV_FORMAT_VERSION 1
+
+struct kv_index_migration {
+	int version;
+	const char *name;
+	const char *sql;
+};
+extern const struct kv_index_migration kv_index_migrations[];
+extern const int kv_index_nmigrations;
+
+struct kv_attr {
+	uint64_t ino;
+	uint32_t mode, uid, gid, nlink;
+	uint64_t size, stored, rdev;
+	int64_t atime, mtime, ctime; /* ns */
+};
+
+/* A chunk as the index records it. */
+struct kv_chunk {
+	uint64_t idx;
+	struct kv_loc loc;
+	uint32_t raw;
+	uint8_t codec;
+};
+
+struct kv_index_stats {
+	uint64_t files, dirs, contexts, logical, stored;
+};
+
+struct kv_index;
+
+/* Open (create when create != 0) the index at path. A file that is not a
+ * kvfs index, or one from a newer kvfs, is refused without being changed,
+ * with the reason in err. */
+int kv_index_open(const char *path, int create, struct kv_index **out, char *err,
+		  size_t errlen);
+void kv_index_close(struct kv_index *ix);
+/* Check, read-only, that path is a kvfs index this version can open. */
+int kv_index_check(const char *path, char *err, size_t errlen);
+void kv_index_store_id(struct kv_index *ix, uint8_t id[16]);
+int kv_index_user_version(struct kv_index *ix);
+
+int kv_index_getattr(struct kv_index *ix, uint64_t ino, struct kv_attr *a);
+int kv_index_lookup(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		    struct kv_attr *a);
+int kv_index_parent(struct kv_index *ix, uint64_t dir, uint64_t *parent);
+
+/* Create name in parent from a->mode/uid/gid/rdev/times; fills a->ino.
+ * target (may be NULL) is a symlink's target. */
+int kv_index_create(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		    struct kv_attr *a, const char *target);
+
+/* Remove name from parent. dir selects rmdir (the entry must be an empty
+ * directory) or unlink (must not be a directory). On success *ino and
+ * *nlink say which inode lost a link and how many it has left. */
+int kv_index_remove(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		    int dir, int64_t now, uint64_t *ino, uint32_t *nlink);
+
+/* rename(2) with RENAME_NOREPLACE/RENAME_EXCHANGE flags. When an existing
+ * entry is replaced, *victim and *victim_nlink describe it (else 0). */
+int kv_index_rename(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
+		    uint64_t newparent, const char *newname, size_t newlen, unsigned flags,
+		    int64_t now, uint64_t *victim, uint32_t *victim_nlink);
+
+/* Write the attributes selected by mask (KV_SET_* bits). */
+#define KV_SET_MODE  (1u << 0)
+#define KV_SET_UID   (1u << 1)
+#define KV_SET_GID   (1u << 2)
+#define KV_SET_SIZE  (1u << 3)
+#define KV_SET_ATIME (1u << 4)
+#define KV_SET_MTIME (1u << 5)
+#define KV_SET_CTIME (1u << 6)
+int kv_index_setattr(struct kv_index *ix, const struct kv_attr *a, unsigned mask);
+
+int kv_index_readlink(struct kv_index *ix, uint64_t ino, char *buf, size_t len);
+
+/* Directory listing from offset off (0 = start). cb gets each entry and the
+ * offset of the next one, and returns nonzero to stop. */
+typedef int (*kv_index_dir_cb)(void *arg, const char *name, size_t len,
+			       const struct kv_attr *a, uint64_t next);
+int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_dir_cb cb,
+		     void *arg);
+
+/* All chunks of ino, in index order. */
+typedef int (*kv_index_chunk_cb)(void *arg, const struct kv_chunk *c);
+int kv_index_chunks(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg);
+
+/* Publish a file in one transaction: drop chunks with idx >= keep, write
+ * the n chunks given, set size/stored/mtime/ctime. durable: commit with a
+ * full sync of the WAL. */
+int kv_index_publish(struct kv_index *ix, const struct kv_attr *a, uint64_t keep,
+		     const struct kv_chunk *c, size_t n, int durable);
+
+/* Delete an inode with no links left: its row, chunks (each passed to cb
+ * first, so their records can be freed) and xattrs. */
+int kv_index_drop(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg);
+
+/* Inodes with no links (left by a crash while they were open). */
+typedef void (*kv_index_ino_cb)(void *arg, uint64_t ino);
+int kv_index_orphans(struct kv_index *ix, kv_index_ino_cb cb, void *arg);
+
+/* Live bytes per segment, for the store's accounting. */
+typedef void (*kv_index_seg_cb)(void *arg, uint32_t seg, uint64_t bytes);
+int kv_index_segments(struct kv_index *ix, kv_index_seg_cb cb, void *arg);
+
+/* user.* extended attributes. getxattr/listxattr follow the syscall
+ * conventions: size 0 asks for the length. */
+int kv_index_setxattr(struct kv_index *ix, uint64_t ino, const char *name,
+		      const void *value, size_t size, int flags);
+int kv_index_getxattr(struct kv_index *ix, uint64_t ino, const char *name, void *buf,
+		      size_t size);
+int kv_index_listxattr(struct kv_index *ix, uint64_t ino, char *buf, size_t size);
+int kv_index_removexattr(struct kv_index *ix, uint64_t ino, const char *name);
+
+int kv_index_stats(struct kv_index *ix, struct kv_index_stats *s);
+
+#endif

@@ -1,0 +1,230 @@
+#include "opt.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct kv_opt {
+	const char *name;
+	const char *values;
+	const char *def;
+	const char *help;
+	int (*set)(struct kv_config *cfg, const char *v, char *err, size_t errlen);
+};
+
+static int is_pow2(size_t v) { return v && !(v & (v - 1)); }
+
+int kv_opt_parse_size(const char *s, size_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	}
+	if (*end == 'i' && shift)
+		end++;
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (size_t)(v << shift);
+	return 0;
+}
+
+static int set_codec(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	const char *colon = strchr(v, ':');
+	size_t n = colon ? (size_t)(colon - v) : strlen(v);
+
+	if (n == 4 && !strncmp(v, "none", 4) && !colon) {
+		cfg->codec = KV_CODEC_NONE;
+		return 0;
+	}
+	if (n == 3 && !strncmp(v, "lz4", 3) && !colon) {
+		cfg->codec = KV_CODEC_LZ4;
+		return 0;
+	}
+	if (n == 4 && !strncmp(v, "zstd", 4)) {
+		cfg->codec = KV_CODEC_ZSTD;
+		cfg->level = 1;
+		if (colon) {
+			char *end;
+			long lvl = strtol(colon + 1, &end, 10);
+			if (!colon[1] || *end || lvl < 1 || lvl > 19) {
+				snprintf(err, errlen, "codec=%s: zstd level must be 1..19", v);
+				return -EINVAL;
+			}
+			cfg->level = (int)lvl;
+		}
+		return 0;
+	}
+	snprintf(err, errlen, "codec=%s: expected none, lz4 or zstd[:LEVEL]", v);
+	return -EINVAL;
+}
+
+static int set_shuffle(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (!strcmp(v, "auto"))
+		cfg->shuffle = KV_SHUFFLE_AUTO;
+	else if (!strcmp(v, "off"))
+		cfg->shuffle = 0;
+	else if (!strcmp(v, "2") || !strcmp(v, "4"))
+		cfg->shuffle = v[0] - '0';
+	else {
+		snprintf(err, errlen, "shuffle=%s: expected auto, off, 2 or 4", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_chunk(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	size_t sz;
+
+	if (kv_opt_parse_size(v, &sz) || !is_pow2(sz) || sz < (64 << 10) || sz > (16 << 20)) {
+		snprintf(err, errlen, "chunk=%s: expected a power of two from 64K to 16M", v);
+		return -EINVAL;
+	}
+	cfg->chunk = sz;
+	return 0;
+}
+
+static int set_ram(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (kv_opt_parse_size(v, &cfg->ram)) {
+		snprintf(err, errlen, "ram=%s: expected a size such as 512M or 2G", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_workers(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+
+	if (!strcmp(v, "auto")) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->workers = cpus > 0 ? (int)(cpus > 64 ? 64 : cpus) : 2;
+		return 0;
+	}
+	if (!*v || *end || n < 1 || n > 64) {
+		snprintf(err, errlen, "workers=%s: expected auto or 1..64", v);
+		return -EINVAL;
+	}
+	cfg->workers = (int)n;
+	return 0;
+}
+
+static int set_segment(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	size_t sz;
+
+	if (kv_opt_parse_size(v, &sz) || sz < (16 << 20) || sz > ((size_t)64 << 30)) {
+		snprintf(err, errlen, "segment=%s: expected a size from 16M to 64G", v);
+		return -EINVAL;
+	}
+	cfg->segment = sz;
+	return 0;
+}
+
+static const struct kv_opt kv_opts[] = {
+	{ "codec", "none|lz4|zstd[:LEVEL]", "lz4",
+	  "compression of each chunk; zstd levels 1..19 (zstd alone means zstd:1)", set_codec },
+	{ "shuffle", "auto|off|2|4", "auto",
+	  "byte-shuffle filter before compression (element size in bytes); auto tries 2 per chunk", set_shuffle },
+	{ "chunk", "SIZE", "1M",
+	  "files are cut into chunks of this size (power of two, 64K..16M), each compressed alone", set_chunk },
+	{ "ram", "SIZE", "128M",
+	  "DRAM tier: budget for decompressed chunks kept in memory", set_ram },
+	{ "workers", "N|auto", "auto",
+	  "compression worker threads (auto: one per online CPU)", set_workers },
+	{ "segment", "SIZE", "1G",
+	  "size at which the chunk store starts a new segment file", set_segment },
+};
+
+#define KV_NOPTS (sizeof(kv_opts) / sizeof(kv_opts[0]))
+
+void kv_opt_defaults(struct kv_config *cfg)
+{
+	char err[128];
+
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < KV_NOPTS; i++)
+		kv_opts[i].set(cfg, kv_opts[i].def, err, sizeof(err));
+}
+
+int kv_opt_known(const char *name)
+{
+	for (size_t i = 0; i < KV_NOPTS; i++)
+		if (!strcmp(kv_opts[i].name, name))
+			return 1;
+	return 0;
+}
+
+int kv_opt_set(struct kv_config *cfg, const char *name, const char *value,
+	       char *err, size_t errlen)
+{
+	for (size_t i = 0; i < KV_NOPTS; i++) {
+		if (strcmp(kv_opts[i].name, name))
+			continue;
+		if (!value) {
+			snprintf(err, errlen, "%s: needs a value (%s=%s)", name, name,
+				 kv_opts[i].values);
+			return -EINVAL;
+		}
+		return kv_opts[i].set(cfg, value, err, errlen);
+	}
+	snprintf(err, errlen, "unknown option '%s'", name);
+	return -ENOENT;
+}
+
+void kv_opt_print_help(FILE *out)
+{
+	fprintf(out, "kvfs options (-o name=value[,name=value...]):\n");
+	for (size_t i = 0; i < KV_NOPTS; i++) {
+		char lhs[64];
+		snprintf(lhs, sizeof(lhs), "%s=%s", kv_opts[i].name, kv_opts[i].values);
+		fprintf(out, "    -o %-28s %s (default %s)\n", lhs, kv_opts[i].help,
+			kv_opts[i].def);
+	}
+}
+
+void kv_opt_print_markdown(FILE *out)
+{
+	fprintf(out, "| option | values | default | meaning |\n|---|---|---|---|\n");
+	for (size_t i = 0; i < KV_NOPTS; i++)
+		fprintf(out, "| `%s` | `%s` | `%s` | %s |\n", kv_opts[i].name,
+			kv_opts[i].values, kv_opts[i].def, kv_opts[i].help);
+}
+
+void kv_opt_format(const struct kv_config *cfg, char *buf, size_t len)
+{
+	static const char *const codecs[] = { "none", "lz4", "zstd" };
+	char shuffle[8], level[8] = "";
+
+	if (cfg->shuffle == KV_SHUFFLE_AUTO)
+		strcpy(shuffle, "auto");
+	else if (cfg->shuffle == 0)
+		strcpy(shuffle, "off");
+	else
+		snprintf(shuffle, sizeof(shuffle), "%d", cfg->shuffle);
+	if (cfg->codec == KV_CODEC_ZSTD)
+		snprintf(level, sizeof(level), ":%d", cfg->level);
+	snprintf(buf, len, "codec=%s%s,shuffle=%s,chunk=%zu,ram=%zu,workers=%d,segment=%zu",
+		 codecs[cfg->codec], level, shuffle, cfg->chunk, cfg->ram, cfg->workers,
+		 cfg->segment);
+}

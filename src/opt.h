@@ -1,0 +1,43 @@
+/* kv_opt: the mount options. One table (opt.c) drives parsing, --help and
+ * the options table in README.md/docs (kvfs --options-markdown). */
+#ifndef KV_OPT_H
+#define KV_OPT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum kv_codec_id { KV_CODEC_NONE = 0, KV_CODEC_LZ4 = 1, KV_CODEC_ZSTD = 2 };
+
+/* shuffle: KV_SHUFFLE_AUTO picks per chunk between off and 2-byte shuffle. */
+#define KV_SHUFFLE_AUTO (-1)
+
+struct kv_config {
+	enum kv_codec_id codec;
+	int level;        /* zstd level; ignored for other codecs */
+	int shuffle;      /* KV_SHUFFLE_AUTO, 0 (off), 2 or 4: element size */
+	size_t chunk;     /* chunk size in bytes, power of two */
+	size_t ram;       /* DRAM tier budget in bytes */
+	int workers;      /* compression worker threads */
+	size_t segment;   /* segment file size before rolling over */
+};
+
+/* Fill cfg with the defaults from the table. */
+void kv_opt_defaults(struct kv_config *cfg);
+
+/* Apply "name=value". Returns 0, -ENOENT for an unknown name, -EINVAL for a
+ * bad value (with a message in err). */
+int kv_opt_set(struct kv_config *cfg, const char *name, const char *value,
+	       char *err, size_t errlen);
+
+/* Is name one of ours? */
+int kv_opt_known(const char *name);
+
+void kv_opt_print_help(FILE *out);
+void kv_opt_print_markdown(FILE *out);
+/* One line "name=value,..." of the effective configuration. */
+void kv_opt_format(const struct kv_config *cfg, char *buf, size_t len);
+
+/* "64K", "1M", "2G", "4096" -> bytes. Returns 0 or -EINVAL. */
+int kv_opt_parse_size(const char *s, size_t *out);
+
+#endif

@@ -1,0 +1,194 @@
+#include "pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+struct kv_job {
+	kv_job_fn fn;
+	void *arg;
+};
+
+struct kv_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work;
+	struct kv_job *q;
+	int qmax, head, count, stopping, nthreads;
+	pthread_t *threads;
+};
+
+static void *worker(void *arg)
+{
+	struct kv_pool *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct kv_job job;
+		while (!p->count && !p->stopping)
+			pthread_cond_wait(&p->work, &p->lock);
+		if (!p->count)
+			break;
+		job = p->q[p->head];
+		p->head = (p->head + 1) % p->qmax;
+		p->count--;
+		pthread_mutex_unlock(&p->lock);
+		job.fn(job.arg);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int kv_pool_start(int nthreads, int qmax, struct kv_pool **out)
+{
+	struct kv_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->q = calloc((size_t)qmax, sizeof(*p->q));
+	p->threads = calloc((size_t)nthreads, sizeof(*p->threads));
+	if (!p->q || !p->threads) {
+		free(p->q);
+		free(p->threads);
+		free(p);
+		return -ENOMEM;
+	}
+	p->qmax = qmax;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->work, NULL);
+	for (; p->nthreads < nthreads; p->nthreads++)
+		if (pthread_create(&p->threads[p->nthreads], NULL, worker, p))
+			break;
+	if (!p->nthreads) {
+		kv_pool_stop(p);
+		return -EAGAIN;
+	}
+	*out = p;
+	return 0;
+}
+
+void kv_pool_stop(struct kv_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = 1;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->work);
+	free(p->threads);
+	free(p->q);
+	free(p);
+}
+
+/* The ring grows instead of blocking: a submitter may hold an inode lock
+ * that a running job waits for. Callers bound their own jobs in flight. */
+static int ring_grow(struct kv_pool *p)
+{
+	int n = p->qmax * 2;
+	struct kv_job *q = malloc((size_t)n * sizeof(*q));
+
+	if (!q)
+		return -ENOMEM;
+	for (int i = 0; i < p->count; i++)
+		q[i] = p->q[(p->head + i) % p->qmax];
+	free(p->q);
+	p->q = q;
+	p->qmax = n;
+	p->head = 0;
+	return 0;
+}
+
+int kv_pool_submit(struct kv_pool *p, kv_job_fn fn, void *arg)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->stopping || (p->count == p->qmax && ring_grow(p))) {
+		pthread_mutex_unlock(&p->lock);
+		return p->stopping ? -ESHUTDOWN : -ENOMEM;
+	}
+	p->q[(p->head + p->count) % p->qmax] = (struct kv_job){ fn, arg };
+	p->count++;
+	pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+struct kv_bufs {
+	pthread_mutex_t lock;
+	size_t size, keep, nfree, used;
+	void **free;
+};
+
+struct kv_bufs *kv_bufs_new(size_t size, size_t keep)
+{
+	struct kv_bufs *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->free = calloc(keep ? keep : 1, sizeof(void *));
+	if (!b->free) {
+		free(b);
+		return NULL;
+	}
+	b->size = size;
+	b->keep = keep;
+	pthread_mutex_init(&b->lock, NULL);
+	return b;
+}
+
+void kv_bufs_free(struct kv_bufs *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->nfree; i++)
+		free(b->free[i]);
+	free(b->free);
+	pthread_mutex_destroy(&b->lock);
+	free(b);
+}
+
+void *kv_buf_get(struct kv_bufs *b)
+{
+	void *buf = NULL;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->nfree)
+		buf = b->free[--b->nfree];
+	b->used++;
+	pthread_mutex_unlock(&b->lock);
+	if (!buf && !(buf = malloc(b->size))) {
+		pthread_mutex_lock(&b->lock);
+		b->used--;
+		pthread_mutex_unlock(&b->lock);
+	}
+	return buf;
+}
+
+void kv_buf_put(struct kv_bufs *b, void *buf)
+{
+	if (!buf)
+		return;
+	pthread_mutex_lock(&b->lock);
+	b->used--;
+	if (b->nfree < b->keep) {
+		b->free[b->nfree++] = buf;
+		buf = NULL;
+	}
+	pthread_mutex_unlock(&b->lock);
+	free(buf);
+}
+
+size_t kv_bufs_size(const struct kv_bufs *b) { return b->size; }
+
+size_t kv_bufs_in_use(struct kv_bufs *b)
+{
+	size_t n;
+
+	pthread_mutex_lock(&b->lock);
+	n = b->used;
+	pthread_mutex_unlock(&b->lock);
+	return n;
+}

@@ -1,0 +1,30 @@
+/* kv_pool: a fixed set of worker threads running queued jobs, and a free
+ * list of chunk buffers, so the data path never maps fresh memory per
+ * request. */
+#ifndef KV_POOL_H
+#define KV_POOL_H
+
+#include <stddef.h>
+
+struct kv_pool;
+
+typedef void (*kv_job_fn)(void *arg);
+
+/* nthreads workers; room for qmax queued jobs to start with. Submitting
+ * never blocks; callers bound the jobs they have in flight. */
+int kv_pool_start(int nthreads, int qmax, struct kv_pool **out);
+/* Runs every queued job, then stops the workers. */
+void kv_pool_stop(struct kv_pool *p);
+int kv_pool_submit(struct kv_pool *p, kv_job_fn fn, void *arg);
+
+/* Chunk buffers of one size. Up to keep free buffers stay cached. */
+struct kv_bufs;
+struct kv_bufs *kv_bufs_new(size_t size, size_t keep);
+void kv_bufs_free(struct kv_bufs *b);
+void *kv_buf_get(struct kv_bufs *b);
+void kv_buf_put(struct kv_bufs *b, void *buf);
+size_t kv_bufs_size(const struct kv_bufs *b);
+/* Buffers handed out now. */
+size_t kv_bufs_in_use(struct kv_bufs *b);
+
+#endif

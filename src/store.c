@@ -1,0 +1,404 @@
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "endian.h"
+#include "log.h"
+
+struct kv_seg {
+	int fd;          /* -1 when absent or not opened yet */
+	int dirty;       /* appended to since the last sync */
+	uint64_t live;   /* bytes of live records */
+};
+
+/* Lock order: st->lock is a leaf; no other lock is taken under it. */
+struct kv_store {
+	int dirfd;
+	uint8_t id[16];
+	size_t seg_size;
+	size_t max_chunk;
+	pthread_mutex_t lock;
+	struct kv_seg *segs;   /* indexed by segment id */
+	uint32_t nsegs;        /* capacity of segs */
+	uint32_t active;       /* segment receiving appends, 0 = none yet */
+	uint64_t tail;         /* next append offset in the active segment */
+};
+
+static void seg_name(char *buf, size_t len, uint32_t seg)
+{
+	snprintf(buf, len, "%08" PRIx32 ".seg", seg);
+}
+
+static int seg_grow(struct kv_store *st, uint32_t seg)
+{
+	uint32_t n = st->nsegs ? st->nsegs : 16;
+	struct kv_seg *s;
+
+	if (seg < st->nsegs)
+		return 0;
+	while (n <= seg)
+		n *= 2;
+	s = realloc(st->segs, n * sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	for (uint32_t i = st->nsegs; i < n; i++)
+		s[i] = (struct kv_seg){ .fd = -1 };
+	st->segs = s;
+	st->nsegs = n;
+	return 0;
+}
+
+/* Returns the fd of segment seg, opening it on first use. Locked. */
+static int seg_fd(struct kv_store *st, uint32_t seg)
+{
+	char name[32];
+	int fd;
+
+	if (seg < st->nsegs && st->segs[seg].fd >= 0)
+		return st->segs[seg].fd;
+	if (seg_grow(st, seg))
+		return -ENOMEM;
+	seg_name(name, sizeof(name), seg);
+	fd = openat(st->dirfd, name, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		kv_err("segment %s: %s", name, strerror(errno));
+		return -errno;
+	}
+	st->segs[seg].fd = fd;
+	return fd;
+}
+
+static void seg_header(const struct kv_store *st, uint32_t seg, uint8_t h[KV_SEG_HDR])
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	memset(h, 0, KV_SEG_HDR);
+	memcpy(h, KV_SEG_MAGIC, 8);
+	kv_put32(h + 8, KV_SEG_VERSION);
+	kv_put32(h + 12, seg);
+	memcpy(h + 16, st->id, 16);
+	kv_put64(h + 32, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+	kv_put64(h + 56, XXH3_64bits(h, 56));
+}
+
+/* Start a new segment after the highest existing one. Locked. */
+static int seg_roll(struct kv_store *st)
+{
+	uint32_t seg = st->active + 1;
+	uint8_t h[KV_SEG_HDR];
+	char name[32];
+	int fd;
+
+	if (seg_grow(st, seg))
+		return -ENOMEM;
+	seg_name(name, sizeof(name), seg);
+	fd = openat(st->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		kv_err("creating segment %s: %s", name, strerror(errno));
+		return -errno;
+	}
+	seg_header(st, seg, h);
+	if (pwrite(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		int e = errno ? errno : EIO;
+		kv_err("writing segment %s header: %s", name, strerror(e));
+		close(fd);
+		unlinkat(st->dirfd, name, 0);
+		return -e;
+	}
+	/* A segment left empty by the previous active one is dropped. */
+	if (st->active && !st->segs[st->active].live && st->segs[st->active].fd >= 0) {
+		char old[32];
+		seg_name(old, sizeof(old), st->active);
+		close(st->segs[st->active].fd);
+		st->segs[st->active].fd = -1;
+		unlinkat(st->dirfd, old, 0);
+	}
+	st->segs[seg] = (struct kv_seg){ .fd = fd };
+	st->active = seg;
+	st->tail = KV_SEG_HDR;
+	return 0;
+}
+
+static uint32_t scan_highest(int dirfd)
+{
+	int fd = dup(dirfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	uint32_t hi = 0;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((e = readdir(d))) {
+		unsigned v;
+		char tail[8];
+		if (sscanf(e->d_name, "%8x.se%1s", &v, tail) == 2 && v > hi)
+			hi = v;
+	}
+	closedir(d);
+	return hi;
+}
+
+int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size,
+		  size_t max_chunk, struct kv_store **out)
+{
+	struct kv_store *st;
+
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		kv_err("%s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->dirfd < 0) {
+		int e = errno;
+		kv_err("%s: %s", dir, strerror(e));
+		free(st);
+		return -e;
+	}
+	memcpy(st->id, id, 16);
+	st->seg_size = segment_size;
+	st->max_chunk = max_chunk;
+	pthread_mutex_init(&st->lock, NULL);
+	/* Appends always go to a fresh segment, so the tail of a segment left
+	 * by an earlier run is never written again. */
+	st->active = scan_highest(st->dirfd);
+	if (seg_grow(st, st->active + 1)) {
+		kv_store_close(st);
+		return -ENOMEM;
+	}
+	*out = st;
+	return 0;
+}
+
+void kv_store_close(struct kv_store *st)
+{
+	if (!st)
+		return;
+	for (uint32_t i = 0; i < st->nsegs; i++)
+		if (st->segs[i].fd >= 0)
+			close(st->segs[i].fd);
+	free(st->segs);
+	close(st->dirfd);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+void kv_store_account(struct kv_store *st, uint32_t seg, uint64_t len)
+{
+	pthread_mutex_lock(&st->lock);
+	if (!seg_grow(st, seg))
+		st->segs[seg].live += len;
+	pthread_mutex_unlock(&st->lock);
+}
+
+void kv_store_drop_empty(struct kv_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	for (uint32_t seg = 1; seg <= st->active && seg < st->nsegs; seg++) {
+		char name[32];
+		if (st->segs[seg].live)
+			continue;
+		seg_name(name, sizeof(name), seg);
+		if (!unlinkat(st->dirfd, name, 0))
+			kv_info("removed segment %s: no live records", name);
+		if (st->segs[seg].fd >= 0) {
+			close(st->segs[seg].fd);
+			st->segs[seg].fd = -1;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+void kv_rec_encode(uint8_t h[KV_REC_HDR], const struct kv_rec *r)
+{
+	memset(h, 0, KV_REC_HDR);
+	kv_put32(h, KV_REC_MAGIC);
+	kv_put16(h + 4, KV_REC_VERSION);
+	kv_put16(h + 6, KV_REC_HDR);
+	h[8] = r->type;
+	h[9] = r->codec;
+	h[10] = r->elem;
+	h[11] = r->flags;
+	kv_put32(h + 12, r->raw_len);
+	kv_put32(h + 16, r->stored_len);
+	kv_put32(h + 20, r->seg);
+	kv_put64(h + 24, r->ino);
+	kv_put64(h + 32, r->idx);
+	kv_put64(h + 48, r->payload_hash);
+	kv_put64(h + 56, XXH3_64bits(h, 56));
+}
+
+int kv_rec_decode(const uint8_t h[KV_REC_HDR], struct kv_rec *r)
+{
+	if (kv_get32(h) != KV_REC_MAGIC || kv_get16(h + 4) != KV_REC_VERSION ||
+	    kv_get16(h + 6) != KV_REC_HDR || kv_get64(h + 56) != XXH3_64bits(h, 56))
+		return -EIO;
+	r->type = h[8];
+	r->codec = h[9];
+	r->elem = h[10];
+	r->flags = h[11];
+	r->raw_len = kv_get32(h + 12);
+	r->stored_len = kv_get32(h + 16);
+	r->seg = kv_get32(h + 20);
+	r->ino = kv_get64(h + 24);
+	r->idx = kv_get64(h + 32);
+	r->payload_hash = kv_get64(h + 48);
+	return 0;
+}
+
+int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
+		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc)
+{
+	uint8_t h[KV_REC_HDR];
+	struct kv_rec r = {
+		.type = KV_REC_TYPE_CHUNK, .codec = enc->codec, .elem = enc->elem,
+		.raw_len = raw_len, .stored_len = enc->len, .ino = ino, .idx = idx,
+		.payload_hash = XXH3_64bits(enc->data, enc->len),
+	};
+	struct iovec iov[2] = { { h, sizeof(h) }, { (void *)enc->data, enc->len } };
+	uint64_t len = KV_REC_HDR + (uint64_t)enc->len;
+	ssize_t n;
+	int fd, rc = 0;
+
+	pthread_mutex_lock(&st->lock);
+	if (!st->active || st->tail + len > st->seg_size || st->segs[st->active].fd < 0)
+		rc = seg_roll(st);
+	if (!rc) {
+		loc->seg = st->active;
+		loc->off = st->tail;
+		loc->len = (uint32_t)len;
+		st->tail += len;
+		st->segs[st->active].live += len;
+		st->segs[st->active].dirty = 1;
+		fd = st->segs[st->active].fd;
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (rc)
+		return rc;
+	r.seg = loc->seg;
+	kv_rec_encode(h, &r);
+	n = pwritev(fd, iov, 2, (off_t)loc->off);
+	if (n == (ssize_t)len)
+		return 0;
+	rc = n < 0 ? -errno : -ENOSPC;
+	if (rc != -ENOSPC)
+		kv_err("segment %08" PRIx32 ": append of inode %" PRIu64 " chunk %" PRIu64 ": %s",
+		       loc->seg, ino, idx, strerror(-rc));
+	kv_store_free(st, loc);
+	return rc;
+}
+
+int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
+		  uint64_t idx, void *dst, uint32_t raw_len)
+{
+	struct kv_codec_ctx *cc = kv_codec_tls(st->max_chunk);
+	size_t bufcap = 0;
+	uint8_t *buf = cc ? kv_codec_inbuf(cc, &bufcap) : NULL;
+	uint8_t h[KV_REC_HDR];
+	uint32_t stored = loc->len - KV_REC_HDR;
+	int raw = stored == raw_len;
+	struct iovec iov[2];
+	struct kv_rec r;
+	ssize_t n;
+	int fd;
+
+	if (!buf)
+		return -ENOMEM;
+	if (loc->len < KV_REC_HDR || stored > bufcap || raw_len > st->max_chunk)
+		return -EIO;
+	pthread_mutex_lock(&st->lock);
+	fd = seg_fd(st, loc->seg);
+	pthread_mutex_unlock(&st->lock);
+	if (fd < 0)
+		return -EIO;
+	iov[0] = (struct iovec){ h, sizeof(h) };
+	iov[1] = (struct iovec){ raw ? dst : buf, stored };
+	n = preadv(fd, iov, 2, (off_t)loc->off);
+	if (n < 0) {
+		int e = errno;
+		kv_err("segment %08" PRIx32 " offset %" PRIu64 ": read: %s", loc->seg, loc->off,
+		       strerror(e));
+		return -e;
+	}
+	if (n != (ssize_t)loc->len || kv_rec_decode(h, &r) || r.type != KV_REC_TYPE_CHUNK ||
+	    r.ino != ino || r.idx != idx || r.raw_len != raw_len || r.stored_len != stored ||
+	    r.seg != loc->seg || (raw && r.codec != KV_CODEC_NONE) ||
+	    r.payload_hash != XXH3_64bits(iov[1].iov_base, stored) ||
+	    (!raw && kv_codec_decode(cc, r.codec, r.elem, buf, stored,
+				     dst, raw_len) < 0)) {
+		kv_err("inode %" PRIu64 " chunk %" PRIu64 ": damaged record at segment %08" PRIx32
+		       " offset %" PRIu64, ino, idx, loc->seg, loc->off);
+		return -EIO;
+	}
+	return 0;
+}
+
+void kv_store_free(struct kv_store *st, const struct kv_loc *loc)
+{
+	int fd = -1;
+	char name[32];
+
+	pthread_mutex_lock(&st->lock);
+	if (loc->seg < st->nsegs) {
+		struct kv_seg *s = &st->segs[loc->seg];
+		s->live = s->live > loc->len ? s->live - loc->len : 0;
+		if (!s->live && loc->seg != st->active) {
+			seg_name(name, sizeof(name), loc->seg);
+			if (s->fd >= 0)
+				close(s->fd);
+			s->fd = -1;
+			unlinkat(st->dirfd, name, 0);
+		} else {
+			fd = seg_fd(st, loc->seg);
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (fd >= 0 &&
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)loc->off, loc->len))
+		kv_debug("punch hole in segment %08" PRIx32 ": %s", loc->seg, strerror(errno));
+}
+
+int kv_store_sync(struct kv_store *st)
+{
+	int fds[64], n = 0, rc = 0;
+
+	/* fdatasync runs unlocked on duplicates, so appends go on meanwhile. */
+	pthread_mutex_lock(&st->lock);
+	for (uint32_t i = 1; i < st->nsegs && n < 64; i++) {
+		if (!st->segs[i].dirty || st->segs[i].fd < 0)
+			continue;
+		fds[n] = dup(st->segs[i].fd);
+		if (fds[n] >= 0) {
+			st->segs[i].dirty = 0;
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	for (int i = 0; i < n; i++) {
+		if (fdatasync(fds[i]) && !rc) {
+			rc = -errno;
+			kv_err("segment fdatasync: %s", strerror(errno));
+		}
+		close(fds[i]);
+	}
+	return rc;
+}

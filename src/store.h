@@ -1,0 +1,70 @@
+/* kv_store: chunk records appended to large segment files.
+ *
+ * Every record describes itself (docs/format.md): magic, version, codec,
+ * filter, raw and stored length, owner inode and chunk index, and xxh3
+ * checksums of header and payload. Records are never rewritten in place;
+ * freeing one punches a hole, and a segment with nothing live is deleted.
+ * All functions are thread-safe. */
+#ifndef KV_STORE_H
+#define KV_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+#define KV_REC_MAGIC 0x3152564bu  /* "KVR1" */
+#define KV_REC_VERSION 1
+#define KV_REC_HDR 64
+#define KV_REC_TYPE_CHUNK 1
+#define KV_SEG_MAGIC "KVFSSEG"
+#define KV_SEG_VERSION 1
+#define KV_SEG_HDR 64
+
+/* Where a record lives. len covers header and payload. */
+struct kv_loc {
+	uint32_t seg;
+	uint32_t len;
+	uint64_t off;
+};
+
+/* A record header, decoded. */
+struct kv_rec {
+	uint8_t type, codec, elem, flags;
+	uint32_t raw_len, stored_len, seg;
+	uint64_t ino, idx, payload_hash;
+};
+
+struct kv_store;
+
+/* Open the segment directory dir (created when absent). id is the store's
+ * 16-byte identity, written into every segment header. */
+int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size,
+		  size_t max_chunk, struct kv_store **out);
+void kv_store_close(struct kv_store *st);
+
+/* Count len live bytes in segment seg (called while loading the index, so
+ * that emptied segments can be deleted). */
+void kv_store_account(struct kv_store *st, uint32_t seg, uint64_t len);
+/* Delete segments that hold no live record; call once after accounting. */
+void kv_store_drop_empty(struct kv_store *st);
+
+int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
+		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc);
+
+/* Read the record at loc, check that it is chunk idx of ino with raw_len
+ * bytes and that both checksums match, and decode it into dst.
+ * Returns 0, -EIO on any mismatch (logged), or another negative errno. */
+int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
+		  uint64_t idx, void *dst, uint32_t raw_len);
+
+void kv_store_free(struct kv_store *st, const struct kv_loc *loc);
+
+/* Make every record appended so far durable. */
+int kv_store_sync(struct kv_store *st);
+
+/* Header (de)serialisation, exposed for tests and tools. */
+void kv_rec_encode(uint8_t hdr[KV_REC_HDR], const struct kv_rec *r);
+int kv_rec_decode(const uint8_t hdr[KV_REC_HDR], struct kv_rec *r);
+
+#endif
