@@ -149,27 +149,23 @@ static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 	struct kv_mount m = { .timeout = 1.0 };
 	struct fuse_session *se;
 	char err[512];
-	int rc;
+	int rc = 1;
 
+	/* The session is made first: it rejects mount options it does not know
+	 * before anything is touched. */
+	se = fuse_session_new(args, &kv_fuse_ops, sizeof(kv_fuse_ops), &m);
+	if (!se)
+		return 1;
 	if (!realpath(c->mountpoint, m.mountpoint)) {
 		fprintf(stderr, "kvfs: mountpoint %s: %s\n", c->mountpoint, strerror(errno));
-		return 1;
+		goto out;
 	}
-	rc = kv_fs_open(c->store, &c->cfg, &m.fs, err, sizeof(err));
-	if (rc) {
+	if (kv_fs_open(c->store, &c->cfg, &m.fs, err, sizeof(err))) {
 		fprintf(stderr, "kvfs: %s\n", err);
-		return 1;
+		goto out;
 	}
-	se = fuse_session_new(args, &kv_fuse_ops, sizeof(kv_fuse_ops), &m);
-	if (!se) {
-		kv_fs_close(m.fs);
-		return 1;
-	}
-	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, m.mountpoint)) {
-		fuse_session_destroy(se);
-		kv_fs_close(m.fs);
-		return 1;
-	}
+	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, m.mountpoint))
+		goto out;
 	daemon_ready(notify, 0);
 	if (c->single) {
 		rc = fuse_session_loop(se);
@@ -182,11 +178,13 @@ static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 		rc = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
+	rc = rc ? 1 : 0;
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
+out:
 	fuse_session_destroy(se);
 	kv_fs_close(m.fs);
-	return rc ? 1 : 0;
+	return rc;
 }
 
 int main(int argc, char *argv[])

@@ -206,9 +206,13 @@ void kv_opt_print_help(FILE *out)
 void kv_opt_print_markdown(FILE *out)
 {
 	fprintf(out, "| option | values | default | meaning |\n|---|---|---|---|\n");
-	for (size_t i = 0; i < KV_NOPTS; i++)
-		fprintf(out, "| `%s` | `%s` | `%s` | %s |\n", kv_opts[i].name,
-			kv_opts[i].values, kv_opts[i].def, kv_opts[i].help);
+	for (size_t i = 0; i < KV_NOPTS; i++) {
+		fprintf(out, "| `%s` | `", kv_opts[i].name);
+		/* A bare '|' would end the table cell. */
+		for (const char *v = kv_opts[i].values; *v; v++)
+			fprintf(out, *v == '|' ? "\\|" : "%c", *v);
+		fprintf(out, "` | `%s` | %s |\n", kv_opts[i].def, kv_opts[i].help);
+	}
 }
 
 void kv_opt_format(const struct kv_config *cfg, char *buf, size_t len)
