@@ -137,31 +137,41 @@ static size_t compress(struct kv_codec_ctx *ctx, const struct kv_codec_params *p
 	return ZSTD_isError(r) ? 0 : r;
 }
 
-/* shuffle=auto: compress a sample plain and shuffled, keep what is smaller. */
-static unsigned pick_elem(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-			  const uint8_t *src, size_t n)
+static int saves_enough(size_t len, size_t n) { return len && len <= n - n / KV_CODEC_MARGIN; }
+
+/* Compress a sample of the chunk, plain and/or shuffled as p->shuffle asks,
+ * to pick the filter and to skip chunks that will not shrink (random data,
+ * fp16 mantissas under lz4) at a fraction of the cost. Returns the element
+ * size to shuffle with (0 = none), or -1 to store the chunk raw. */
+static int probe(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+		 const uint8_t *src, size_t n)
 {
 	size_t s = n < KV_CODEC_SAMPLE ? n : KV_CODEC_SAMPLE;
-	size_t plain, shuffled;
+	size_t plain = 0, shuffled = 0;
+	int elem = p->shuffle == KV_SHUFFLE_AUTO ? 2 : p->shuffle;
 
-	if (p->shuffle != KV_SHUFFLE_AUTO)
-		return (unsigned)p->shuffle;
-	if (s < 64)
+	if (n <= KV_CODEC_SAMPLE && p->shuffle != KV_SHUFFLE_AUTO)
+		return elem; /* the whole chunk is no dearer than a sample */
+	if (p->shuffle == KV_SHUFFLE_AUTO || !elem)
+		plain = compress(ctx, p, src, s, ctx->out, ctx->cap);
+	if (elem) {
+		kv_codec_shuffle(src, ctx->tmp, s, (unsigned)elem);
+		shuffled = compress(ctx, p, ctx->tmp, s, ctx->out, ctx->cap);
+	}
+	if (saves_enough(shuffled, s) && (!saves_enough(plain, s) || shuffled < plain))
+		return elem;
+	if (saves_enough(plain, s))
 		return 0;
-	plain = compress(ctx, p, src, s, ctx->out, ctx->cap);
-	kv_codec_shuffle(src, ctx->tmp, s, 2);
-	shuffled = compress(ctx, p, ctx->tmp, s, ctx->out, ctx->cap);
-	if (!shuffled)
-		return 0;
-	return (!plain || shuffled < plain) ? 2 : 0;
+	/* Too small a sample to judge: let the whole chunk decide. */
+	return n <= KV_CODEC_SAMPLE ? 0 : -1;
 }
 
 int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 		    const void *src, size_t n, struct kv_encoded *out)
 {
 	const uint8_t *in = src;
-	unsigned elem;
 	size_t len;
+	int elem;
 
 	if (n > ctx->max_chunk)
 		return -EINVAL;
@@ -171,16 +181,18 @@ int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 	out->data = src;
 	if (p->codec == KV_CODEC_NONE || n == 0)
 		return 0;
-	elem = pick_elem(ctx, p, src, n);
+	elem = probe(ctx, p, src, n);
+	if (elem < 0)
+		return 0;
 	if (elem > 1) {
-		kv_codec_shuffle(src, ctx->tmp, n, elem);
+		kv_codec_shuffle(src, ctx->tmp, n, (unsigned)elem);
 		in = ctx->tmp;
 	}
 	len = compress(ctx, p, in, n, ctx->out, ctx->cap);
-	if (!len || len > n - n / KV_CODEC_MARGIN)
+	if (!saves_enough(len, n))
 		return 0;
 	out->codec = (uint8_t)p->codec;
-	out->elem = elem > 1 ? (uint8_t)elem : 0;
+	out->elem = (uint8_t)elem;
 	out->len = (uint32_t)len;
 	out->data = ctx->out;
 	return 0;

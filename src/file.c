@@ -13,6 +13,8 @@
 
 /* Buffered chunks an open file may hold beyond those being compressed. */
 #define KV_FILE_BUFFERED 4
+/* How far ahead of a sequential reader records are prefetched. */
+#define KV_FILE_READAHEAD (8u << 20)
 
 struct kv_cjob {
 	struct kv_fs *fs;
@@ -552,6 +554,21 @@ static int add_part(struct kv_fs *fs, struct kv_readv *rv, const uint8_t *data, 
 	return rc;
 }
 
+/* A sequential reader missed the tier at chunk idx: have the kernel read
+ * the next records from the segments meanwhile. Locked. */
+static void prefetch(struct kv_fs *fs, struct kv_inode *in, uint64_t idx)
+{
+	uint64_t last = idx + KV_FILE_READAHEAD / fs->cfg.chunk;
+	uint64_t j = in->ra_done > idx ? in->ra_done + 1 : idx + 1;
+
+	if (idx != in->ra_next && idx != 0)
+		return;
+	for (; j <= last && j < in->nmap; j++)
+		if (in->map[j].stored && !in->map[j].buf)
+			kv_store_prefetch(fs->st, &in->map[j].loc);
+	in->ra_done = last;
+}
+
 int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv)
 {
 	int rc = 0;
@@ -589,6 +606,7 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 			uint32_t raw = e->raw;
 			struct kv_tier_ent *t = kv_tier_get(fs->tier, &loc);
 			if (!t) {
+				prefetch(fs, in, idx);
 				pthread_mutex_unlock(&in->lock);
 				t = fetch(fs, ino, idx, &loc, raw, &rc);
 				pthread_mutex_lock(&in->lock);
@@ -605,6 +623,7 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 					break;
 			}
 			rv->refs[rv->nrefs++] = t;
+			in->ra_next = idx + 1;
 			rc = add_part(fs, rv, kv_tier_data(t), raw, a, n);
 		} else {
 			rc = add_iov(rv, fs->zeros, n);

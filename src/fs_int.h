@@ -45,6 +45,8 @@ struct kv_inode {
 	uint32_t inflight;
 	uint64_t keep;         /* chunks >= keep are gone since the last publish */
 	int meta_dirty;        /* size/mtime/stored changed since publish */
+	uint64_t ra_next;      /* chunk a sequential reader reads next */
+	uint64_t ra_done;      /* chunks up to here were prefetched */
 	int error;             /* background write error not yet reported */
 	struct kv_loc *garbage; /* published records superseded, freed after publish */
 	size_t ngarbage, garbage_cap;

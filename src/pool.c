@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 struct kv_job {
 	kv_job_fn fn;
@@ -116,10 +118,19 @@ int kv_pool_submit(struct kv_pool *p, kv_job_fn fn, void *arg)
 	return 0;
 }
 
+/* Buffers are carved from 2 MiB-aligned slabs that ask for transparent
+ * huge pages: faulting memory in 4 KiB pages costs more here than the data
+ * copies themselves. Free buffers are kept for reuse; how many exist at
+ * once is bounded by the tier budget and the writers' limits. */
+#define KV_SLAB (32u << 20)
+#define KV_HUGE (2u << 20)
+
 struct kv_bufs {
 	pthread_mutex_t lock;
-	size_t size, keep, nfree, used;
+	size_t size, used, nfree, cap;
 	void **free;
+	uint8_t *slab;        /* current slab, carved from the front */
+	size_t slab_left;
 };
 
 struct kv_bufs *kv_bufs_new(size_t size, size_t keep)
@@ -128,13 +139,13 @@ struct kv_bufs *kv_bufs_new(size_t size, size_t keep)
 
 	if (!b)
 		return NULL;
-	b->free = calloc(keep ? keep : 1, sizeof(void *));
+	b->size = (size + 4095) & ~(size_t)4095;
+	b->cap = keep ? keep : 16;
+	b->free = calloc(b->cap, sizeof(void *));
 	if (!b->free) {
 		free(b);
 		return NULL;
 	}
-	b->size = size;
-	b->keep = keep;
 	pthread_mutex_init(&b->lock, NULL);
 	return b;
 }
@@ -143,27 +154,43 @@ void kv_bufs_free(struct kv_bufs *b)
 {
 	if (!b)
 		return;
-	for (size_t i = 0; i < b->nfree; i++)
-		free(b->free[i]);
+	/* Slabs live as long as the daemon; they are released at exit. */
 	free(b->free);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }
 
+static void *carve(struct kv_bufs *b)
+{
+	void *p;
+
+	if (b->slab_left < b->size) {
+		size_t len = b->size > KV_SLAB ? b->size : KV_SLAB;
+		uint8_t *m = mmap(NULL, len + KV_HUGE, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		uintptr_t aligned;
+		if (m == MAP_FAILED)
+			return NULL;
+		aligned = ((uintptr_t)m + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1);
+		madvise((void *)aligned, len, MADV_HUGEPAGE);
+		b->slab = (uint8_t *)aligned;
+		b->slab_left = len;
+	}
+	p = b->slab;
+	b->slab += b->size;
+	b->slab_left -= b->size;
+	return p;
+}
+
 void *kv_buf_get(struct kv_bufs *b)
 {
-	void *buf = NULL;
+	void *buf;
 
 	pthread_mutex_lock(&b->lock);
-	if (b->nfree)
-		buf = b->free[--b->nfree];
-	b->used++;
+	buf = b->nfree ? b->free[--b->nfree] : carve(b);
+	if (buf)
+		b->used++;
 	pthread_mutex_unlock(&b->lock);
-	if (!buf && !(buf = malloc(b->size))) {
-		pthread_mutex_lock(&b->lock);
-		b->used--;
-		pthread_mutex_unlock(&b->lock);
-	}
 	return buf;
 }
 
@@ -172,13 +199,18 @@ void kv_buf_put(struct kv_bufs *b, void *buf)
 	if (!buf)
 		return;
 	pthread_mutex_lock(&b->lock);
-	b->used--;
-	if (b->nfree < b->keep) {
-		b->free[b->nfree++] = buf;
-		buf = NULL;
+	if (b->nfree == b->cap) {
+		void **f = realloc(b->free, 2 * b->cap * sizeof(void *));
+		if (f) {
+			b->free = f;
+			b->cap *= 2;
+		}
 	}
+	/* Without room to remember it, the buffer is lost, never reused twice. */
+	if (b->nfree < b->cap)
+		b->free[b->nfree++] = buf;
+	b->used--;
 	pthread_mutex_unlock(&b->lock);
-	free(buf);
 }
 
 size_t kv_bufs_size(const struct kv_bufs *b) { return b->size; }

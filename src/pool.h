@@ -17,7 +17,8 @@ int kv_pool_start(int nthreads, int qmax, struct kv_pool **out);
 void kv_pool_stop(struct kv_pool *p);
 int kv_pool_submit(struct kv_pool *p, kv_job_fn fn, void *arg);
 
-/* Chunk buffers of one size. Up to keep free buffers stay cached. */
+/* Chunk buffers of one size, from huge-page slabs. Freed buffers are kept
+ * for reuse (room for keep of them to start with), never unmapped. */
 struct kv_bufs;
 struct kv_bufs *kv_bufs_new(size_t size, size_t keep);
 void kv_bufs_free(struct kv_bufs *b);

@@ -377,6 +377,17 @@ void kv_store_free(struct kv_store *st, const struct kv_loc *loc)
 		kv_debug("punch hole in segment %08" PRIx32 ": %s", loc->seg, strerror(errno));
 }
 
+void kv_store_prefetch(struct kv_store *st, const struct kv_loc *loc)
+{
+	int fd;
+
+	pthread_mutex_lock(&st->lock);
+	fd = seg_fd(st, loc->seg);
+	pthread_mutex_unlock(&st->lock);
+	if (fd >= 0)
+		posix_fadvise(fd, (off_t)loc->off, loc->len, POSIX_FADV_WILLNEED);
+}
+
 int kv_store_sync(struct kv_store *st)
 {
 	int fds[64], n = 0, rc = 0;

@@ -60,6 +60,9 @@ int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
 
 void kv_store_free(struct kv_store *st, const struct kv_loc *loc);
 
+/* Start reading the record at loc into the page cache, without waiting. */
+void kv_store_prefetch(struct kv_store *st, const struct kv_loc *loc);
+
 /* Make every record appended so far durable. */
 int kv_store_sync(struct kv_store *st);
 

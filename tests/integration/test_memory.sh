@@ -22,7 +22,7 @@ size=$(stat -c %s "$mnt/big")
 echo 3 >/proc/sys/vm/drop_caches
 cmp -n $((4096 << 20)) "$mnt/big" /dev/zero
 threads=$((16 + workers))
-bound=$((16 + ram_mib + (4 + 2 * workers) * chunk_mib + (4 * workers + 8) * chunk_mib + threads * 7 / 2))
+bound=$((16 + ram_mib + (4 + 2 * workers) * chunk_mib + 32 + threads * 7 / 2))
 # AddressSanitizer adds shadow memory and allocator redzones (about as much
 # again); its build checks the same bound scaled by 2.
 if ldd "$KVFS" | grep -q libasan; then bound=$((bound * 2)); fi
