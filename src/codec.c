@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Bytes of a chunk compressed both ways when shuffle=auto picks a filter. */
 #define KV_CODEC_SAMPLE (64u << 10)
@@ -88,16 +91,51 @@ void *kv_codec_inbuf(struct kv_codec_ctx *ctx, size_t *cap)
 	return ctx->out;
 }
 
+/* Element size 2 is the fp16/bf16 case and the hot one: 16 elements per
+ * step with SSE2 where the compiler targets it. */
+static void shuffle2(const uint8_t *src, uint8_t *lo, uint8_t *hi, size_t count)
+{
+	size_t i = 0;
+#ifdef __SSE2__
+	const __m128i mask = _mm_set1_epi16(0x00ff);
+	for (; i + 16 <= count; i += 16) {
+		__m128i a = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+		__m128i b = _mm_loadu_si128((const __m128i *)(src + 2 * i + 16));
+		__m128i l = _mm_packus_epi16(_mm_and_si128(a, mask), _mm_and_si128(b, mask));
+		__m128i h = _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8));
+		_mm_storeu_si128((__m128i *)(lo + i), l);
+		_mm_storeu_si128((__m128i *)(hi + i), h);
+	}
+#endif
+	for (; i < count; i++) {
+		lo[i] = src[2 * i];
+		hi[i] = src[2 * i + 1];
+	}
+}
+
+static void unshuffle2(const uint8_t *lo, const uint8_t *hi, uint8_t *dst, size_t count)
+{
+	size_t i = 0;
+#ifdef __SSE2__
+	for (; i + 16 <= count; i += 16) {
+		__m128i l = _mm_loadu_si128((const __m128i *)(lo + i));
+		__m128i h = _mm_loadu_si128((const __m128i *)(hi + i));
+		_mm_storeu_si128((__m128i *)(dst + 2 * i), _mm_unpacklo_epi8(l, h));
+		_mm_storeu_si128((__m128i *)(dst + 2 * i + 16), _mm_unpackhi_epi8(l, h));
+	}
+#endif
+	for (; i < count; i++) {
+		dst[2 * i] = lo[i];
+		dst[2 * i + 1] = hi[i];
+	}
+}
+
 void kv_codec_shuffle(const uint8_t *src, uint8_t *dst, size_t n, unsigned elem)
 {
 	size_t count = n / elem;
 
 	if (elem == 2) {
-		uint8_t *lo = dst, *hi = dst + count;
-		for (size_t i = 0; i < count; i++) {
-			lo[i] = src[2 * i];
-			hi[i] = src[2 * i + 1];
-		}
+		shuffle2(src, dst, dst + count, count);
 	} else {
 		for (unsigned b = 0; b < elem; b++)
 			for (size_t i = 0; i < count; i++)
@@ -111,11 +149,7 @@ void kv_codec_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, unsigned ele
 	size_t count = n / elem;
 
 	if (elem == 2) {
-		const uint8_t *lo = src, *hi = src + count;
-		for (size_t i = 0; i < count; i++) {
-			dst[2 * i] = lo[i];
-			dst[2 * i + 1] = hi[i];
-		}
+		unshuffle2(src, src + count, dst, count);
 	} else {
 		for (unsigned b = 0; b < elem; b++)
 			for (size_t i = 0; i < count; i++)

@@ -1,6 +1,6 @@
 /* Codec benchmark: ratio and single-core speed of each codec, with and
- * without byte shuffle, on the files given (one chunk at a time, as the
- * chunk store does). Usage: kvfs-bench-codec [-c CHUNK] FILE... */
+ * without byte shuffle, on the files given. Each file is cut into chunks
+ * of its own, as the chunk store does. Usage: kvfs-bench-codec [-c CHUNK] FILE... */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +54,8 @@ int main(int argc, char *argv[])
 		{ "lz4+auto", { KV_CODEC_LZ4, 0, KV_SHUFFLE_AUTO } },
 		{ "zstd:1+auto", { KV_CODEC_ZSTD, 1, KV_SHUFFLE_AUTO } },
 	};
-	size_t chunk = 1 << 20, total = 0, len;
+	size_t chunk = 1 << 20, total = 0, len, nfiles;
+	size_t *ends;
 	uint8_t *data = NULL, *out;
 	struct kv_codec_ctx *ctx;
 	int opt;
@@ -65,8 +66,14 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "usage: kvfs-bench-codec [-c CHUNK] FILE...\n");
 		return 2;
 	}
-	for (int i = optind; i < argc; i++)
+	nfiles = (size_t)(argc - optind);
+	ends = calloc(nfiles, sizeof(*ends));
+	if (!ends)
+		return 1;
+	for (int i = optind; i < argc; i++) {
 		data = slurp(argv[i], &len, data, &total);
+		ends[i - optind] = total;
+	}
 	ctx = kv_codec_ctx_new(chunk);
 	out = malloc(chunk);
 	if (!ctx || !out)
@@ -79,8 +86,11 @@ int main(int argc, char *argv[])
 		/* Repeat until about 0.3 s of compression has been timed. */
 		while (tc < 0.3 || reps < 3) {
 			stored = 0;
-			for (size_t off = 0; off < total; off += chunk) {
-				size_t n = total - off < chunk ? total - off : chunk;
+			size_t n;
+			for (size_t off = 0, f = 0; off < total; off += n) {
+				while (ends[f] <= off)
+					f++;
+				n = ends[f] - off < chunk ? ends[f] - off : chunk;
 				struct kv_encoded e;
 				uint8_t *copy = malloc(n ? n : 1);
 				double t0 = now();
@@ -106,5 +116,6 @@ int main(int argc, char *argv[])
 	kv_codec_ctx_free(ctx);
 	free(out);
 	free(data);
+	free(ends);
 	return 0;
 }
