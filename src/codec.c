@@ -171,7 +171,12 @@ static size_t compress(struct kv_codec_ctx *ctx, const struct kv_codec_params *p
 	return ZSTD_isError(r) ? 0 : r;
 }
 
-static int saves_enough(size_t len, size_t n) { return len && len <= n - n / KV_CODEC_MARGIN; }
+/* Stored compressed only when strictly shorter (readers tell raw records
+ * by their length) and at least 1/KV_CODEC_MARGIN shorter. */
+static int saves_enough(size_t len, size_t n)
+{
+	return len && len < n && (n - len) * KV_CODEC_MARGIN >= n;
+}
 
 /* Compress a sample of the chunk, plain and/or shuffled as p->shuffle asks,
  * to pick the filter and to skip chunks that will not shrink (random data,

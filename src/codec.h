@@ -34,8 +34,8 @@ struct kv_encoded {
 struct kv_codec_ctx *kv_codec_ctx_new(size_t max_chunk);
 void kv_codec_ctx_free(struct kv_codec_ctx *ctx);
 
-/* The calling thread's context, created on first use, freed at thread exit.
- * Returns NULL when out of memory or max_chunk exceeds the first caller's. */
+/* The calling thread's context, created on first use (or again, larger,
+ * when max_chunk grows) and freed at thread exit. NULL when out of memory. */
 struct kv_codec_ctx *kv_codec_tls(size_t max_chunk);
 
 /* Encode n bytes (n <= max_chunk). Returns 0 or a negative errno. */

@@ -616,7 +616,8 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 					/* Rewritten meanwhile: read this chunk again. */
 					kv_tier_release(fs->tier, t);
 					rc = 0;
-					end = pos + size < in->attr.size ? pos + size : in->attr.size;
+					end = (uint64_t)off + size < in->attr.size ? (uint64_t)off + size
+										  : in->attr.size;
 					continue;
 				}
 				if (!t)

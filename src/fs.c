@@ -348,6 +348,26 @@ static void drop_orphan(void *arg, uint64_t ino)
 	kv_fs_drop(arg, ino);
 }
 
+/* Chunk positions derive from the chunk size, so a store keeps the one it
+ * was created with. */
+static int settle_chunk(struct kv_fs *fs, char *err, size_t errlen)
+{
+	int64_t chunk;
+	int rc = kv_index_meta_get(fs->ix, "chunk_size", &chunk);
+
+	if (rc == -ENOENT)
+		return kv_index_meta_set(fs->ix, "chunk_size", (int64_t)fs->cfg.chunk);
+	if (rc)
+		return rc;
+	if (kv_opt_given(&fs->cfg, "chunk") && (size_t)chunk != fs->cfg.chunk) {
+		snprintf(err, errlen, "store %s was created with chunk=%lldK; it cannot be mounted "
+			 "with chunk=%zuK", fs->store_path, (long long)chunk >> 10, fs->cfg.chunk >> 10);
+		return -EINVAL;
+	}
+	fs->cfg.chunk = (size_t)chunk;
+	return 0;
+}
+
 static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 {
 	char path[4200];
@@ -360,6 +380,9 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	if (rc)
 		return rc;
 	kv_index_store_id(fs->ix, id);
+	rc = settle_chunk(fs, err, errlen);
+	if (rc)
+		return rc;
 	snprintf(path, sizeof(path), "%s/segments", fs->store_path);
 	rc = kv_store_open(path, id, fs->cfg.segment, fs->cfg.chunk, &fs->st);
 	if (rc) {

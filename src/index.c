@@ -334,6 +334,47 @@ void kv_index_close(struct kv_index *ix)
 
 void kv_index_store_id(struct kv_index *ix, uint8_t id[16]) { memcpy(id, ix->id, 16); }
 
+int kv_index_meta_get(struct kv_index *ix, const char *key, int64_t *value)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = sqlite3_prepare_v2(ix->db, "SELECT value FROM meta WHERE key=?1", -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			*value = sqlite3_column_int64(s, 0);
+		rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+		sqlite3_finalize(s);
+	} else {
+		rc = -EIO;
+	}
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_meta_set(struct kv_index *ix, const char *key, int64_t value)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = sqlite3_prepare_v2(ix->db, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)",
+				-1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, value);
+		rc = q_exec(ix, s);
+		sqlite3_finalize(s);
+	} else {
+		rc = -EIO;
+	}
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
 int kv_index_user_version(struct kv_index *ix)
 {
 	int64_t v = 0;
@@ -790,10 +831,12 @@ int kv_index_publish(struct kv_index *ix, const struct kv_attr *a, uint64_t keep
 	rc = begin(ix);
 	if (rc)
 		goto out;
-	s = q(ix, Q_DEL_CHUNKS_FROM);
-	sqlite3_bind_int64(s, 1, (int64_t)a->ino);
-	sqlite3_bind_int64(s, 2, (int64_t)keep);
-	rc = q_exec(ix, s);
+	if (keep <= (uint64_t)INT64_MAX) {
+		s = q(ix, Q_DEL_CHUNKS_FROM);
+		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
+		sqlite3_bind_int64(s, 2, (int64_t)keep);
+		rc = q_exec(ix, s);
+	}
 	for (size_t i = 0; !rc && i < n; i++) {
 		s = q(ix, Q_PUT_CHUNK);
 		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
@@ -948,7 +991,7 @@ int kv_index_getxattr(struct kv_index *ix, uint64_t ino, const char *name, void 
 		if (size && n > size)
 			rc = -ERANGE;
 		else {
-			if (size)
+			if (size && n)
 				memcpy(buf, sqlite3_column_blob(s, 0), n);
 			rc = (int)n;
 		}

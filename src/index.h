@@ -53,6 +53,10 @@ void kv_index_close(struct kv_index *ix);
 /* Check, read-only, that path is a kvfs index this version can open. */
 int kv_index_check(const char *path, char *err, size_t errlen);
 void kv_index_store_id(struct kv_index *ix, uint8_t id[16]);
+/* Integer settings of the store in the meta table; get gives -ENOENT when
+ * key is absent. */
+int kv_index_meta_get(struct kv_index *ix, const char *key, int64_t *value);
+int kv_index_meta_set(struct kv_index *ix, const char *key, int64_t value);
 int kv_index_user_version(struct kv_index *ix);
 
 int kv_index_getattr(struct kv_index *ix, uint64_t ino, struct kv_attr *a);

@@ -22,7 +22,7 @@ int kv_opt_parse_size(const char *s, size_t *out)
 	unsigned long long v;
 	unsigned shift = 0;
 
-	if (!s || !*s || *s == '-')
+	if (!s || *s < '0' || *s > '9')
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -58,17 +58,17 @@ static int set_codec(struct kv_config *cfg, const char *v, char *err, size_t err
 		return 0;
 	}
 	if (n == 4 && !strncmp(v, "zstd", 4)) {
-		cfg->codec = KV_CODEC_ZSTD;
-		cfg->level = 1;
+		long lvl = 1;
 		if (colon) {
 			char *end;
-			long lvl = strtol(colon + 1, &end, 10);
-			if (!colon[1] || *end || lvl < 1 || lvl > 19) {
+			lvl = strtol(colon + 1, &end, 10);
+			if (colon[1] < '0' || colon[1] > '9' || *end || lvl < 1 || lvl > 19) {
 				snprintf(err, errlen, "codec=%s: zstd level must be 1..19", v);
 				return -EINVAL;
 			}
-			cfg->level = (int)lvl;
 		}
+		cfg->codec = KV_CODEC_ZSTD;
+		cfg->level = (int)lvl;
 		return 0;
 	}
 	snprintf(err, errlen, "codec=%s: expected none, lz4 or zstd[:LEVEL]", v);
@@ -147,7 +147,8 @@ static const struct kv_opt kv_opts[] = {
 	{ "shuffle", "auto|off|2|4", "auto",
 	  "byte-shuffle filter before compression (element size in bytes); auto tries 2 per chunk", set_shuffle },
 	{ "chunk", "SIZE", "1M",
-	  "files are cut into chunks of this size (power of two, 64K..16M), each compressed alone", set_chunk },
+	  "files are cut into chunks of this size (power of two, 64K..16M), each compressed alone; "
+	  "fixed when the store is created", set_chunk },
 	{ "ram", "SIZE", "128M",
 	  "DRAM tier: budget for decompressed chunks kept in memory", set_ram },
 	{ "workers", "N|auto", "auto",
@@ -186,10 +187,21 @@ int kv_opt_set(struct kv_config *cfg, const char *name, const char *value,
 				 kv_opts[i].values);
 			return -EINVAL;
 		}
-		return kv_opts[i].set(cfg, value, err, errlen);
+		if (kv_opts[i].set(cfg, value, err, errlen))
+			return -EINVAL;
+		cfg->given |= 1u << i;
+		return 0;
 	}
 	snprintf(err, errlen, "unknown option '%s'", name);
 	return -ENOENT;
+}
+
+int kv_opt_given(const struct kv_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < KV_NOPTS; i++)
+		if (!strcmp(kv_opts[i].name, name))
+			return !!(cfg->given & (1u << i));
+	return 0;
 }
 
 void kv_opt_print_help(FILE *out)

@@ -19,6 +19,7 @@ struct kv_config {
 	size_t ram;       /* DRAM tier budget in bytes */
 	int workers;      /* compression worker threads */
 	size_t segment;   /* segment file size before rolling over */
+	unsigned given;   /* options set by the user, one bit per table row */
 };
 
 /* Fill cfg with the defaults from the table. */
@@ -31,6 +32,8 @@ int kv_opt_set(struct kv_config *cfg, const char *name, const char *value,
 
 /* Is name one of ours? */
 int kv_opt_known(const char *name);
+/* Did the user set option name (through kv_opt_set)? */
+int kv_opt_given(const struct kv_config *cfg, const char *name);
 
 void kv_opt_print_help(FILE *out);
 void kv_opt_print_markdown(FILE *out);

@@ -131,6 +131,8 @@ struct kv_bufs {
 	void **free;
 	uint8_t *slab;        /* current slab, carved from the front */
 	size_t slab_left;
+	struct slab { void *map; size_t len; } *slabs;
+	size_t nslabs;
 };
 
 struct kv_bufs *kv_bufs_new(size_t size, size_t keep)
@@ -154,7 +156,9 @@ void kv_bufs_free(struct kv_bufs *b)
 {
 	if (!b)
 		return;
-	/* Slabs live as long as the daemon; they are released at exit. */
+	for (size_t i = 0; i < b->nslabs; i++)
+		munmap(b->slabs[i].map, b->slabs[i].len);
+	free(b->slabs);
 	free(b->free);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
@@ -168,9 +172,16 @@ static void *carve(struct kv_bufs *b)
 		size_t len = b->size > KV_SLAB ? b->size : KV_SLAB;
 		uint8_t *m = mmap(NULL, len + KV_HUGE, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct slab *sl = realloc(b->slabs, (b->nslabs + 1) * sizeof(*sl));
 		uintptr_t aligned;
-		if (m == MAP_FAILED)
+		if (sl)
+			b->slabs = sl;
+		if (m == MAP_FAILED || !sl) {
+			if (m != MAP_FAILED)
+				munmap(m, len + KV_HUGE);
 			return NULL;
+		}
+		b->slabs[b->nslabs++] = (struct slab){ m, len + KV_HUGE };
 		aligned = ((uintptr_t)m + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1);
 		madvise((void *)aligned, len, MADV_HUGEPAGE);
 		b->slab = (uint8_t *)aligned;
@@ -206,7 +217,7 @@ void kv_buf_put(struct kv_bufs *b, void *buf)
 			b->cap *= 2;
 		}
 	}
-	/* Without room to remember it, the buffer is lost, never reused twice. */
+	/* Without room to remember it the buffer stays unused until exit. */
 	if (b->nfree < b->cap)
 		b->free[b->nfree++] = buf;
 	b->used--;

@@ -33,6 +33,7 @@ struct kv_store {
 	pthread_mutex_t lock;
 	struct kv_seg *segs;   /* indexed by segment id */
 	uint32_t nsegs;        /* capacity of segs */
+	uint32_t highest;      /* highest segment id in use */
 	uint32_t active;       /* segment receiving appends, 0 = none yet */
 	uint64_t tail;         /* next append offset in the active segment */
 };
@@ -98,7 +99,7 @@ static void seg_header(const struct kv_store *st, uint32_t seg, uint8_t h[KV_SEG
 /* Start a new segment after the highest existing one. Locked. */
 static int seg_roll(struct kv_store *st)
 {
-	uint32_t seg = st->active + 1;
+	uint32_t seg = st->highest + 1;
 	uint8_t h[KV_SEG_HDR];
 	char name[32];
 	int fd;
@@ -128,6 +129,7 @@ static int seg_roll(struct kv_store *st)
 		unlinkat(st->dirfd, old, 0);
 	}
 	st->segs[seg] = (struct kv_seg){ .fd = fd };
+	st->highest = seg;
 	st->active = seg;
 	st->tail = KV_SEG_HDR;
 	return 0;
@@ -180,8 +182,8 @@ int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size,
 	pthread_mutex_init(&st->lock, NULL);
 	/* Appends always go to a fresh segment, so the tail of a segment left
 	 * by an earlier run is never written again. */
-	st->active = scan_highest(st->dirfd);
-	if (seg_grow(st, st->active + 1)) {
+	st->highest = scan_highest(st->dirfd);
+	if (seg_grow(st, st->highest + 1)) {
 		kv_store_close(st);
 		return -ENOMEM;
 	}
@@ -213,9 +215,9 @@ void kv_store_account(struct kv_store *st, uint32_t seg, uint64_t len)
 void kv_store_drop_empty(struct kv_store *st)
 {
 	pthread_mutex_lock(&st->lock);
-	for (uint32_t seg = 1; seg <= st->active && seg < st->nsegs; seg++) {
+	for (uint32_t seg = 1; seg <= st->highest && seg < st->nsegs; seg++) {
 		char name[32];
-		if (st->segs[seg].live)
+		if (st->segs[seg].live || seg == st->active)
 			continue;
 		seg_name(name, sizeof(name), seg);
 		if (!unlinkat(st->dirfd, name, 0))
@@ -280,7 +282,7 @@ int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 	int fd, rc = 0;
 
 	pthread_mutex_lock(&st->lock);
-	if (!st->active || st->tail + len > st->seg_size || st->segs[st->active].fd < 0)
+	if (!st->active || st->tail + len > st->seg_size)
 		rc = seg_roll(st);
 	if (!rc) {
 		loc->seg = st->active;
