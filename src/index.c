@@ -764,26 +764,49 @@ int kv_index_readlink(struct kv_index *ix, uint64_t ino, char *buf, size_t len)
 	return rc;
 }
 
+/* Rows are read in batches and handed to cb with the index unlocked: cb
+ * takes inode locks, which rank above the index lock. */
+#define KV_READDIR_BATCH 128
+
+struct dir_row {
+	uint64_t id;
+	struct kv_attr a;
+	size_t len;
+	char name[256];
+};
+
 int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_dir_cb cb,
 		     void *arg)
 {
-	sqlite3_stmt *s;
-	int rc;
+	struct dir_row *rows = malloc(KV_READDIR_BATCH * sizeof(*rows));
+	int n, rc = 0, stop = 0;
 
-	pthread_mutex_lock(&ix->lock);
-	s = q(ix, Q_READDIR);
-	sqlite3_bind_int64(s, 1, (int64_t)dir);
-	sqlite3_bind_int64(s, 2, (int64_t)off);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct kv_attr a;
-		row_attr(s, 2, &a);
-		if (cb(arg, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1), &a,
-		       (uint64_t)sqlite3_column_int64(s, 0)))
-			break;
-	}
-	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
-	sqlite3_reset(s);
-	pthread_mutex_unlock(&ix->lock);
+	if (!rows)
+		return -ENOMEM;
+	do {
+		sqlite3_stmt *s;
+		pthread_mutex_lock(&ix->lock);
+		s = q(ix, Q_READDIR);
+		sqlite3_bind_int64(s, 1, (int64_t)dir);
+		sqlite3_bind_int64(s, 2, (int64_t)off);
+		for (n = 0; n < KV_READDIR_BATCH && (rc = sqlite3_step(s)) == SQLITE_ROW; n++) {
+			struct dir_row *r = &rows[n];
+			size_t len = (size_t)sqlite3_column_bytes(s, 1);
+			r->id = (uint64_t)sqlite3_column_int64(s, 0);
+			r->len = len < sizeof(r->name) ? len : sizeof(r->name) - 1;
+			memcpy(r->name, sqlite3_column_blob(s, 1), r->len);
+			r->name[r->len] = 0;
+			row_attr(s, 2, &r->a);
+		}
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+		sqlite3_reset(s);
+		pthread_mutex_unlock(&ix->lock);
+		for (int i = 0; !rc && !stop && i < n; i++) {
+			stop = cb(arg, rows[i].name, rows[i].len, &rows[i].a, rows[i].id);
+			off = rows[i].id;
+		}
+	} while (!rc && !stop && n == KV_READDIR_BATCH);
+	free(rows);
 	return rc;
 }
 

@@ -94,7 +94,9 @@ int kv_index_setattr(struct kv_index *ix, const struct kv_attr *a, unsigned mask
 int kv_index_readlink(struct kv_index *ix, uint64_t ino, char *buf, size_t len);
 
 /* Directory listing from offset off (0 = start). cb gets each entry and the
- * offset of the next one, and returns nonzero to stop. */
+ * offset of the next one, and returns nonzero to stop. cb runs with the
+ * index unlocked. Other callbacks in this file run with it locked and must
+ * not call back into the index or take other locks than leaves. */
 typedef int (*kv_index_dir_cb)(void *arg, const char *name, size_t len,
 			       const struct kv_attr *a, uint64_t next);
 int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_dir_cb cb,

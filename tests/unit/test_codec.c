@@ -3,7 +3,6 @@
  * data, the KV_CODEC_MARGIN rule and rejection of damaged payloads. */
 #include <check.h>
 #include <errno.h>
-#include <libgen.h>
 #include <lz4.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -13,61 +12,15 @@
 #include <zstd.h>
 
 #include "codec.h"
+#include "kvtest.h"
 
 #define MAX_CHUNK (1u << 20)
 
-/* Deterministic PRNG (xorshift64*), so failures reproduce. */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)(rnd() >> 56);
-}
-
-/* Real fp16 KV data: tests/data/kv next to this source, $KV_DATA, or the
- * shared copy. Returns a malloc'd buffer of *n bytes, or NULL. */
+/* Real fp16 KV data (see kvtest_load_kv). Returns a malloc'd buffer of *n
+ * bytes, or NULL. */
 static uint8_t *load_kv(size_t *n)
 {
-	char here[4096], path[4352];
-	const char *cands[3];
-	char *env = getenv("KV_DATA");
-	static char envpath[4352];
-	int nc = 0;
-
-	snprintf(here, sizeof(here), "%s", __FILE__);
-	snprintf(path, sizeof(path), "%s/../data/kv/gpl3/layer0.v.f16", dirname(here));
-	if (env) {
-		snprintf(envpath, sizeof(envpath), "%s/gpl3/layer0.v.f16", env);
-		cands[nc++] = envpath;
-	}
-	cands[nc++] = path;
-	cands[nc++] = "/work/shared/data/kv/stories260k/gpl3/layer0.v.f16";
-	for (int i = 0; i < nc; i++) {
-		FILE *f = fopen(cands[i], "rb");
-		uint8_t *buf;
-		long len;
-		if (!f)
-			continue;
-		fseek(f, 0, SEEK_END);
-		len = ftell(f);
-		fseek(f, 0, SEEK_SET);
-		buf = malloc((size_t)len);
-		if (buf && fread(buf, 1, (size_t)len, f) == (size_t)len) {
-			fclose(f);
-			*n = (size_t)len;
-			return buf;
-		}
-		free(buf);
-		fclose(f);
-	}
-	return NULL;
+	return kvtest_load_kv("gpl3/layer0.v.f16", n);
 }
 
 /* ---- shuffle ---- */
@@ -487,10 +440,7 @@ static uint8_t *kvish(size_t n)
 	uint8_t *src = malloc(n);
 
 	/* Compressible but not trivial: small random values, fp16-like. */
-	for (size_t i = 0; i < n; i += 2) {
-		src[i] = (uint8_t)(rnd() >> 60);
-		src[i + 1] = (uint8_t)(0x38 + (rnd() >> 62));
-	}
+	fill_fp16like(src, n);
 	return src;
 }
 
@@ -686,15 +636,13 @@ END_TEST
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
-	TCase *tc = tcase_create("shuffle");
+	TCase *tc = kvtest_tcase(s, "shuffle", 0);
 
 	tcase_add_test(tc, test_shuffle_layout_elem2);
 	tcase_add_test(tc, test_shuffle_layout_elem4);
 	tcase_add_test(tc, test_shuffle_roundtrip);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("roundtrip");
-	tcase_set_timeout(tc, 60);
+	tc = kvtest_tcase(s, "roundtrip", 60);
 	tcase_add_loop_test(tc, test_roundtrip_kv_data, 0, NCOMPRESSING / 4);
 	tcase_add_test(tc, test_auto_picks_smaller);
 	tcase_add_test(tc, test_small_chunks_never_same_length);
@@ -703,27 +651,19 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_zeros_compress);
 	tcase_add_test(tc, test_empty_and_too_big);
 	tcase_add_test(tc, test_margin);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("decode");
-	tcase_set_timeout(tc, 60);
+	tc = kvtest_tcase(s, "decode", 60);
 	tcase_add_test(tc, test_decode_rejects_wrong_raw_len);
 	tcase_add_test(tc, test_decode_rejects_bad_payload);
 	tcase_add_loop_test(tc, test_decode_fuzz, 0, 4);
 	tcase_add_test(tc, test_names);
 	tcase_add_test(tc, test_inbuf_holds_bound);
 	tcase_add_test(tc, test_tls_per_thread);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(codec_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	rng_state = 0x9e3779b97f4a7c15ULL; /* where rnd() starts, the same every run */
+	return kvtest_run(codec_suite, NULL);
 }

@@ -5,8 +5,6 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,52 +16,30 @@
 #include <unistd.h>
 
 #include "fs_int.h"
+#include "kvtest.h"
 
 #define CHUNK (64u << 10)
 #define READ_MAX (512u << 10) /* per kv_file_read call, like a FUSE read */
 
-static char tmproot[] = "/tmp/kvfs-unit-fs-XXXXXX";
 static const struct kv_cred root_cred = { 0, 0 };
 
-static uint64_t rng_state;
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-/* Random-ish bytes: compressible (fp16-like) or not, by kind. */
+/* Random-ish bytes: incompressible (kind 0), fp16-like (1) or runs of 512
+ * equal bytes (2). */
 static void fill(uint8_t *p, size_t n, int kind)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (kind == 0)
-			p[i] = (uint8_t)(rnd() >> 56);
-		else if (kind == 1)
-			p[i] = i & 1 ? (uint8_t)(0x38 + (rnd() >> 62)) : (uint8_t)(rnd() >> 60);
-		else
+	if (kind == 0)
+		fill_random(p, n);
+	else if (kind == 1)
+		fill_fp16like(p, n);
+	else
+		for (size_t i = 0; i < n; i++)
 			p[i] = (uint8_t)(i / 512);
-	}
 }
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-static void rm_rf(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* A path for a new store (not created yet) under the run's root. */
 static void new_store_path(char *buf, size_t len)
 {
-	char tmpl[64];
-
-	snprintf(tmpl, sizeof(tmpl), "%s/XXXXXX", tmproot);
-	ck_assert_ptr_nonnull(mkdtemp(tmpl));
-	snprintf(buf, len, "%s/store", tmpl);
+	kvtest_new_path(buf, len, "store");
 }
 
 static struct kv_config small_config(void)
@@ -194,15 +170,7 @@ static struct kv_index_stats stats(struct kv_fs *fs)
 
 static int count_entries(const char *dir)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(d);
-	while ((e = readdir(d)))
-		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-	closedir(d);
-	return n;
+	return kvtest_count_entries(dir, NULL);
 }
 
 static blkcnt_t seg_blocks(const char *store)
@@ -1475,17 +1443,14 @@ END_TEST
 static Suite *fs_suite(void)
 {
 	Suite *s = suite_create("fs");
-	TCase *tc = tcase_create("open");
+	TCase *tc = kvtest_tcase(s, "open", 60);
 
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_open_new_store);
 	tcase_add_test(tc, test_foreign_dir_refused);
 	tcase_add_test(tc, test_second_open_busy);
 	tcase_add_test(tc, test_namespace);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("data");
-	tcase_set_timeout(tc, 120);
+	tc = kvtest_tcase(s, "data", 120);
 	tcase_add_test(tc, test_write_read);
 	tcase_add_loop_test(tc, test_truncate, 0, 2);
 	tcase_add_loop_test(tc, test_partial_rewrite_persists, 0, 2);
@@ -1501,85 +1466,13 @@ static Suite *fs_suite(void)
 	tcase_add_test(tc, test_write_limits);
 	tcase_add_test(tc, test_threads);
 	tcase_add_test(tc, test_concurrent_read_write);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("random");
-	tcase_set_timeout(tc, 120);
+	tc = kvtest_tcase(s, "random", 120);
 	tcase_add_loop_test(tc, test_random_ops, 0, 4);
-	suite_add_tcase(s, tc);
 	return s;
-}
-
-/* kvfs logs to stderr, and these tests provoke many errors on purpose: its
- * messages go to a file in the temporary root unless KVFS_TEST_VERBOSE is
- * set. ASan reports keep the real stderr; any other line in the file (such
- * as an UndefinedBehaviorSanitizer report) is shown at the end. */
-extern void __sanitizer_set_report_fd(void *fd) __attribute__((weak));
-static int quiet;
-
-static void quiet_stderr(void)
-{
-	char path[600];
-	int keep, fd;
-
-	if (getenv("KVFS_TEST_VERBOSE"))
-		return;
-	snprintf(path, sizeof(path), "%s/kvfs.log", tmproot);
-	keep = dup(2);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (keep < 0 || fd < 0)
-		return;
-	if (__sanitizer_set_report_fd)
-		__sanitizer_set_report_fd((void *)(intptr_t)keep);
-	fflush(stderr);
-	dup2(fd, 2);
-	dup2(keep, fd); /* fd now names the real stderr */
-	close(keep);
-	quiet = fd;
-}
-
-static void show_log(int failed)
-{
-	char path[600], line[2048];
-	FILE *f, *out;
-	int hidden = 0;
-
-	if (!quiet)
-		return;
-	fflush(stderr);
-	dup2(quiet, 2);
-	close(quiet);
-	snprintf(path, sizeof(path), "%s/kvfs.log", tmproot);
-	f = fopen(path, "r");
-	if (!f)
-		return;
-	out = failed ? stdout : stderr;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "kvfs: ", 6))
-			hidden++;
-		else
-			fputs(line, stderr);
-	}
-	fclose(f);
-	if (failed && hidden)
-		fprintf(out, "(%d kvfs log lines hidden; KVFS_TEST_VERBOSE=1 shows them)\n", hidden);
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	if (!mkdtemp(tmproot)) {
-		perror("mkdtemp");
-		return EXIT_FAILURE;
-	}
-	quiet_stderr();
-	sr = srunner_create(fs_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	show_log(failed);
-	rm_rf(tmproot);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kvtest_run(fs_suite, "fs");
 }

@@ -2,10 +2,7 @@
  * remove, rename, readdir), chunk lists, orphans, xattrs, statistics,
  * persistence, and refusal of files that are not kvfs indexes. */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,23 +13,12 @@
 #include <unistd.h>
 
 #include "index.h"
-
-static char tmproot[] = "/tmp/kvfs-unit-index-XXXXXX";
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-static void rm_rf(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+#include "kvtest.h"
 
 /* A fresh directory; *db gets the index path inside it. */
 static void new_dir(char *dir, size_t len, char *db, size_t dblen)
 {
-	snprintf(dir, len, "%s/XXXXXX", tmproot);
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	kvtest_new_dir(dir, len);
 	snprintf(db, dblen, "%s/kvfs.db", dir);
 }
 
@@ -1025,42 +1011,24 @@ END_TEST
 
 /* ---- refusing other files ---- */
 
-static uint8_t *slurp(const char *path, size_t *n)
+static int not_hidden(const char *name)
 {
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long len;
+	return name[0] != '.';
+}
 
-	ck_assert_ptr_nonnull(f);
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)len + 1);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
-	*n = (size_t)len;
-	return buf;
+static int not_hidden_nor_wal(const char *name)
+{
+	size_t len = strlen(name);
+
+	return not_hidden(name) &&
+	       !(len > 4 && (!strcmp(name + len - 4, "-wal") || !strcmp(name + len - 4, "-shm")));
 }
 
 /* Files in dir; with wal, SQLite's -wal and -shm companions do not count
  * (reading a WAL-mode database creates them). */
 static int count_files(const char *dir, int wal)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	while ((e = readdir(d))) {
-		size_t len = strlen(e->d_name);
-		if (e->d_name[0] == '.')
-			continue;
-		if (wal && len > 4 && (!strcmp(e->d_name + len - 4, "-wal") ||
-				       !strcmp(e->d_name + len - 4, "-shm")))
-			continue;
-		n++;
-	}
-	closedir(d);
-	return n;
+	return kvtest_count_entries(dir, wal ? not_hidden_nor_wal : not_hidden);
 }
 
 static void sqlite_exec(const char *path, const char *sql)
@@ -1078,14 +1046,14 @@ static void sqlite_exec(const char *path, const char *sql)
 static void expect_refused(const char *dir, const char *path, int wal)
 {
 	size_t n0, n1, n2;
-	uint8_t *before = slurp(path, &n0), *after;
+	uint8_t *before = kvtest_slurp(path, &n0), *after;
 	int files = count_files(dir, wal);
 	char err[512] = "";
 	struct kv_index *ix = NULL;
 
 	ck_assert_int_eq(kv_index_check(path, err, sizeof(err)), -EINVAL);
 	ck_assert_msg(strstr(err, path) != NULL, "message: %s", err);
-	after = slurp(path, &n1);
+	after = kvtest_slurp(path, &n1);
 	ck_assert_uint_eq(n1, n0);
 	ck_assert(n0 == 0 || memcmp(before, after, n0) == 0);
 	ck_assert_int_eq(count_files(dir, wal), files);
@@ -1095,7 +1063,7 @@ static void expect_refused(const char *dir, const char *path, int wal)
 	ck_assert_int_lt(kv_index_open(path, 1, &ix, err, sizeof(err)), 0);
 	ck_assert_ptr_null(ix);
 	ck_assert(err[0] != 0);
-	after = slurp(path, &n2);
+	after = kvtest_slurp(path, &n2);
 	ck_assert_uint_eq(n2, n0);
 	ck_assert(n0 == 0 || memcmp(before, after, n0) == 0);
 	free(after);
@@ -1133,20 +1101,20 @@ START_TEST(test_check_empty_db)
 	f = fopen(db, "wb");
 	fclose(f);
 	ck_assert_int_eq(kv_index_check(db, err, sizeof(err)), -EINVAL);
-	free(slurp(db, &n));
+	free(kvtest_slurp(db, &n));
 	ck_assert_uint_eq(n, 0);
 	ck_assert_int_eq(count_files(dir, 0), 1);
 
 	/* A real SQLite file with no tables. */
 	remove(db);
 	sqlite_exec(db, "CREATE TABLE t(x); DROP TABLE t;");
-	free(slurp(db, &n));
+	free(kvtest_slurp(db, &n));
 	ck_assert_uint_gt(n, 0);
 	{
 		size_t n0, n1;
-		uint8_t *b0 = slurp(db, &n0), *b1;
+		uint8_t *b0 = kvtest_slurp(db, &n0), *b1;
 		ck_assert_int_eq(kv_index_check(db, err, sizeof(err)), -EINVAL);
-		b1 = slurp(db, &n1);
+		b1 = kvtest_slurp(db, &n1);
 		ck_assert_uint_eq(n0, n1);
 		ck_assert_mem_eq(b0, b1, n0);
 		free(b0);
@@ -1194,9 +1162,8 @@ END_TEST
 static Suite *index_suite(void)
 {
 	Suite *s = suite_create("index");
-	TCase *tc = tcase_create("namespace");
+	TCase *tc = kvtest_tcase(s, "namespace", 30);
 
-	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_fresh_root);
 	tcase_add_test(tc, test_store_ids_differ);
 	tcase_add_test(tc, test_open_nocreate);
@@ -1211,10 +1178,8 @@ static Suite *index_suite(void)
 	tcase_add_test(tc, test_rename_into_own_subtree);
 	tcase_add_test(tc, test_readdir);
 	tcase_add_test(tc, test_setattr);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("data");
-	tcase_set_timeout(tc, 30);
+	tc = kvtest_tcase(s, "data", 30);
 	tcase_add_test(tc, test_publish_chunks);
 	tcase_add_test(tc, test_publish_keep_all);
 	tcase_add_test(tc, test_segments);
@@ -1223,88 +1188,16 @@ static Suite *index_suite(void)
 	tcase_add_test(tc, test_xattr_empty_value);
 	tcase_add_test(tc, test_stats);
 	tcase_add_test(tc, test_persistence);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("check");
-	tcase_set_timeout(tc, 30);
+	tc = kvtest_tcase(s, "check", 30);
 	tcase_add_test(tc, test_check_garbage);
 	tcase_add_test(tc, test_check_empty_db);
 	tcase_add_test(tc, test_check_foreign_db);
 	tcase_add_test(tc, test_check_newer_version);
-	suite_add_tcase(s, tc);
 	return s;
-}
-
-/* kvfs logs to stderr, and these tests provoke many errors on purpose: its
- * messages go to a file in the temporary root unless KVFS_TEST_VERBOSE is
- * set. ASan reports keep the real stderr; any other line in the file (such
- * as an UndefinedBehaviorSanitizer report) is shown at the end. */
-extern void __sanitizer_set_report_fd(void *fd) __attribute__((weak));
-static int quiet;
-
-static void quiet_stderr(void)
-{
-	char path[600];
-	int keep, fd;
-
-	if (getenv("KVFS_TEST_VERBOSE"))
-		return;
-	snprintf(path, sizeof(path), "%s/kvfs.log", tmproot);
-	keep = dup(2);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (keep < 0 || fd < 0)
-		return;
-	if (__sanitizer_set_report_fd)
-		__sanitizer_set_report_fd((void *)(intptr_t)keep);
-	fflush(stderr);
-	dup2(fd, 2);
-	dup2(keep, fd); /* fd now names the real stderr */
-	close(keep);
-	quiet = fd;
-}
-
-static void show_log(int failed)
-{
-	char path[600], line[2048];
-	FILE *f, *out;
-	int hidden = 0;
-
-	if (!quiet)
-		return;
-	fflush(stderr);
-	dup2(quiet, 2);
-	close(quiet);
-	snprintf(path, sizeof(path), "%s/kvfs.log", tmproot);
-	f = fopen(path, "r");
-	if (!f)
-		return;
-	out = failed ? stdout : stderr;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "kvfs: ", 6))
-			hidden++;
-		else
-			fputs(line, stderr);
-	}
-	fclose(f);
-	if (failed && hidden)
-		fprintf(out, "(%d kvfs log lines hidden; KVFS_TEST_VERBOSE=1 shows them)\n", hidden);
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	if (!mkdtemp(tmproot)) {
-		perror("mkdtemp");
-		return EXIT_FAILURE;
-	}
-	quiet_stderr();
-	sr = srunner_create(index_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	show_log(failed);
-	rm_rf(tmproot);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kvtest_run(index_suite, "index");
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kvtest.h"
 #include "opt.h"
 
 static size_t nproc_auto(void)
@@ -391,39 +392,30 @@ END_TEST
 static Suite *opt_suite(void)
 {
 	Suite *s = suite_create("opt");
-	TCase *tc = tcase_create("size");
+	TCase *tc = kvtest_tcase(s, "size", 0);
 
 	tcase_add_test(tc, test_parse_size_good);
 	tcase_add_test(tc, test_parse_size_bad);
 	tcase_add_test(tc, test_parse_size_null);
 	tcase_add_test(tc, test_parse_size_negative_after_blank);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("set");
+	tc = kvtest_tcase(s, "set", 0);
 	tcase_add_test(tc, test_set_good);
 	tcase_add_test(tc, test_set_bad);
 	tcase_add_test(tc, test_set_unknown_and_missing);
 	tcase_add_test(tc, test_known);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_later_value_wins);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("format");
+	tc = kvtest_tcase(s, "format", 0);
 	tcase_add_test(tc, test_format_defaults);
 	tcase_add_test(tc, test_format_set);
 	tcase_add_test(tc, test_format_parses_back);
 	tcase_add_test(tc, test_help_tables);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(opt_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kvtest_run(opt_suite, NULL);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kvtest.h"
 #include "pool.h"
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -192,25 +193,17 @@ END_TEST
 static Suite *pool_suite(void)
 {
 	Suite *s = suite_create("pool");
-	TCase *tc = tcase_create("pool");
+	TCase *tc = kvtest_tcase(s, "pool", 30);
 
-	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_all_jobs_run);
 	tcase_add_test(tc, test_fifo_wrap_grow);
 	tcase_add_test(tc, test_jobs_submit_jobs);
 	tcase_add_test(tc, test_bufs);
 	tcase_add_test(tc, test_bufs_odd_size);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(pool_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kvtest_run(pool_suite, NULL);
 }

@@ -2,10 +2,8 @@
  * detection of mismatched or damaged records, hole punching, segment
  * rolling and deletion, and the record header format. */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,44 +14,16 @@
 #include <xxhash.h>
 
 #include "codec.h"
+#include "kvtest.h"
 #include "store.h"
 
 #define MAX_CHUNK (1u << 20)
-
-static char tmproot[] = "/tmp/kvfs-unit-store-XXXXXX";
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)(rnd() >> 56);
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-static void rm_rf(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* A fresh directory under the run's temporary root; the store goes in
  * its "segments" subdirectory (created by kv_store_open). */
 static void new_store_dir(char *dir, size_t len)
 {
-	char tmpl[512];
-
-	snprintf(tmpl, sizeof(tmpl), "%s/XXXXXX", tmproot);
-	ck_assert_ptr_nonnull(mkdtemp(tmpl));
-	snprintf(dir, len, "%s/segments", tmpl);
+	kvtest_new_path(dir, len, "segments");
 }
 
 static const uint8_t store_id[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
@@ -92,17 +62,14 @@ static struct stat seg_stat(const char *dir, uint32_t seg)
 	return sb;
 }
 
+static int is_seg(const char *name)
+{
+	return strstr(name, ".seg") != NULL;
+}
+
 static int count_segs(const char *dir)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(d);
-	while ((e = readdir(d)))
-		n += strstr(e->d_name, ".seg") != NULL;
-	closedir(d);
-	return n;
+	return kvtest_count_entries(dir, is_seg);
 }
 
 /* Overwrite one byte of a segment file; returns the old value. */
@@ -172,8 +139,7 @@ static uint8_t *payload(int kind, size_t n)
 	else if (kind == 1)
 		memset(p, 0, n);
 	else
-		for (size_t i = 0; i < n; i++)
-			p[i] = i & 1 ? (uint8_t)(0x38 + (rnd() >> 62)) : (uint8_t)(rnd() >> 60);
+		fill_fp16like(p, n);
 	return p;
 }
 
@@ -859,9 +825,8 @@ END_TEST
 static Suite *store_suite(void)
 {
 	Suite *s = suite_create("store");
-	TCase *tc = tcase_create("records");
+	TCase *tc = kvtest_tcase(s, "records", 60);
 
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_append_read_sizes);
 	tcase_add_test(tc, test_segment_header);
 	tcase_add_test(tc, test_short_chunks_read_back);
@@ -870,94 +835,22 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_valid_hash_bad_payload);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_concurrent_appends);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("segments");
-	tcase_set_timeout(tc, 60);
+	tc = kvtest_tcase(s, "segments", 60);
 	tcase_add_test(tc, test_free_punches_hole);
 	tcase_add_test(tc, test_roll_and_delete);
 	tcase_add_test(tc, test_record_larger_than_segment);
 	tcase_add_test(tc, test_reopen_account_drop_empty);
 	tcase_add_test(tc, test_reopen_read_then_append);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("header");
+	tc = kvtest_tcase(s, "header", 0);
 	tcase_add_test(tc, test_rec_roundtrip);
 	tcase_add_test(tc, test_rec_rejects);
-	suite_add_tcase(s, tc);
 	return s;
-}
-
-/* kvfs logs to stderr, and these tests provoke many errors on purpose: its
- * messages go to a file in the temporary root unless KVFS_TEST_VERBOSE is
- * set. ASan reports keep the real stderr; any other line in the file (such
- * as an UndefinedBehaviorSanitizer report) is shown at the end. */
-extern void __sanitizer_set_report_fd(void *fd) __attribute__((weak));
-static int quiet;
-
-static void quiet_stderr(void)
-{
-	char path[600];
-	int keep, fd;
-
-	if (getenv("KVFS_TEST_VERBOSE"))
-		return;
-	snprintf(path, sizeof(path), "%s/kvfs.log", tmproot);
-	keep = dup(2);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (keep < 0 || fd < 0)
-		return;
-	if (__sanitizer_set_report_fd)
-		__sanitizer_set_report_fd((void *)(intptr_t)keep);
-	fflush(stderr);
-	dup2(fd, 2);
-	dup2(keep, fd); /* fd now names the real stderr */
-	close(keep);
-	quiet = fd;
-}
-
-static void show_log(int failed)
-{
-	char path[600], line[2048];
-	FILE *f, *out;
-	int hidden = 0;
-
-	if (!quiet)
-		return;
-	fflush(stderr);
-	dup2(quiet, 2);
-	close(quiet);
-	snprintf(path, sizeof(path), "%s/kvfs.log", tmproot);
-	f = fopen(path, "r");
-	if (!f)
-		return;
-	out = failed ? stdout : stderr;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "kvfs: ", 6))
-			hidden++;
-		else
-			fputs(line, stderr);
-	}
-	fclose(f);
-	if (failed && hidden)
-		fprintf(out, "(%d kvfs log lines hidden; KVFS_TEST_VERBOSE=1 shows them)\n", hidden);
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	if (!mkdtemp(tmproot)) {
-		perror("mkdtemp");
-		return EXIT_FAILURE;
-	}
-	quiet_stderr();
-	sr = srunner_create(store_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	show_log(failed);
-	rm_rf(tmproot);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	rng_state = 0x2545f4914f6cdd1dULL; /* where rnd() starts, the same every run */
+	return kvtest_run(store_suite, "store");
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kvtest.h"
 #include "pool.h"
 #include "tier.h"
 
@@ -312,9 +313,8 @@ END_TEST
 static Suite *tier_suite(void)
 {
 	Suite *s = suite_create("tier");
-	TCase *tc = tcase_create("tier");
+	TCase *tc = kvtest_tcase(s, "tier", 60);
 
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_put_get);
 	tcase_add_test(tc, test_lru_budget);
 	tcase_add_test(tc, test_referenced_stay);
@@ -322,17 +322,10 @@ static Suite *tier_suite(void)
 	tcase_add_test(tc, test_put_twice);
 	tcase_add_test(tc, test_many_entries);
 	tcase_add_test(tc, test_threads);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(tier_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kvtest_run(tier_suite, NULL);
 }
