@@ -154,6 +154,9 @@ static void compress_job(void *arg)
 	struct kv_centry *e;
 	int rc = cc ? kv_codec_encode(cc, &p, j->data, j->len, &enc) : -ENOMEM;
 
+	/* The exact check of the cap: what this record adds. */
+	if (!rc)
+		rc = kv_policy_admit(fs->pol, KV_REC_HDR + (uint64_t)enc.len);
 	if (!rc)
 		rc = kv_store_append(fs->st, in->ino, j->idx, &enc, j->len, &loc);
 	pthread_mutex_lock(&in->lock);
@@ -318,6 +321,12 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 		return rc;
 	if (off < 0 || end < pos || end > (uint64_t)INT64_MAX)
 		return -EFBIG;
+	/* Room is made before the data is taken: a write past the cap evicts
+	 * other contexts now, or fails. */
+	rc = kv_policy_admit(fs->pol, size);
+	if (rc)
+		return rc;
+	kv_stat_add(&fs->stats.written_bytes, size);
 	pthread_mutex_lock(&in->lock);
 	rc = in->error;
 	in->error = 0;
@@ -447,20 +456,33 @@ int kv_file_open(struct kv_fs *fs, uint64_t ino, int trunc)
 {
 	int rc = 0;
 	struct kv_inode *in = open_inode(fs, ino, &rc);
+	uint64_t ctx;
 
 	if (!in)
 		return rc;
+	if (in->gone)
+		return -ENOENT;
+	ctx = kv_fs_ctx_of(fs, in, NULL);
 	pthread_mutex_lock(&fs->itab);
-	in->nopen++;
+	if (!in->nopen++)
+		in->open_ctx = ctx;
+	ctx = in->open_ctx;
 	pthread_mutex_unlock(&fs->itab);
-	pthread_mutex_lock(&in->lock);
-	rc = kv_file_attach(fs, in);
-	if (!rc && trunc && in->attr.size) {
-		rc = kv_file_truncate(fs, in, 0);
-		if (rc)
-			kv_file_detach(fs, in);
+	/* An open context is never evicted; one being evicted cannot open. */
+	if (ctx)
+		rc = kv_policy_open(fs->pol, ctx);
+	if (!rc) {
+		pthread_mutex_lock(&in->lock);
+		rc = kv_file_attach(fs, in);
+		if (!rc && trunc && in->attr.size) {
+			rc = kv_file_truncate(fs, in, 0);
+			if (rc)
+				kv_file_detach(fs, in);
+		}
+		pthread_mutex_unlock(&in->lock);
+		if (rc && ctx)
+			kv_policy_close(fs->pol, ctx);
 	}
-	pthread_mutex_unlock(&in->lock);
 	if (rc) {
 		pthread_mutex_lock(&fs->itab);
 		in->nopen--;
@@ -489,6 +511,7 @@ int kv_file_release(struct kv_fs *fs, uint64_t ino)
 {
 	int rc = 0;
 	struct kv_inode *in = open_inode(fs, ino, &rc);
+	uint64_t ctx;
 	int gone;
 
 	if (!in)
@@ -499,7 +522,10 @@ int kv_file_release(struct kv_fs *fs, uint64_t ino)
 	pthread_mutex_lock(&fs->itab);
 	in->nopen--;
 	gone = in->nopen == 0 && in->nlookup == 0;
+	ctx = in->open_ctx;
 	pthread_mutex_unlock(&fs->itab);
+	if (ctx)
+		kv_policy_close(fs->pol, ctx);
 	if (gone)
 		kv_fs_forget(fs, ino, 0);
 	return rc;
@@ -576,6 +602,7 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 	uint64_t pos = (uint64_t)off, end;
 	uint8_t *copy = NULL;
 	size_t copied = 0;
+	uint64_t ctx;
 
 	memset(rv, 0, sizeof(*rv));
 	if (!in)
@@ -636,6 +663,10 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 		kv_file_read_done(fs, rv);
 		return rc;
 	}
+	kv_stat_add(&fs->stats.read_bytes, rv->bytes);
+	ctx = __atomic_load_n(&in->open_ctx, __ATOMIC_RELAXED);
+	if (ctx)
+		kv_policy_read(fs->pol, ctx);
 	return (int)rv->bytes;
 }
 

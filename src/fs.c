@@ -163,6 +163,40 @@ void kv_fs_ref(struct kv_fs *fs, struct kv_attr *a)
 	pthread_mutex_unlock(&in->lock);
 }
 
+uint64_t kv_fs_ctx_of(struct kv_fs *fs, struct kv_inode *in, int *depth)
+{
+	uint64_t chain[64], ctx = 0;
+	int n = 1, d, D = fs->cfg.context_depth, valid;
+
+	pthread_mutex_lock(&fs->itab);
+	valid = in->ctx_gen == fs->topo_gen + 1;
+	if (valid) {
+		ctx = in->ctx;
+		d = in->depth;
+	}
+	pthread_mutex_unlock(&fs->itab);
+	if (valid)
+		goto out;
+	chain[0] = in->ino;
+	while (chain[n - 1] != KV_ROOT_INO && n < 64 &&
+	       !kv_index_parent(fs->ix, chain[n - 1], &chain[n]))
+		n++;
+	d = n - 1;
+	if (D == 0)
+		ctx = S_ISREG(in->attr.mode) ? in->ino : 0;
+	else if (d >= D)
+		ctx = chain[d - D];
+	pthread_mutex_lock(&fs->itab);
+	in->ctx = ctx;
+	in->depth = d;
+	in->ctx_gen = fs->topo_gen + 1;
+	pthread_mutex_unlock(&fs->itab);
+out:
+	if (depth)
+		*depth = d;
+	return ctx;
+}
+
 /* Drop a table entry with no references left; deletes a file whose last
  * link is gone. */
 static void inode_put(struct kv_fs *fs, struct kv_inode *in)
@@ -274,6 +308,145 @@ void kv_fs_drop(struct kv_fs *fs, uint64_t ino)
 	for (size_t i = 0; !rc && i < l.n; i++)
 		kv_fs_free_loc(fs, &l.v[i]);
 	free(l.v);
+	if (fs->pol)
+		kv_policy_removed(fs->pol, ino);
+}
+
+/* ---- eviction ---- */
+
+struct evict_ctx {
+	struct loc_list l; /* first: collect_loc fills it */
+	struct kv_fs *fs;
+};
+
+static void mark_gone(void *arg, uint64_t ino)
+{
+	struct evict_ctx *e = arg;
+	struct kv_inode *in;
+
+	pthread_mutex_lock(&e->fs->itab);
+	in = itab_find(e->fs, ino);
+	pthread_mutex_unlock(&e->fs->itab);
+	if (!in)
+		return;
+	pthread_mutex_lock(&in->lock);
+	in->gone = 1;
+	in->attr.nlink = 0;
+	pthread_mutex_unlock(&in->lock);
+}
+
+static int evict_tree(void *arg, uint64_t ino)
+{
+	struct evict_ctx e = { .fs = arg };
+	struct kv_fs *fs = arg;
+	uint64_t parent;
+	char name[256];
+	int rc = kv_index_entry_of(fs->ix, ino, &parent, name);
+
+	if (!rc)
+		rc = kv_index_drop_tree(fs->ix, ino, kv_now(), collect_loc, mark_gone, &e);
+	for (size_t i = 0; !rc && i < e.l.n; i++)
+		kv_fs_free_loc(fs, &e.l.v[i]);
+	free(e.l.v);
+	if (rc)
+		return rc;
+	refresh(fs, parent);
+	pthread_mutex_lock(&fs->inval_lock);
+	if (fs->ninval == fs->inval_cap) {
+		size_t cap = fs->inval_cap ? 2 * fs->inval_cap : 16;
+		struct kv_inval *v = realloc(fs->inval, cap * sizeof(*v));
+		if (v) {
+			fs->inval = v;
+			fs->inval_cap = cap;
+		}
+	}
+	if (fs->ninval < fs->inval_cap) {
+		fs->inval[fs->ninval].parent = parent;
+		memcpy(fs->inval[fs->ninval++].name, name, sizeof(name));
+	}
+	pthread_mutex_unlock(&fs->inval_lock);
+	return 0;
+}
+
+/* On the evictor thread, with no lock held: the kernel forgets the entries
+ * of evicted contexts now rather than when its cache times out. */
+static void send_invalidations(void *arg)
+{
+	struct kv_fs *fs = arg;
+	struct kv_inval *v;
+	size_t n;
+
+	pthread_mutex_lock(&fs->inval_lock);
+	v = fs->inval;
+	n = fs->ninval;
+	fs->inval = NULL;
+	fs->ninval = fs->inval_cap = 0;
+	pthread_mutex_unlock(&fs->inval_lock);
+	for (size_t i = 0; fs->notify && i < n; i++)
+		fs->notify(fs->notify_arg, v[i].parent, v[i].name);
+	free(v);
+}
+
+static uint64_t stored_bytes(void *arg)
+{
+	return kv_store_live(((struct kv_fs *)arg)->st);
+}
+
+static int backing_space(void *arg, uint64_t *avail, uint64_t *total)
+{
+	struct statvfs sv;
+
+	if (statvfs(((struct kv_fs *)arg)->store_path, &sv))
+		return -errno;
+	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	*total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	return 0;
+}
+
+void kv_fs_set_notify(struct kv_fs *fs, kv_fs_notify_fn fn, void *arg)
+{
+	fs->notify = fn;
+	fs->notify_arg = arg;
+}
+
+int kv_fs_gc(struct kv_fs *fs, uint64_t *freed)
+{
+	struct loc_list l = { 0 };
+	size_t i = 0;
+	int rc = kv_index_extents(fs->ix, collect_loc, &l);
+
+	for (uint32_t seg = 1; !rc && seg <= kv_store_highest(fs->st); seg++) {
+		size_t first = i;
+		while (i < l.n && l.v[i].seg == seg)
+			i++;
+		rc = kv_store_reclaim(fs->st, seg, l.v + first, i - first, freed);
+	}
+	free(l.v);
+	return rc;
+}
+
+int kv_fs_evict_to(struct kv_fs *fs, uint64_t target)
+{
+	return kv_policy_evict_to(fs->pol, target, KV_EVICT_MANUAL);
+}
+
+int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
+{
+	struct kv_index_stats is = { 0 };
+	struct kv_tier_stats ts;
+	struct kv_gauges g = { 0 };
+
+	kv_index_stats(fs->ix, &is);
+	kv_index_ctx_count(fs->ix, 0, &g.contexts);
+	kv_tier_stats(fs->tier, &ts);
+	g.logical = is.logical;
+	g.files = is.files;
+	g.stored = kv_store_live(fs->st);
+	g.capacity = fs->cfg.capacity;
+	g.tier_hits = ts.hits;
+	g.tier_misses = ts.misses;
+	g.tier_bytes = ts.bytes;
+	return kv_stats_format(&fs->stats, &g, buf, len);
 }
 
 /* ---- open / close ---- */
@@ -368,6 +541,21 @@ static int settle_chunk(struct kv_fs *fs, char *err, size_t errlen)
 	return 0;
 }
 
+/* Contexts found at a context_depth other than the last mount's get their
+ * policy rows now, so that they can be evicted. */
+static int settle_contexts(struct kv_fs *fs)
+{
+	int64_t depth;
+	int rc = kv_index_meta_get(fs->ix, "context_depth", &depth);
+
+	if (!rc && depth == fs->cfg.context_depth)
+		return 0;
+	if (rc && rc != -ENOENT)
+		return rc;
+	rc = kv_index_ctx_scan(fs->ix, fs->cfg.context_depth, kv_now());
+	return rc ? rc : kv_index_meta_set(fs->ix, "context_depth", fs->cfg.context_depth);
+}
+
 static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 {
 	char path[4200];
@@ -404,6 +592,15 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	if (!rc)
 		rc = kv_index_orphans(fs->ix, drop_orphan, fs);
 	if (!rc)
+		rc = settle_contexts(fs);
+	if (!rc) {
+		struct kv_policy_hooks h = { fs, evict_tree, stored_bytes, backing_space,
+					     send_invalidations };
+		rc = kv_policy_new(&fs->cfg, fs->ix, &fs->stats, &h, &fs->pol);
+	}
+	if (!rc)
+		rc = kv_policy_start(fs->pol);
+	if (!rc)
 		rc = kv_index_getattr(fs->ix, KV_ROOT_INO, &root);
 	if (!rc && !itab_get(fs, &root, 1))
 		rc = -ENOMEM;
@@ -427,6 +624,12 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 	fs->cfg = *cfg;
 	fs->lockfd = -1;
 	pthread_mutex_init(&fs->itab, NULL);
+	pthread_mutex_init(&fs->inval_lock, NULL);
+	if (cfg->low >= cfg->high) {
+		snprintf(err, errlen, "low=%d must be below high=%d", cfg->low, cfg->high);
+		rc = -EINVAL;
+		goto fail;
+	}
 	if (!realpath(store, fs->store_path)) {
 		if (errno != ENOENT || mkdir(store, 0700) || !realpath(store, fs->store_path)) {
 			rc = -errno;
@@ -456,6 +659,7 @@ void kv_fs_close(struct kv_fs *fs)
 {
 	if (!fs)
 		return;
+	kv_policy_stop(fs->pol);
 	for (size_t i = 0; fs->hash && i < fs->nhash; i++) {
 		struct kv_inode *in = fs->hash[i];
 		while (in) {
@@ -471,6 +675,7 @@ void kv_fs_close(struct kv_fs *fs)
 		}
 	}
 	free(fs->hash);
+	kv_policy_free(fs->pol);
 	kv_pool_stop(fs->pool);
 	kv_tier_free(fs->tier);
 	kv_bufs_free(fs->bufs);
@@ -480,6 +685,8 @@ void kv_fs_close(struct kv_fs *fs)
 	if (fs->lockfd >= 0)
 		close(fs->lockfd);
 	pthread_mutex_destroy(&fs->itab);
+	pthread_mutex_destroy(&fs->inval_lock);
+	free(fs->inval);
 	free(fs);
 }
 
@@ -490,12 +697,41 @@ static int check_name(const char *name)
 	return strlen(name) > KV_NAME_MAX ? -ENAMETOOLONG : 0;
 }
 
+/* Is a child of parent at the context depth? */
+static int at_ctx_depth(struct kv_fs *fs, uint64_t parent)
+{
+	int rc = 0, depth;
+	struct kv_inode *in = kv_fs_inode(fs, parent, &rc);
+
+	if (!in)
+		return 0;
+	kv_fs_ctx_of(fs, in, &depth);
+	return fs->cfg.context_depth == 0 || depth + 1 == fs->cfg.context_depth;
+}
+
+static int expired(const struct kv_config *cfg, const struct kv_ctx_row *r)
+{
+	int64_t ttl = r->ttl >= 0 ? r->ttl : cfg->ttl;
+
+	return !r->pin && ttl > 0 && r->last_access + ttl * 1000000000 < kv_now();
+}
+
 int kv_fs_lookup(struct kv_fs *fs, uint64_t parent, const char *name, struct kv_attr *out)
 {
-	int rc = check_name(name);
+	int rc = check_name(name), ctx;
 
 	if (!rc)
 		rc = kv_index_lookup(fs->ix, parent, name, strlen(name), out);
+	ctx = (!rc || rc == -ENOENT) && at_ctx_depth(fs, parent);
+	if (ctx && !rc && (fs->cfg.context_depth || S_ISREG(out->mode))) {
+		struct kv_ctx_row r;
+		/* An expired context is gone already for its readers; the
+		 * evictor reclaims it within a second. */
+		if (!kv_policy_get(fs->pol, out->ino, &r) && expired(&fs->cfg, &r))
+			rc = -ENOENT;
+	}
+	if (ctx)
+		kv_stat_add(rc ? &fs->stats.misses : &fs->stats.hits, 1);
 	if (!rc)
 		kv_fs_ref(fs, out);
 	return rc;
@@ -510,8 +746,9 @@ int kv_fs_getattr(struct kv_fs *fs, uint64_t ino, struct kv_attr *out)
 		return rc;
 	pthread_mutex_lock(&in->lock);
 	*out = in->attr;
+	rc = in->gone ? -ENOENT : 0;
 	pthread_mutex_unlock(&in->lock);
-	return 0;
+	return rc;
 }
 
 int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *a, unsigned mask,
@@ -588,6 +825,8 @@ int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mo
 		return rc;
 	refresh(fs, parent);
 	kv_fs_ref(fs, out);
+	if (S_ISDIR(mode) && fs->cfg.context_depth && at_ctx_depth(fs, parent))
+		kv_policy_created(fs->pol, out->ino);
 	return 0;
 }
 
@@ -603,7 +842,27 @@ int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir)
 		return rc;
 	refresh(fs, parent);
 	unlinked(fs, ino, nlink);
+	if (dir)
+		kv_policy_removed(fs->pol, ino);
 	return 0;
+}
+
+/* Something moved from parent to newparent: cached contexts of the inodes
+ * below are stale when the two sit at different depths. */
+static void moved(struct kv_fs *fs, uint64_t parent, uint64_t newparent)
+{
+	int rc = 0, d1 = -1, d2 = -2;
+	struct kv_inode *a = kv_fs_inode(fs, parent, &rc), *b = kv_fs_inode(fs, newparent, &rc);
+
+	if (a)
+		kv_fs_ctx_of(fs, a, &d1);
+	if (b)
+		kv_fs_ctx_of(fs, b, &d2);
+	if (d1 != d2 || fs->cfg.context_depth == 0) {
+		pthread_mutex_lock(&fs->itab);
+		fs->topo_gen++;
+		pthread_mutex_unlock(&fs->itab);
+	}
 }
 
 int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
@@ -622,15 +881,20 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 	if (rc)
 		return rc;
 	refresh(fs, parent);
-	if (newparent != parent)
+	if (newparent != parent) {
 		refresh(fs, newparent);
+		moved(fs, parent, newparent);
+	}
 	if (!kv_index_lookup(fs->ix, newparent, newname, strlen(newname), &a))
 		refresh(fs, a.ino);
 	if ((flags & RENAME_EXCHANGE) &&
 	    !kv_index_lookup(fs->ix, parent, name, strlen(name), &a))
 		refresh(fs, a.ino);
-	if (victim)
+	if (victim) {
 		unlinked(fs, victim, nlink);
+		if (!nlink)
+			kv_policy_removed(fs->pol, victim);
+	}
 	return 0;
 }
 
@@ -657,7 +921,17 @@ int kv_fs_statfs(struct kv_fs *fs, struct statvfs *out)
 	return 0;
 }
 
-/* ---- xattrs: the user namespace only ---- */
+/* ---- xattrs: the user namespace, and user.kvfs.* for the cache policy ---- */
+
+#define KV_XATTR_PREFIX "user.kvfs."
+
+/* Policy attributes: r = read-only, c = contexts only. */
+static const struct { const char *name; int writable, ctx_only; } kv_xattrs[] = {
+	{ "ttl", 1, 1 },           { "pin", 1, 1 },   { "logical_bytes", 0, 0 },
+	{ "stored_bytes", 0, 0 },  { "codec", 0, 0 }, { "last_access", 0, 0 },
+	{ "hits", 0, 0 },
+};
+#define KV_NXATTRS (sizeof(kv_xattrs) / sizeof(kv_xattrs[0]))
 
 static int check_xattr(const char *name, size_t size)
 {
@@ -668,11 +942,97 @@ static int check_xattr(const char *name, size_t size)
 	return size > KV_XATTR_VALUE_MAX ? -E2BIG : 0;
 }
 
+static int policy_attr(const char *name)
+{
+	if (strncmp(name, KV_XATTR_PREFIX, strlen(KV_XATTR_PREFIX)))
+		return -1;
+	for (size_t i = 0; i < KV_NXATTRS; i++)
+		if (!strcmp(name + strlen(KV_XATTR_PREFIX), kv_xattrs[i].name))
+			return (int)i;
+	return (int)KV_NXATTRS;
+}
+
+/* The inode, its context, and whether it is that context itself. */
+static int locate(struct kv_fs *fs, uint64_t ino, struct kv_inode **in, uint64_t *ctx)
+{
+	int rc = 0;
+
+	*ctx = 0;
+	*in = kv_fs_inode(fs, ino, &rc);
+	if (!*in)
+		return rc;
+	*ctx = kv_fs_ctx_of(fs, *in, NULL);
+	return (*in)->gone ? -ENOENT : 0;
+}
+
+static int policy_get(struct kv_fs *fs, uint64_t ino, int which, char *val, size_t len)
+{
+	struct kv_inode *in;
+	struct kv_ctx_row r;
+	struct kv_usage u = { 0 };
+	uint64_t ctx;
+	int rc = locate(fs, ino, &in, &ctx);
+
+	if (rc)
+		return rc;
+	if (!ctx || (kv_xattrs[which].ctx_only && ctx != ino))
+		return -ENODATA;
+	rc = kv_policy_get(fs->pol, ctx, &r);
+	if (rc)
+		return rc;
+	if (S_ISREG(in->attr.mode)) {
+		pthread_mutex_lock(&in->lock);
+		u = (struct kv_usage){ in->attr.size, in->attr.stored, 1 };
+		pthread_mutex_unlock(&in->lock);
+	} else if (which == 2 || which == 3) {
+		rc = kv_index_usage(fs->ix, ino, &u);
+	}
+	switch (which) {
+	case 0: snprintf(val, len, "%lld", (long long)(r.ttl >= 0 ? r.ttl : fs->cfg.ttl)); break;
+	case 1: snprintf(val, len, "%d", r.pin); break;
+	case 2: snprintf(val, len, "%llu", (unsigned long long)u.logical); break;
+	case 3: snprintf(val, len, "%llu", (unsigned long long)u.stored); break;
+	case 4: rc = kv_index_codecs(fs->ix, ino, val, len); break;
+	case 5: snprintf(val, len, "%lld.%09lld", (long long)(r.last_access / 1000000000),
+			 (long long)(r.last_access % 1000000000)); break;
+	default: snprintf(val, len, "%llu", (unsigned long long)r.hits); break;
+	}
+	return rc;
+}
+
+static int policy_set(struct kv_fs *fs, uint64_t ino, int which, const char *value, size_t size)
+{
+	struct kv_inode *in;
+	uint64_t ctx;
+	char v[32], *end;
+	long long n;
+	int rc;
+
+	if (which == (int)KV_NXATTRS || !kv_xattrs[which].writable)
+		return -EPERM;
+	rc = locate(fs, ino, &in, &ctx);
+	if (rc)
+		return rc;
+	if (ctx != ino || size == 0 || size >= sizeof(v))
+		return -EINVAL;
+	memcpy(v, value, size);
+	v[size] = 0;
+	if (v[size - 1] == '\n')
+		v[size - 1] = 0;
+	n = strtoll(v, &end, 10);
+	if (*v < '0' || *v > '9' || *end || n < 0 || (which == 1 && n > 1))
+		return -EINVAL;
+	return which == 1 ? kv_policy_set_pin(fs->pol, ctx, (int)n)
+			  : kv_policy_set_ttl(fs->pol, ctx, n);
+}
+
 int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void *value,
 		   size_t size, int flags)
 {
-	int rc = check_xattr(name, size);
+	int rc = check_xattr(name, size), which = policy_attr(name);
 
+	if (!rc && which >= 0)
+		return policy_set(fs, ino, which, value, size);
 	if (!rc)
 		rc = kv_index_setxattr(fs->ix, ino, name, value, size, flags);
 	return rc;
@@ -680,11 +1040,30 @@ int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void 
 
 int kv_fs_getxattr(struct kv_fs *fs, uint64_t ino, const char *name, void *buf, size_t size)
 {
-	int rc = check_xattr(name, 0);
+	int rc = check_xattr(name, 0), which = policy_attr(name);
+	char val[128];
+	size_t n;
 
-	return rc == -EOPNOTSUPP ? -ENODATA : rc ? rc : kv_index_getxattr(fs->ix, ino, name, buf, size);
+	if (rc)
+		return rc == -EOPNOTSUPP ? -ENODATA : rc;
+	if (which < 0)
+		return kv_index_getxattr(fs->ix, ino, name, buf, size);
+	if (which == (int)KV_NXATTRS)
+		return -ENODATA;
+	rc = policy_get(fs, ino, which, val, sizeof(val));
+	if (rc)
+		return rc;
+	n = strlen(val);
+	if (size && n > size)
+		return -ERANGE;
+	if (size)
+		memcpy(buf, val, n);
+	return (int)n;
 }
 
+/* The user.kvfs.* attributes are not listed: rsync -X and cp --preserve
+ * would copy them to places where they mean nothing (or are read-only).
+ * They are read and set by name. */
 int kv_fs_listxattr(struct kv_fs *fs, uint64_t ino, char *buf, size_t size)
 {
 	return kv_index_listxattr(fs->ix, ino, buf, size);
@@ -694,7 +1073,11 @@ int kv_fs_removexattr(struct kv_fs *fs, uint64_t ino, const char *name)
 {
 	int rc = check_xattr(name, 0);
 
-	return rc == -EOPNOTSUPP ? -ENODATA : rc ? rc : kv_index_removexattr(fs->ix, ino, name);
+	if (rc)
+		return rc == -EOPNOTSUPP ? -ENODATA : rc;
+	if (policy_attr(name) >= 0)
+		return -EPERM;
+	return kv_index_removexattr(fs->ix, ino, name);
 }
 
 void kv_fs_counters(struct kv_fs *fs, struct kv_fs_counters *c)

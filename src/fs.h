@@ -27,6 +27,16 @@ struct kv_cred {
 
 int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out,
 	       char *err, size_t errlen);
+/* How evictions tell the kernel that an entry is gone. */
+typedef void (*kv_fs_notify_fn)(void *arg, uint64_t parent, const char *name);
+void kv_fs_set_notify(struct kv_fs *fs, kv_fs_notify_fn fn, void *arg);
+/* Give back the space of segment bytes no index row names (left by a
+ * crash); the store must not be mounted. Adds the bytes to *freed. */
+int kv_fs_gc(struct kv_fs *fs, uint64_t *freed);
+/* Evict down to target stored bytes (kvfsctl evict). */
+int kv_fs_evict_to(struct kv_fs *fs, uint64_t target);
+/* The Prometheus text of .kvfs/stats into buf; returns its length. */
+int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len);
 /* Publishes every open file and closes the store. */
 void kv_fs_close(struct kv_fs *fs);
 const struct kv_config *kv_fs_config(const struct kv_fs *fs);

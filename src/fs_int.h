@@ -10,7 +10,9 @@
 #include <pthread.h>
 
 #include "fs.h"
+#include "policy.h"
 #include "pool.h"
+#include "stats.h"
 #include "store.h"
 #include "tier.h"
 
@@ -32,6 +34,11 @@ struct kv_inode {
 	struct kv_inode *hnext;
 	uint64_t nlookup;      /* under fs->itab */
 	uint32_t nopen;        /* under fs->itab */
+	int gone;              /* evicted: every operation gets ENOENT */
+	uint64_t ctx;          /* context inode (0: none), valid while ctx_gen is current */
+	uint64_t ctx_gen;
+	int depth;             /* directory depth, valid with ctx */
+	uint64_t open_ctx;     /* context charged with this inode's opens (under itab) */
 
 	pthread_mutex_t lock;
 	pthread_cond_t idle;   /* signalled when a job finishes */
@@ -66,6 +73,17 @@ struct kv_fs {
 	pthread_mutex_t itab;
 	struct kv_inode **hash;
 	size_t nhash, ninodes;
+
+	struct kv_stats stats;
+	struct kv_policy *pol;
+	uint64_t topo_gen;     /* bumped when a rename moves a tree to another depth */
+
+	/* Kernel entries to invalidate after evictions, sent by the evictor. */
+	pthread_mutex_t inval_lock;
+	struct kv_inval { uint64_t parent; char name[256]; } *inval;
+	size_t ninval, inval_cap;
+	kv_fs_notify_fn notify;
+	void *notify_arg;
 };
 
 /* The in-memory inode for ino, loaded from the index if needed, without
@@ -73,6 +91,9 @@ struct kv_fs {
  * hold a kernel reference or an open for ino. */
 struct kv_inode *kv_fs_inode(struct kv_fs *fs, uint64_t ino, int *err);
 int64_t kv_now(void);
+/* The context ino belongs to (0: none), from the mount's context_depth,
+ * and its depth (root = 0) in *depth when not NULL. */
+uint64_t kv_fs_ctx_of(struct kv_fs *fs, struct kv_inode *in, int *depth);
 /* Free a record: store space and tier entry. */
 void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc);
 /* Delete an inode that has no links and no users (index rows and records). */

@@ -11,6 +11,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "log.h"
 
 static struct kv_mount *mnt(fuse_req_t req) { return fuse_req_userdata(req); }
@@ -110,7 +111,13 @@ static void kv_destroy(void *userdata)
 static void kv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct kv_attr a;
-	int rc = kv_fs_lookup(kfs(req), parent, name, &a);
+	int rc = kv_ctl_lookup(kfs(req), parent, name, &a);
+
+	if (rc != 1) {
+		reply_entry(req, rc, &a); /* control inodes need no references */
+		return;
+	}
+	rc = kv_fs_lookup(kfs(req), parent, name, &a);
 
 	if (rc == -ENOENT) {
 		/* Negative entries are not cached: another context may appear. */
@@ -139,7 +146,10 @@ static void kv_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct kv_attr a;
 
 	(void)fi;
-	reply_attr(req, kv_fs_getattr(kfs(req), ino, &a), &a);
+	if (kv_ctl_is(ino))
+		reply_attr(req, kv_ctl_getattr(kfs(req), ino, &a), &a);
+	else
+		reply_attr(req, kv_fs_getattr(kfs(req), ino, &a), &a);
 }
 
 static int64_t ts_ns(const struct timespec *ts)
@@ -155,6 +165,14 @@ static void kv_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
 	struct timespec now;
 
 	(void)fi;
+	if (kv_ctl_is(ino)) {
+		/* Truncating the evict file before writing it is harmless. */
+		if (to_set & ~FUSE_SET_ATTR_SIZE)
+			fuse_reply_err(req, EPERM);
+		else
+			reply_attr(req, kv_ctl_getattr(kfs(req), ino, &in), &in);
+		return;
+	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		mask |= KV_SET_MODE;
@@ -198,16 +216,30 @@ static void kv_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_readlink(req, buf);
 }
 
+/* The control directory and its entry cannot be made, removed or renamed. */
+static int reserved(uint64_t parent, const char *name)
+{
+	if (kv_ctl_is_entry(parent, name))
+		return -EEXIST;
+	return kv_ctl_is(parent) ? -EPERM : 0;
+}
+
+static int untouchable(uint64_t parent, const char *name)
+{
+	return kv_ctl_is_entry(parent, name) || kv_ctl_is(parent) ? -EPERM : 0;
+}
+
 static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      dev_t rdev, const char *target)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct kv_cred cred = { ctx->uid, ctx->gid };
 	struct kv_attr a;
-	int rc;
+	int rc = reserved(parent, name);
 
 	(void)rdev;
-	rc = kv_fs_mknod(kfs(req), parent, name, mode, &cred, target, &a);
+	if (!rc)
+		rc = kv_fs_mknod(kfs(req), parent, name, mode, &cred, target, &a);
 	reply_entry(req, rc, &a);
 }
 
@@ -237,12 +269,16 @@ static void kv_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 
 static void kv_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, -kv_fs_remove(kfs(req), parent, name, 0));
+	int rc = untouchable(parent, name);
+
+	fuse_reply_err(req, -(rc ? rc : kv_fs_remove(kfs(req), parent, name, 0)));
 }
 
 static void kv_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, -kv_fs_remove(kfs(req), parent, name, 1));
+	int rc = untouchable(parent, name);
+
+	fuse_reply_err(req, -(rc ? rc : kv_fs_remove(kfs(req), parent, name, 1)));
 }
 
 static void kv_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -250,6 +286,10 @@ static void kv_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (untouchable(parent, name) || untouchable(newparent, newname)) {
+		fuse_reply_err(req, EPERM);
 		return;
 	}
 	fuse_reply_err(req, -kv_fs_rename(kfs(req), parent, name, newparent, newname, flags));
@@ -264,10 +304,42 @@ static void kv_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	fuse_reply_err(req, EPERM);
 }
 
+/* An open control file: its text, taken at open. */
+struct ctl_file {
+	char *text;
+	size_t len;
+};
+
+static void ctl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ctl_file *f = calloc(1, sizeof(*f));
+	int rc = f ? kv_ctl_open(kfs(req), ino, (fi->flags & O_ACCMODE) != O_RDONLY, &f->text,
+				 &f->len)
+		   : -ENOMEM;
+
+	if (rc) {
+		free(f);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)f;
+	fi->direct_io = 1; /* the size changes with every open */
+	if (fuse_reply_open(req, fi)) {
+		free(f->text);
+		free(f);
+	}
+}
+
 static void kv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kv_fs *fs = kfs(req);
-	int rc = kv_file_open(fs, ino, fi->flags & O_TRUNC);
+	int rc;
+
+	if (kv_ctl_is(ino)) {
+		ctl_open(req, ino, fi);
+		return;
+	}
+	rc = kv_file_open(fs, ino, fi->flags & O_TRUNC);
 
 	if (rc) {
 		fuse_reply_err(req, -rc);
@@ -286,8 +358,10 @@ static void kv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e = { 0 };
 	struct kv_fs *fs = kfs(req);
 	struct kv_attr a;
-	int rc = kv_fs_mknod(fs, parent, name, S_IFREG | (mode & 07777), &cred, NULL, &a);
+	int rc = reserved(parent, name);
 
+	if (!rc)
+		rc = kv_fs_mknod(fs, parent, name, S_IFREG | (mode & 07777), &cred, NULL, &a);
 	if (!rc) {
 		rc = kv_file_open(fs, a.ino, 0);
 		if (rc)
@@ -312,9 +386,15 @@ static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct kv_fs *fs = kfs(req);
 	struct kv_readv rv;
-	int rc = kv_file_read(fs, ino, off, size, &rv);
+	int rc;
 
-	(void)fi;
+	if (kv_ctl_is(ino)) {
+		struct ctl_file *f = (struct ctl_file *)(uintptr_t)fi->fh;
+		size_t at = (size_t)off < f->len ? (size_t)off : f->len;
+		fuse_reply_buf(req, f->text + at, size < f->len - at ? size : f->len - at);
+		return;
+	}
+	rc = kv_file_read(fs, ino, off, size, &rv);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -327,9 +407,13 @@ static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void kv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	ssize_t n = kv_file_write(kfs(req), ino, buf, size, off);
+	ssize_t n;
 
 	(void)fi;
+	if (kv_ctl_is(ino))
+		n = kv_ctl_write(kfs(req), ino, buf, size);
+	else
+		n = kv_file_write(kfs(req), ino, buf, size, off);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -339,12 +423,18 @@ static void kv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 static void kv_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
-	fuse_reply_err(req, -kv_file_flush(kfs(req), ino));
+	fuse_reply_err(req, kv_ctl_is(ino) ? 0 : -kv_file_flush(kfs(req), ino));
 }
 
 static void kv_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)fi;
+	if (kv_ctl_is(ino)) {
+		struct ctl_file *f = (struct ctl_file *)(uintptr_t)fi->fh;
+		free(f->text);
+		free(f);
+		fuse_reply_err(req, 0);
+		return;
+	}
 	fuse_reply_err(req, -kv_file_release(kfs(req), ino));
 }
 
@@ -352,7 +442,7 @@ static void kv_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 {
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, -kv_file_fsync(kfs(req), ino));
+	fuse_reply_err(req, kv_ctl_is(ino) ? 0 : -kv_file_fsync(kfs(req), ino));
 }
 
 /* Directory offsets: 1 and 2 follow "." and "..", then dentry id + 2. */
@@ -361,6 +451,7 @@ struct dirbuf {
 	char *buf;
 	size_t size, used;
 	int plus;
+	int ref; /* take references on the entries (readdirplus of real inodes) */
 };
 
 static int add_dirent(struct dirbuf *d, const char *name, struct kv_attr *a, off_t next,
@@ -401,12 +492,12 @@ static int dir_cb(void *arg, const char *name, size_t len, const struct kv_attr 
 
 	memcpy(nm, name, len < 255 ? len : 255);
 	nm[len < 255 ? len : 255] = 0;
-	return add_dirent(d, nm, &copy, (off_t)next + 2, d->plus);
+	return add_dirent(d, nm, &copy, (off_t)next + 2, d->ref);
 }
 
 static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
 {
-	struct dirbuf d = { req, malloc(size), size, 0, plus };
+	struct dirbuf d = { req, malloc(size), size, 0, plus, plus };
 	struct kv_attr self, parent;
 	uint64_t pino;
 	int rc;
@@ -415,9 +506,15 @@ static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rc = kv_fs_getattr(kfs(req), ino, &self);
-	if (!rc)
-		rc = kv_fs_parent(kfs(req), ino, &pino);
+	if (kv_ctl_is(ino)) {
+		rc = kv_ctl_getattr(kfs(req), ino, &self);
+		pino = KV_ROOT_INO;
+		d.ref = 0; /* control inodes take no references */
+	} else {
+		rc = kv_fs_getattr(kfs(req), ino, &self);
+		if (!rc)
+			rc = kv_fs_parent(kfs(req), ino, &pino);
+	}
 	if (!rc && off < 1 && add_dirent(&d, ".", &self, 1, 0))
 		off = -1;
 	if (!rc && off >= 0 && off < 2) {
@@ -427,7 +524,9 @@ static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int
 		if (add_dirent(&d, "..", &parent, 2, 0))
 			off = -1;
 	}
-	if (!rc && off >= 0)
+	if (!rc && off >= 0 && kv_ctl_is(ino))
+		rc = kv_ctl_readdir(kfs(req), off > 2 ? (uint64_t)off - 2 : 0, dir_cb, &d);
+	else if (!rc && off >= 0)
 		rc = kv_fs_readdir(kfs(req), ino, off > 2 ? (uint64_t)off - 2 : 0, dir_cb, &d);
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -465,7 +564,8 @@ static void kv_statfs(fuse_req_t req, fuse_ino_t ino)
 static void kv_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	fuse_reply_err(req, -kv_fs_setxattr(kfs(req), ino, name, value, size, flags));
+	fuse_reply_err(req, kv_ctl_is(ino) ? EPERM
+					   : -kv_fs_setxattr(kfs(req), ino, name, value, size, flags));
 }
 
 static void reply_xattr(fuse_req_t req, int rc, const char *buf, size_t size)
@@ -481,7 +581,9 @@ static void reply_xattr(fuse_req_t req, int rc, const char *buf, size_t size)
 static void kv_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char *buf = size ? malloc(size) : NULL;
-	int rc = size && !buf ? -ENOMEM : kv_fs_getxattr(kfs(req), ino, name, buf, size);
+	int rc = size && !buf ? -ENOMEM
+		 : kv_ctl_is(ino) ? -ENODATA
+		 : kv_fs_getxattr(kfs(req), ino, name, buf, size);
 
 	reply_xattr(req, rc, buf, size);
 	free(buf);
@@ -490,7 +592,9 @@ static void kv_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void kv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	char *buf = size ? malloc(size) : NULL;
-	int rc = size && !buf ? -ENOMEM : kv_fs_listxattr(kfs(req), ino, buf, size);
+	int rc = size && !buf ? -ENOMEM
+		 : kv_ctl_is(ino) ? 0
+		 : kv_fs_listxattr(kfs(req), ino, buf, size);
 
 	reply_xattr(req, rc, buf, size);
 	free(buf);
@@ -498,7 +602,7 @@ static void kv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void kv_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, -kv_fs_removexattr(kfs(req), ino, name));
+	fuse_reply_err(req, kv_ctl_is(ino) ? EPERM : -kv_fs_removexattr(kfs(req), ino, name));
 }
 
 const struct fuse_lowlevel_ops kv_fuse_ops = {

@@ -110,6 +110,9 @@ static int end(struct kv_index *ix, int rc)
 	return rc ? rc : -EIO;
 }
 
+static int each_row(struct kv_index *ix, const char *text, int64_t a, int64_t b, int64_t c,
+		    int (*cb)(sqlite3_stmt *s, void *arg), void *arg);
+
 static int64_t now_ns(void)
 {
 	struct timespec ts;
@@ -546,6 +549,8 @@ static int unlink_entry(struct kv_index *ix, uint64_t parent, const char *name, 
 		rc = add_links(ix, a->ino, isdir ? -(int)a->nlink : -1, now, 0);
 	if (!rc)
 		rc = add_links(ix, parent, -isdir, now, 1);
+	if (!rc && isdir)
+		rc = each_row(ix, "DELETE FROM context WHERE ino=?1", (int64_t)a->ino, 0, 0, NULL, NULL);
 	a->nlink = isdir ? 0 : a->nlink - 1;
 	return rc;
 }
@@ -914,6 +919,8 @@ int kv_index_drop(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void 
 	if (!rc)
 		rc = by_ino(ix, Q_DEL_XATTRS, ino);
 	if (!rc)
+		rc = each_row(ix, "DELETE FROM context WHERE ino=?1", (int64_t)ino, 0, 0, NULL, NULL);
+	if (!rc)
 		rc = by_ino(ix, Q_DEL_INODE, ino);
 	rc = end(ix, rc);
 	pthread_mutex_unlock(&ix->lock);
@@ -945,6 +952,36 @@ int kv_index_orphans(struct kv_index *ix, kv_index_ino_cb cb, void *arg)
 	for (size_t i = 0; !rc && i < n; i++)
 		cb(arg, inos[i]);
 	free(inos);
+	return rc;
+}
+
+struct extent_cb {
+	kv_index_chunk_cb cb;
+	void *arg;
+};
+
+static int row_extent(sqlite3_stmt *s, void *arg)
+{
+	struct extent_cb *e = arg;
+	struct kv_chunk c = {
+		.idx = (uint64_t)sqlite3_column_int64(s, 0),
+		.loc.seg = (uint32_t)sqlite3_column_int64(s, 1),
+		.loc.off = (uint64_t)sqlite3_column_int64(s, 2),
+		.loc.len = (uint32_t)sqlite3_column_int64(s, 3),
+	};
+
+	return e->cb(e->arg, &c);
+}
+
+int kv_index_extents(struct kv_index *ix, kv_index_chunk_cb cb, void *arg)
+{
+	struct extent_cb e = { cb, arg };
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, "SELECT idx, seg, off, len FROM chunk ORDER BY seg, off", 0, 0, 0,
+		      row_extent, &e);
+	pthread_mutex_unlock(&ix->lock);
 	return rc;
 }
 
@@ -1090,5 +1127,328 @@ int kv_index_stats(struct kv_index *ix, struct kv_index_stats *st)
 	st->contexts = (uint64_t)v[2];
 	st->logical = (uint64_t)v[3];
 	st->stored = (uint64_t)v[4];
+	return rc;
+}
+
+/* ---- contexts ---- */
+
+#define SUBTREE "WITH RECURSIVE sub(ino) AS (SELECT ?1 UNION ALL " \
+		"SELECT d.ino FROM dentry d JOIN sub ON d.parent = sub.ino) "
+
+/* Prepare text, bind ?1 = a, run cb per row; for the cold paths below. */
+static int each_row(struct kv_index *ix, const char *text, int64_t a, int64_t b, int64_t c,
+		    int (*cb)(sqlite3_stmt *s, void *arg), void *arg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(ix->db, text, -1, &s, NULL) != SQLITE_OK) {
+		kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
+		return -EIO;
+	}
+	sqlite3_bind_int64(s, 1, a);
+	sqlite3_bind_int64(s, 2, b);
+	sqlite3_bind_int64(s, 3, c);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if (cb && cb(s, arg))
+			break;
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return 0;
+	kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
+	return rc == SQLITE_FULL ? -ENOSPC : -EIO;
+}
+
+static int row_ctx(sqlite3_stmt *s, void *arg)
+{
+	struct kv_ctx_row *r = arg;
+
+	r->ino = (uint64_t)sqlite3_column_int64(s, 0);
+	r->last_access = sqlite3_column_int64(s, 1);
+	r->hits = (uint64_t)sqlite3_column_int64(s, 2);
+	r->pin = sqlite3_column_int(s, 3);
+	r->ttl = sqlite3_column_type(s, 4) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 4);
+	return 1;
+}
+
+int kv_index_ctx_get(struct kv_index *ix, uint64_t ino, struct kv_ctx_row *r)
+{
+	int rc;
+
+	r->ino = 0;
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, "SELECT ino,last_access,hits,pin,ttl FROM context WHERE ino=?1",
+		      (int64_t)ino, 0, 0, row_ctx, r);
+	pthread_mutex_unlock(&ix->lock);
+	return rc ? rc : r->ino == ino ? 0 : -ENOENT;
+}
+
+int kv_index_ctx_add(struct kv_index *ix, const struct kv_ctx_row *r)
+{
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, "INSERT OR IGNORE INTO context(ino,last_access) VALUES(?1,?2)",
+		      (int64_t)r->ino, r->last_access, 0, NULL, NULL);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_ctx_save(struct kv_index *ix, const struct kv_ctx_row *r, size_t n)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (!rc && sqlite3_prepare_v2(ix->db,
+			"UPDATE context SET last_access=?2, hits=?3, pin=?4, ttl=?5 WHERE ino=?1",
+			-1, &s, NULL) != SQLITE_OK)
+		rc = -EIO;
+	for (size_t i = 0; !rc && i < n; i++) {
+		sqlite3_bind_int64(s, 1, (int64_t)r[i].ino);
+		sqlite3_bind_int64(s, 2, r[i].last_access);
+		sqlite3_bind_int64(s, 3, (int64_t)r[i].hits);
+		sqlite3_bind_int(s, 4, r[i].pin);
+		if (r[i].ttl < 0)
+			sqlite3_bind_null(s, 5);
+		else
+			sqlite3_bind_int64(s, 5, r[i].ttl);
+		rc = q_exec(ix, s);
+	}
+	sqlite3_finalize(s);
+	rc = end(ix, rc);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+struct ino_list {
+	uint64_t *v;
+	size_t n, max;
+};
+
+static int row_ino(sqlite3_stmt *s, void *arg)
+{
+	struct ino_list *l = arg;
+
+	l->v[l->n++] = (uint64_t)sqlite3_column_int64(s, 0);
+	return l->n == l->max;
+}
+
+int kv_index_ctx_lru(struct kv_index *ix, size_t skip, uint64_t *ino, size_t max, size_t *n)
+{
+	struct ino_list l = { ino, 0, max };
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, "SELECT ino FROM context WHERE pin=0 ORDER BY last_access LIMIT ?1 "
+			  "OFFSET ?2",
+		      (int64_t)max, (int64_t)skip, 0, row_ino, &l);
+	pthread_mutex_unlock(&ix->lock);
+	*n = l.n;
+	return rc;
+}
+
+int kv_index_ctx_expired(struct kv_index *ix, int64_t now, int64_t default_ttl,
+			 uint64_t *ino, size_t max, size_t *n)
+{
+	struct ino_list l = { ino, 0, max };
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, "SELECT ino FROM context WHERE pin=0 AND coalesce(ttl,?2) > 0 AND "
+			  "last_access + coalesce(ttl,?2) * 1000000000 < ?1 LIMIT ?3",
+		      now, default_ttl, (int64_t)max, row_ino, &l);
+	pthread_mutex_unlock(&ix->lock);
+	*n = l.n;
+	return rc;
+}
+
+static int row_count(sqlite3_stmt *s, void *arg)
+{
+	*(uint64_t *)arg = (uint64_t)sqlite3_column_int64(s, 0);
+	return 1;
+}
+
+int kv_index_ctx_count(struct kv_index *ix, int with_ttl, uint64_t *n)
+{
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, with_ttl ? "SELECT count(*) FROM context WHERE ttl > 0"
+				   : "SELECT count(*) FROM context",
+		      0, 0, 0, row_count, n);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_ctx_scan(struct kv_index *ix, int depth, int64_t now)
+{
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	if (depth == 0)
+		rc = each_row(ix, "INSERT OR IGNORE INTO context(ino,last_access) "
+				  "SELECT ino, ?2 FROM inode WHERE (mode & 61440) = 32768",
+			      0, now, 0, NULL, NULL);
+	else
+		rc = each_row(ix, "WITH RECURSIVE t(ino, depth) AS (SELECT 1, 0 UNION ALL "
+				  "SELECT d.ino, t.depth + 1 FROM dentry d JOIN t ON d.parent = t.ino "
+				  "JOIN inode i ON i.ino = d.ino "
+				  "WHERE t.depth < ?1 AND (i.mode & 61440) = 16384) "
+				  "INSERT OR IGNORE INTO context(ino,last_access) "
+				  "SELECT ino, ?2 FROM t WHERE depth = ?1",
+			      depth, now, 0, NULL, NULL);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+static int row_collect(sqlite3_stmt *s, void *arg)
+{
+	struct ino_list *l = arg;
+
+	if (l->n == l->max) {
+		size_t max = l->max ? 2 * l->max : 64;
+		uint64_t *v = realloc(l->v, max * sizeof(*v));
+		if (!v)
+			return 1;
+		l->v = v;
+		l->max = max;
+	}
+	l->v[l->n++] = (uint64_t)sqlite3_column_int64(s, 0);
+	return 0;
+}
+
+int kv_index_drop_tree(struct kv_index *ix, uint64_t ino, int64_t now, kv_index_chunk_cb cb,
+		       kv_index_ino_cb ino_cb, void *arg)
+{
+	static const char *const del[] = {
+		"DELETE FROM chunk WHERE ino=?1 AND idx>=0", "DELETE FROM xattr WHERE ino=?1",
+		"DELETE FROM context WHERE ino=?1", "DELETE FROM dentry WHERE parent=?1",
+		"DELETE FROM inode WHERE ino=?1",
+	};
+	struct ino_list l = { 0 };
+	struct kv_attr a;
+	sqlite3_stmt *s;
+	uint64_t parent = 0;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (!rc) {
+		s = q(ix, Q_GETATTR);
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		rc = fetch_attr(ix, s, &a);
+	}
+	if (!rc) {
+		s = q(ix, Q_PARENT);
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			parent = (uint64_t)sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		rc = each_row(ix, SUBTREE "SELECT ino FROM sub", (int64_t)ino, 0, 0, row_collect, &l);
+	}
+	for (size_t i = 0; !rc && i < l.n; i++) {
+		rc = each_chunk(ix, l.v[i], cb, arg);
+		for (size_t k = 0; !rc && k < sizeof(del) / sizeof(*del); k++)
+			rc = each_row(ix, del[k], (int64_t)l.v[i], 0, 0, NULL, NULL);
+	}
+	if (!rc)
+		rc = each_row(ix, "DELETE FROM dentry WHERE ino=?1", (int64_t)ino, 0, 0, NULL, NULL);
+	if (!rc && parent)
+		rc = add_links(ix, parent, S_ISDIR(a.mode) ? -1 : 0, now, 1);
+	rc = end(ix, rc);
+	pthread_mutex_unlock(&ix->lock);
+	for (size_t i = 0; !rc && i < l.n; i++)
+		ino_cb(arg, l.v[i]);
+	free(l.v);
+	return rc;
+}
+
+struct entry_out {
+	uint64_t parent;
+	char name[256];
+};
+
+static int row_entry(sqlite3_stmt *s, void *arg)
+{
+	struct entry_out *e = arg;
+	size_t n = (size_t)sqlite3_column_bytes(s, 1);
+
+	e->parent = (uint64_t)sqlite3_column_int64(s, 0);
+	n = n < 255 ? n : 255;
+	memcpy(e->name, sqlite3_column_blob(s, 1), n);
+	e->name[n] = 0;
+	return 1;
+}
+
+int kv_index_entry_of(struct kv_index *ix, uint64_t ino, uint64_t *parent, char *name)
+{
+	struct entry_out e = { 0 };
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, "SELECT parent, name FROM dentry WHERE ino=?1 LIMIT 1", (int64_t)ino, 0,
+		      0, row_entry, &e);
+	pthread_mutex_unlock(&ix->lock);
+	if (!rc && !e.parent)
+		rc = -ENOENT;
+	if (!rc) {
+		*parent = e.parent;
+		memcpy(name, e.name, sizeof(e.name));
+	}
+	return rc;
+}
+
+static int row_usage(sqlite3_stmt *s, void *arg)
+{
+	struct kv_usage *u = arg;
+
+	u->logical = (uint64_t)sqlite3_column_int64(s, 0);
+	u->stored = (uint64_t)sqlite3_column_int64(s, 1);
+	u->files = (uint64_t)sqlite3_column_int64(s, 2);
+	return 1;
+}
+
+int kv_index_usage(struct kv_index *ix, uint64_t ino, struct kv_usage *u)
+{
+	int rc;
+
+	memset(u, 0, sizeof(*u));
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, SUBTREE "SELECT coalesce(sum(i.size),0), coalesce(sum(i.stored),0), "
+			  "count(*) FROM sub JOIN inode i ON i.ino = sub.ino "
+			  "WHERE (i.mode & 61440) = 32768",
+		      (int64_t)ino, 0, 0, row_usage, u);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+struct codec_list {
+	char *buf;
+	size_t len;
+};
+
+static int row_codec(sqlite3_stmt *s, void *arg)
+{
+	struct codec_list *c = arg;
+	size_t used = strlen(c->buf);
+
+	snprintf(c->buf + used, c->len - used, "%s%s", used ? "," : "",
+		 kv_codec_name((uint8_t)sqlite3_column_int(s, 0)));
+	return 0;
+}
+
+int kv_index_codecs(struct kv_index *ix, uint64_t ino, char *buf, size_t len)
+{
+	struct codec_list c = { buf, len };
+	int rc;
+
+	buf[0] = 0;
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, SUBTREE "SELECT DISTINCT c.codec FROM sub JOIN chunk c ON c.ino = sub.ino "
+			  "ORDER BY 1",
+		      (int64_t)ino, 0, 0, row_codec, &c);
+	pthread_mutex_unlock(&ix->lock);
 	return rc;
 }

@@ -38,6 +38,20 @@ struct kv_chunk {
 	uint8_t codec;
 };
 
+/* Cache policy state of one context. ttl < 0: the mount's default. */
+struct kv_ctx_row {
+	uint64_t ino;
+	int64_t last_access;
+	uint64_t hits;
+	int pin;
+	int64_t ttl;
+};
+
+/* Sizes of everything below a directory (or of one file). */
+struct kv_usage {
+	uint64_t logical, stored, files;
+};
+
 struct kv_index_stats {
 	uint64_t files, dirs, contexts, logical, stored;
 };
@@ -120,6 +134,9 @@ int kv_index_drop(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void 
 typedef void (*kv_index_ino_cb)(void *arg, uint64_t ino);
 int kv_index_orphans(struct kv_index *ix, kv_index_ino_cb cb, void *arg);
 
+/* Every chunk record, ordered by segment and offset. */
+int kv_index_extents(struct kv_index *ix, kv_index_chunk_cb cb, void *arg);
+
 /* Live bytes per segment, for the store's accounting. */
 typedef void (*kv_index_seg_cb)(void *arg, uint32_t seg, uint64_t bytes);
 int kv_index_segments(struct kv_index *ix, kv_index_seg_cb cb, void *arg);
@@ -134,5 +151,35 @@ int kv_index_listxattr(struct kv_index *ix, uint64_t ino, char *buf, size_t size
 int kv_index_removexattr(struct kv_index *ix, uint64_t ino, const char *name);
 
 int kv_index_stats(struct kv_index *ix, struct kv_index_stats *s);
+
+/* ---- contexts (schema 2) ---- */
+/* Read a context row; -ENOENT when ino has none. */
+int kv_index_ctx_get(struct kv_index *ix, uint64_t ino, struct kv_ctx_row *r);
+/* Create rows that do not exist yet, with r->last_access. */
+int kv_index_ctx_add(struct kv_index *ix, const struct kv_ctx_row *r);
+/* Write last_access, hits, pin and ttl of n rows in one transaction. */
+int kv_index_ctx_save(struct kv_index *ix, const struct kv_ctx_row *r, size_t n);
+/* Unpinned contexts, least recently used first: at most max of them,
+ * skipping the first skip. */
+int kv_index_ctx_lru(struct kv_index *ix, size_t skip, uint64_t *ino, size_t max, size_t *n);
+/* Unpinned contexts whose ttl (or default_ttl when unset; 0 = never) ended
+ * before now. */
+int kv_index_ctx_expired(struct kv_index *ix, int64_t now, int64_t default_ttl,
+			 uint64_t *ino, size_t max, size_t *n);
+/* Contexts, or (with_ttl) contexts that have a ttl of their own. */
+int kv_index_ctx_count(struct kv_index *ix, int with_ttl, uint64_t *n);
+/* Give every directory at depth (1 = children of the root) a context row. */
+int kv_index_ctx_scan(struct kv_index *ix, int depth, int64_t now);
+
+/* Delete ino and everything below it in one transaction: entries,
+ * inodes, chunks, xattrs and context rows. Each chunk is passed to cb
+ * (which must only collect it) and each deleted inode to ino_cb. */
+int kv_index_drop_tree(struct kv_index *ix, uint64_t ino, int64_t now, kv_index_chunk_cb cb,
+		       kv_index_ino_cb ino_cb, void *arg);
+/* Where ino's entry is: parent and name (name holds 256 bytes). */
+int kv_index_entry_of(struct kv_index *ix, uint64_t ino, uint64_t *parent, char *name);
+int kv_index_usage(struct kv_index *ix, uint64_t ino, struct kv_usage *u);
+/* Names of the codecs of the chunks below ino, comma-separated. */
+int kv_index_codecs(struct kv_index *ix, uint64_t ino, char *buf, size_t len);
 
 #endif

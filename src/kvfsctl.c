@@ -1,9 +1,14 @@
-/* kvfsctl: administer kvfs stores. */
+/* kvfsctl: administer kvfs stores and mounts. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
 
+#include "fs.h"
 #include "index.h"
 #include "log.h"
 
@@ -13,8 +18,13 @@ static void usage(FILE *out)
 		"usage: kvfsctl COMMAND [ARGS]\n"
 		"\n"
 		"commands:\n"
-		"    info STORE     format version, files, contexts, logical and stored bytes\n"
-		"    help           this text\n");
+		"    info STORE             format version, files, contexts, logical and stored bytes\n"
+		"    stats MOUNT            the mount's counters, for people (raw: MOUNT/.kvfs/stats)\n"
+		"    ls MOUNT [NAMESPACE]   contexts, most recently used first, with sizes, TTL, pin\n"
+		"    evict MOUNT --to SIZE  evict least recently used contexts down to SIZE stored\n"
+		"    pin PATH, unpin PATH   keep a context from eviction, or stop keeping it\n"
+		"    gc STORE               give back space left by a crash (store not mounted)\n"
+		"    help                   this text\n");
 }
 
 static int cmd_info(const char *store)
@@ -22,6 +32,7 @@ static int cmd_info(const char *store)
 	char path[4200], err[512];
 	struct kv_index_stats s;
 	struct kv_index *ix;
+	uint64_t contexts = 0;
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/kvfs.db", store);
@@ -33,13 +44,15 @@ static int cmd_info(const char *store)
 		return 1;
 	}
 	rc = kv_index_stats(ix, &s);
+	if (!rc)
+		rc = kv_index_ctx_count(ix, 0, &contexts);
 	if (!rc) {
 		printf("store: %s\n", store);
 		printf("format_version: %d\n", KV_FORMAT_VERSION);
 		printf("schema_version: %d\n", kv_index_user_version(ix));
 		printf("files: %llu\n", (unsigned long long)s.files);
 		printf("directories: %llu\n", (unsigned long long)s.dirs);
-		printf("contexts: %llu\n", (unsigned long long)s.contexts);
+		printf("contexts: %llu\n", (unsigned long long)contexts);
 		printf("logical_bytes: %llu\n", (unsigned long long)s.logical);
 		printf("stored_bytes: %llu\n", (unsigned long long)s.stored);
 		printf("ratio: %.2f\n", s.stored ? (double)s.logical / (double)s.stored : 1.0);
@@ -50,17 +63,287 @@ static int cmd_info(const char *store)
 	return rc ? 1 : 0;
 }
 
+static void human(char *buf, size_t len, double v)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+/* The value of sample name (with labels, if any) in Prometheus text. */
+static int sample(const char *text, const char *name, double *v)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, name, n) && p[n] == ' ')
+			return sscanf(p + n + 1, "%lf", v) == 1 ? 0 : -1;
+	return -1;
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return NULL;
+	buf = calloc(1, 65536);
+	n = buf ? fread(buf, 1, 65535, f) : 0;
+	fclose(f);
+	if (buf)
+		buf[n] = 0;
+	return buf;
+}
+
+static int cmd_stats(const char *mnt)
+{
+	static const struct { const char *label, *name; int bytes; } rows[] = {
+		{ "stored", "kvfs_stored_bytes", 1 },
+		{ "capacity", "kvfs_capacity_bytes", 1 },
+		{ "logical", "kvfs_logical_bytes", 1 },
+		{ "contexts", "kvfs_contexts", 0 },
+		{ "files", "kvfs_files", 0 },
+		{ "hits", "kvfs_hits_total", 0 },
+		{ "misses", "kvfs_misses_total", 0 },
+		{ "evicted (lru)", "kvfs_evictions_total{reason=\"lru\"}", 0 },
+		{ "evicted (ttl)", "kvfs_evictions_total{reason=\"ttl\"}", 0 },
+		{ "evicted (manual)", "kvfs_evictions_total{reason=\"manual\"}", 0 },
+		{ "refused (ENOSPC)", "kvfs_enospc_total", 0 },
+		{ "read", "kvfs_read_bytes_total", 1 },
+		{ "written", "kvfs_written_bytes_total", 1 },
+		{ "DRAM tier", "kvfs_tier_bytes", 1 },
+		{ "DRAM tier hits", "kvfs_tier_hits_total", 0 },
+		{ "DRAM tier misses", "kvfs_tier_misses_total", 0 },
+	};
+	char path[4200], val[64];
+	char *text;
+	double v, logical = 0, stored = 0;
+
+	snprintf(path, sizeof(path), "%s/.kvfs/stats", mnt);
+	text = slurp(path);
+	if (!text) {
+		fprintf(stderr, "kvfsctl: %s: %s (is a kvfs mounted there?)\n", path, strerror(errno));
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		if (sample(text, rows[i].name, &v)) {
+			fprintf(stderr, "kvfsctl: %s lacks %s\n", path, rows[i].name);
+			free(text);
+			return 1;
+		}
+		if (rows[i].bytes)
+			human(val, sizeof(val), v);
+		else
+			snprintf(val, sizeof(val), "%.0f", v);
+		printf("%-18s %s\n", rows[i].label, val);
+	}
+	sample(text, "kvfs_logical_bytes", &logical);
+	sample(text, "kvfs_stored_bytes", &stored);
+	printf("%-18s %.2f\n", "ratio", stored ? logical / stored : 1.0);
+	free(text);
+	return 0;
+}
+
+struct ctx_entry {
+	char path[4096];
+	double last_access;
+	char logical[32], stored[32], ttl[32], pin[8];
+};
+
+static int by_recency(const void *a, const void *b)
+{
+	double x = ((const struct ctx_entry *)a)->last_access;
+	double y = ((const struct ctx_entry *)b)->last_access;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void attr(const char *path, const char *name, char *buf, size_t len)
+{
+	ssize_t n = getxattr(path, name, buf, len - 1);
+
+	buf[n > 0 ? n : 0] = 0;
+	if (n <= 0)
+		snprintf(buf, len, "-");
+}
+
+struct ctx_list {
+	struct ctx_entry *v;
+	size_t n, cap;
+};
+
+/* Collect the directories at depth levels below dir (0: dir itself). */
+static void walk(const char *dir, const char *rel, int levels, struct ctx_list *l)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (levels == 0) {
+		struct ctx_entry *c;
+		char v[64];
+		if (l->n == l->cap) {
+			struct ctx_entry *nv = realloc(l->v, (l->cap = l->cap ? 2 * l->cap : 64) * sizeof(*nv));
+			if (!nv)
+				return;
+			l->v = nv;
+		}
+		c = &l->v[l->n++];
+		snprintf(c->path, sizeof(c->path), "%s", rel);
+		attr(dir, "user.kvfs.last_access", v, sizeof(v));
+		c->last_access = atof(v);
+		attr(dir, "user.kvfs.logical_bytes", c->logical, sizeof(c->logical));
+		attr(dir, "user.kvfs.stored_bytes", c->stored, sizeof(c->stored));
+		attr(dir, "user.kvfs.ttl", c->ttl, sizeof(c->ttl));
+		attr(dir, "user.kvfs.pin", c->pin, sizeof(c->pin));
+		return;
+	}
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char sub[4096], subrel[4096];
+		struct stat sb;
+		if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);
+		snprintf(subrel, sizeof(subrel), "%s%s%s", rel, *rel ? "/" : "", e->d_name);
+		if (lstat(sub, &sb) || (!S_ISDIR(sb.st_mode) && levels > 1))
+			continue;
+		walk(sub, subrel, levels - 1, l);
+	}
+	closedir(d);
+}
+
+static int cmd_ls(const char *mnt, const char *ns)
+{
+	char path[4200], *cfg, *p;
+	struct ctx_list l = { 0 };
+	int depth = 2;
+
+	snprintf(path, sizeof(path), "%s/.kvfs/config", mnt);
+	cfg = slurp(path);
+	if (!cfg) {
+		fprintf(stderr, "kvfsctl: %s: %s (is a kvfs mounted there?)\n", path, strerror(errno));
+		return 1;
+	}
+	p = strstr(cfg, "context_depth=");
+	if (p)
+		depth = atoi(p + strlen("context_depth="));
+	free(cfg);
+	if (depth == 0) {
+		fprintf(stderr, "kvfsctl: context_depth=0: every file is a context; use find\n");
+		return 1;
+	}
+	if (ns) {
+		snprintf(path, sizeof(path), "%s/%s", mnt, ns);
+		walk(path, ns, depth - 1, &l);
+	} else {
+		walk(mnt, "", depth, &l);
+	}
+	qsort(l.v, l.n, sizeof(*l.v), by_recency);
+	printf("%-40s %-20s %14s %14s %8s %4s\n", "context", "last access", "logical", "stored",
+	       "ttl", "pin");
+	for (size_t i = 0; i < l.n; i++) {
+		char when[32];
+		time_t t = (time_t)l.v[i].last_access;
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
+		printf("%-40s %-20s %14s %14s %8s %4s\n", l.v[i].path, when, l.v[i].logical,
+		       l.v[i].stored, l.v[i].ttl, l.v[i].pin);
+	}
+	free(l.v);
+	return 0;
+}
+
+static int cmd_evict(const char *mnt, const char *size)
+{
+	char path[4200];
+	FILE *f;
+	int bad;
+
+	snprintf(path, sizeof(path), "%s/.kvfs/evict", mnt);
+	f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "kvfsctl: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	bad = fprintf(f, "%s\n", size) < 0;
+	bad |= fclose(f) != 0;
+	if (bad) {
+		fprintf(stderr, "kvfsctl: evict to %s: %s\n", size,
+			errno == ENOSPC ? "pinned or open contexts hold more than that" : strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_pin(const char *path, int pin)
+{
+	if (setxattr(path, "user.kvfs.pin", pin ? "1" : "0", 1, 0)) {
+		fprintf(stderr, "kvfsctl: %s: %s%s\n", path, strerror(errno),
+			errno == EINVAL ? " (not a context directory?)" : "");
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_gc(const char *store)
+{
+	struct kv_config cfg;
+	struct kv_fs *fs;
+	char err[512], h[32];
+	uint64_t freed = 0;
+	int rc;
+
+	kv_opt_defaults(&cfg);
+	rc = kv_fs_open(store, &cfg, &fs, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "kvfsctl: %s\n", err);
+		return 1;
+	}
+	rc = kv_fs_gc(fs, &freed);
+	kv_fs_close(fs);
+	if (rc) {
+		fprintf(stderr, "kvfsctl: gc %s: %s\n", store, strerror(-rc));
+		return 1;
+	}
+	human(h, sizeof(h), (double)freed);
+	printf("reclaimed %s (%llu bytes)\n", h, (unsigned long long)freed);
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
+	const char *cmd = argc > 1 ? argv[1] : "";
+
 	kv_log_set_level(KV_LOG_WARN);
-	if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
-	    !strcmp(argv[1], "-h")) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
 	}
-	if (!strcmp(argv[1], "info") && argc == 3)
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "info") && argc == 3)
 		return cmd_info(argv[2]);
-	fprintf(stderr, "kvfsctl: unknown command or arguments: %s\n", argv[1]);
+	if (!strcmp(cmd, "stats") && argc == 3)
+		return cmd_stats(argv[2]);
+	if (!strcmp(cmd, "ls") && (argc == 3 || argc == 4))
+		return cmd_ls(argv[2], argc == 4 ? argv[3] : NULL);
+	if (!strcmp(cmd, "evict") && argc == 5 && !strcmp(argv[3], "--to"))
+		return cmd_evict(argv[2], argv[4]);
+	if ((!strcmp(cmd, "pin") || !strcmp(cmd, "unpin")) && argc == 3)
+		return cmd_pin(argv[2], !strcmp(cmd, "pin"));
+	if (!strcmp(cmd, "gc") && argc == 3)
+		return cmd_gc(argv[2]);
+	fprintf(stderr, "kvfsctl: unknown command or arguments: %s\n", cmd);
 	usage(stderr);
 	return 2;
 }

@@ -144,6 +144,11 @@ static void daemon_ready(int notify, char status)
 	close(notify);
 }
 
+static void forget_entry(void *arg, uint64_t parent, const char *name)
+{
+	fuse_lowlevel_notify_inval_entry(arg, parent, name, strlen(name));
+}
+
 static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 {
 	struct kv_mount m = { .timeout = 1.0 };
@@ -166,6 +171,7 @@ static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 	}
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, m.mountpoint))
 		goto out;
+	kv_fs_set_notify(m.fs, forget_entry, se);
 	daemon_ready(notify, 0);
 	if (c->single) {
 		rc = fuse_session_loop(se);

@@ -12,6 +12,7 @@ struct kv_opt {
 	const char *def;
 	const char *help;
 	int (*set)(struct kv_config *cfg, const char *v, char *err, size_t errlen);
+	void (*show)(const struct kv_config *cfg, char *buf, size_t len);
 };
 
 static int is_pow2(size_t v) { return v && !(v & (v - 1)); }
@@ -141,20 +142,162 @@ static int set_segment(struct kv_config *cfg, const char *v, char *err, size_t e
 	return 0;
 }
 
+static int set_capacity(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (kv_opt_parse_size(v, &cfg->capacity)) {
+		snprintf(err, errlen, "capacity=%s: expected a size such as 200G, or 0 for none", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_pct(const char *v, int *out)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+
+	if (*v < '0' || *v > '9' || (*end && strcmp(end, "%")) || n < 1 || n > 100)
+		return -EINVAL;
+	*out = (int)n;
+	return 0;
+}
+
+static int set_high(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (parse_pct(v, &cfg->high)) {
+		snprintf(err, errlen, "high=%s: expected a percentage 1..100", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_low(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (parse_pct(v, &cfg->low)) {
+		snprintf(err, errlen, "low=%s: expected a percentage 1..100", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_min_free(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+
+	if (n && v[n - 1] == '%') {
+		if (parse_pct(v, &cfg->min_free_pct) || cfg->min_free_pct > 90)
+			goto bad;
+		cfg->min_free = 0;
+		return 0;
+	}
+	if (kv_opt_parse_size(v, &cfg->min_free))
+		goto bad;
+	cfg->min_free_pct = 0;
+	return 0;
+bad:
+	snprintf(err, errlen, "min_free=%s: expected a size such as 10G or a percentage such as 5%%", v);
+	return -EINVAL;
+}
+
+static int set_ttl(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	char *end;
+	long long n = strtoll(v, &end, 10);
+
+	if (*v < '0' || *v > '9' || *end || n < 0) {
+		snprintf(err, errlen, "ttl=%s: expected seconds (0 = none)", v);
+		return -EINVAL;
+	}
+	cfg->ttl = n;
+	return 0;
+}
+
+static int set_depth(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+
+	if (*v < '0' || *v > '9' || *end || n > 16) {
+		snprintf(err, errlen, "context_depth=%s: expected 0..16", v);
+		return -EINVAL;
+	}
+	cfg->context_depth = (int)n;
+	return 0;
+}
+
+static void show_codec(const struct kv_config *c, char *b, size_t n)
+{
+	static const char *const names[] = { "none", "lz4", "zstd" };
+
+	if (c->codec == KV_CODEC_ZSTD)
+		snprintf(b, n, "zstd:%d", c->level);
+	else
+		snprintf(b, n, "%s", names[c->codec]);
+}
+
+static void show_shuffle(const struct kv_config *c, char *b, size_t n)
+{
+	if (c->shuffle == KV_SHUFFLE_AUTO)
+		snprintf(b, n, "auto");
+	else if (!c->shuffle)
+		snprintf(b, n, "off");
+	else
+		snprintf(b, n, "%d", c->shuffle);
+}
+
+static void show_min_free(const struct kv_config *c, char *b, size_t n)
+{
+	if (c->min_free_pct)
+		snprintf(b, n, "%d%%", c->min_free_pct);
+	else
+		snprintf(b, n, "%zu", c->min_free);
+}
+
+#define SHOW(name, fmt, expr) \
+	static void show_##name(const struct kv_config *c, char *b, size_t n) \
+	{ \
+		snprintf(b, n, fmt, expr); \
+	}
+SHOW(chunk, "%zu", c->chunk)
+SHOW(ram, "%zu", c->ram)
+SHOW(workers, "%d", c->workers)
+SHOW(segment, "%zu", c->segment)
+SHOW(capacity, "%zu", c->capacity)
+SHOW(high, "%d", c->high)
+SHOW(low, "%d", c->low)
+SHOW(ttl, "%lld", (long long)c->ttl)
+SHOW(depth, "%d", c->context_depth)
+
 static const struct kv_opt kv_opts[] = {
 	{ "codec", "none|lz4|zstd[:LEVEL]", "lz4",
-	  "compression of each chunk; zstd levels 1..19 (zstd alone means zstd:1)", set_codec },
+	  "compression of each chunk; zstd levels 1..19 (zstd alone means zstd:1)", set_codec, show_codec },
 	{ "shuffle", "auto|off|2|4", "auto",
-	  "byte-shuffle filter before compression (element size in bytes); auto tries 2 per chunk", set_shuffle },
+	  "byte-shuffle filter before compression (element size in bytes); auto tries 2 per chunk", set_shuffle, show_shuffle },
 	{ "chunk", "SIZE", "1M",
 	  "files are cut into chunks of this size (power of two, 64K..16M), each compressed alone; "
-	  "fixed when the store is created", set_chunk },
+	  "fixed when the store is created", set_chunk, show_chunk },
 	{ "ram", "SIZE", "128M",
-	  "DRAM tier: budget for decompressed chunks kept in memory", set_ram },
+	  "DRAM tier: budget for decompressed chunks kept in memory", set_ram, show_ram },
 	{ "workers", "N|auto", "auto",
-	  "compression worker threads (auto: one per online CPU)", set_workers },
+	  "compression worker threads (auto: one per online CPU)", set_workers, show_workers },
 	{ "segment", "SIZE", "1G",
-	  "size at which the chunk store starts a new segment file", set_segment },
+	  "size at which the chunk store starts a new segment file", set_segment, show_segment },
+	{ "capacity", "SIZE", "0",
+	  "hard cap on stored (compressed) bytes; least recently used contexts are evicted to "
+	  "stay under it (0: no cap)", set_capacity, show_capacity },
+	{ "high", "PCT", "95",
+	  "background eviction starts above this percentage of capacity", set_high, show_high },
+	{ "low", "PCT", "90",
+	  "... and evicts down to this percentage", set_low, show_low },
+	{ "min_free", "SIZE|PCT%", "0",
+	  "free space kept on the backing filesystem, evicting as for capacity (0: none)",
+	  set_min_free, show_min_free },
+	{ "ttl", "SECONDS", "0",
+	  "contexts not accessed for this long are evicted (0: never); user.kvfs.ttl overrides "
+	  "it per context", set_ttl, show_ttl },
+	{ "context_depth", "N", "2",
+	  "directory depth of a context, the unit of LRU, TTL, pinning and eviction "
+	  "(2: <namespace>/<context>/; 0: every file)", set_depth, show_depth },
 };
 
 #define KV_NOPTS (sizeof(kv_opts) / sizeof(kv_opts[0]))
@@ -229,18 +372,15 @@ void kv_opt_print_markdown(FILE *out)
 
 void kv_opt_format(const struct kv_config *cfg, char *buf, size_t len)
 {
-	static const char *const codecs[] = { "none", "lz4", "zstd" };
-	char shuffle[8], level[8] = "";
+	size_t used = 0;
 
-	if (cfg->shuffle == KV_SHUFFLE_AUTO)
-		strcpy(shuffle, "auto");
-	else if (cfg->shuffle == 0)
-		strcpy(shuffle, "off");
-	else
-		snprintf(shuffle, sizeof(shuffle), "%d", cfg->shuffle);
-	if (cfg->codec == KV_CODEC_ZSTD)
-		snprintf(level, sizeof(level), ":%d", cfg->level);
-	snprintf(buf, len, "codec=%s%s,shuffle=%s,chunk=%zu,ram=%zu,workers=%d,segment=%zu",
-		 codecs[cfg->codec], level, shuffle, cfg->chunk, cfg->ram, cfg->workers,
-		 cfg->segment);
+	if (len)
+		buf[0] = 0;
+	for (size_t i = 0; i < KV_NOPTS && used < len; i++) {
+		char v[64];
+		int n;
+		kv_opts[i].show(cfg, v, sizeof(v));
+		n = snprintf(buf + used, len - used, "%s=%s\n", kv_opts[i].name, v);
+		used += n > 0 ? (size_t)n : 0;
+	}
 }

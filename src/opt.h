@@ -4,6 +4,7 @@
 #define KV_OPT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 enum kv_codec_id { KV_CODEC_NONE = 0, KV_CODEC_LZ4 = 1, KV_CODEC_ZSTD = 2 };
@@ -19,6 +20,12 @@ struct kv_config {
 	size_t ram;       /* DRAM tier budget in bytes */
 	int workers;      /* compression worker threads */
 	size_t segment;   /* segment file size before rolling over */
+	size_t capacity;  /* cap on stored bytes, 0 = none */
+	int high, low;    /* eviction watermarks, percent of capacity */
+	size_t min_free;  /* free-space floor of the backing filesystem, bytes */
+	int min_free_pct; /* ... or percent of its size (when min_free is 0) */
+	int64_t ttl;      /* default context time to live, seconds, 0 = none */
+	int context_depth;/* directory depth of a context; 0 = every file */
 	unsigned given;   /* options set by the user, one bit per table row */
 };
 
@@ -37,7 +44,7 @@ int kv_opt_given(const struct kv_config *cfg, const char *name);
 
 void kv_opt_print_help(FILE *out);
 void kv_opt_print_markdown(FILE *out);
-/* One line "name=value,..." of the effective configuration. */
+/* The effective configuration, one "name=value" line per option. */
 void kv_opt_format(const struct kv_config *cfg, char *buf, size_t len);
 
 /* "64K", "1M", "2G", "4096" -> bytes. Returns 0 or -EINVAL. */

@@ -36,6 +36,7 @@ struct kv_store {
 	uint32_t highest;      /* highest segment id in use */
 	uint32_t active;       /* segment receiving appends, 0 = none yet */
 	uint64_t tail;         /* next append offset in the active segment */
+	uint64_t live;         /* live bytes in all segments */
 };
 
 static void seg_name(char *buf, size_t len, uint32_t seg)
@@ -207,8 +208,10 @@ void kv_store_close(struct kv_store *st)
 void kv_store_account(struct kv_store *st, uint32_t seg, uint64_t len)
 {
 	pthread_mutex_lock(&st->lock);
-	if (!seg_grow(st, seg))
+	if (!seg_grow(st, seg)) {
 		st->segs[seg].live += len;
+		st->live += len;
+	}
 	pthread_mutex_unlock(&st->lock);
 }
 
@@ -290,6 +293,7 @@ int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 		loc->len = (uint32_t)len;
 		st->tail += len;
 		st->segs[st->active].live += len;
+		st->live += len;
 		st->segs[st->active].dirty = 1;
 		fd = st->segs[st->active].fd;
 	}
@@ -362,7 +366,9 @@ void kv_store_free(struct kv_store *st, const struct kv_loc *loc)
 	pthread_mutex_lock(&st->lock);
 	if (loc->seg < st->nsegs) {
 		struct kv_seg *s = &st->segs[loc->seg];
-		s->live = s->live > loc->len ? s->live - loc->len : 0;
+		uint64_t freed = s->live > loc->len ? loc->len : s->live;
+		s->live -= freed;
+		st->live -= freed;
 		if (!s->live && loc->seg != st->active) {
 			seg_name(name, sizeof(name), loc->seg);
 			if (s->fd >= 0)
@@ -377,6 +383,60 @@ void kv_store_free(struct kv_store *st, const struct kv_loc *loc)
 	if (fd >= 0 &&
 	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)loc->off, loc->len))
 		kv_debug("punch hole in segment %08" PRIx32 ": %s", loc->seg, strerror(errno));
+}
+
+static uint64_t allocated(int fd)
+{
+	struct stat sb;
+
+	return fstat(fd, &sb) ? 0 : (uint64_t)sb.st_blocks * 512;
+}
+
+int kv_store_reclaim(struct kv_store *st, uint32_t seg, const struct kv_loc *live, size_t n,
+		     uint64_t *freed)
+{
+	char name[32];
+	uint64_t pos = KV_SEG_HDR, before;
+	struct stat sb;
+	int fd, rc = 0;
+
+	seg_name(name, sizeof(name), seg);
+	if (fstatat(st->dirfd, name, &sb, 0))
+		return errno == ENOENT ? 0 : -errno;
+	if (!n) {
+		*freed += (uint64_t)sb.st_blocks * 512;
+		return unlinkat(st->dirfd, name, 0) ? -errno : 0;
+	}
+	pthread_mutex_lock(&st->lock);
+	fd = seg_fd(st, seg);
+	pthread_mutex_unlock(&st->lock);
+	if (fd < 0)
+		return fd;
+	before = allocated(fd);
+	for (size_t i = 0; i <= n && !rc; i++) {
+		uint64_t end = i < n ? live[i].off : (uint64_t)sb.st_size;
+		if (end > pos &&
+		    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)pos,
+			      (off_t)(end - pos)))
+			rc = -errno;
+		if (i < n && live[i].off + live[i].len > pos)
+			pos = live[i].off + live[i].len;
+	}
+	pos = allocated(fd);
+	*freed += before > pos ? before - pos : 0;
+	return rc;
+}
+
+uint32_t kv_store_highest(struct kv_store *st) { return st->highest; }
+
+uint64_t kv_store_live(struct kv_store *st)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&st->lock);
+	n = st->live;
+	pthread_mutex_unlock(&st->lock);
+	return n;
 }
 
 void kv_store_prefetch(struct kv_store *st, const struct kv_loc *loc)

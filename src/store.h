@@ -63,6 +63,18 @@ void kv_store_free(struct kv_store *st, const struct kv_loc *loc);
 /* Start reading the record at loc into the page cache, without waiting. */
 void kv_store_prefetch(struct kv_store *st, const struct kv_loc *loc);
 
+/* Offline garbage collection (no daemon on the store): punch out of
+ * segment seg every byte that is neither its header nor one of the n live
+ * records (sorted by offset); delete the segment when n is 0. Adds the
+ * bytes given back to *freed. */
+int kv_store_reclaim(struct kv_store *st, uint32_t seg, const struct kv_loc *live, size_t n,
+		     uint64_t *freed);
+/* Highest segment id present. */
+uint32_t kv_store_highest(struct kv_store *st);
+
+/* Bytes of live records (headers included) in all segments. */
+uint64_t kv_store_live(struct kv_store *st);
+
 /* Make every record appended so far durable. */
 int kv_store_sync(struct kv_store *st);
 

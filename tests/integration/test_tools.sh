@@ -51,8 +51,8 @@ pass "find"
 
 # --- xattrs ----------------------------------------------------------------
 F=$MNT/llama-8b/3f2a9c01/layer0.k.f16
-setfattr -n user.kvfs.test -v hello "$F"
-assert_eq "$(getfattr --absolute-names --only-values -n user.kvfs.test "$F")" hello "getfattr --absolute-names of user.kvfs.test"
+setfattr -n user.app.test -v hello "$F"
+assert_eq "$(getfattr --absolute-names --only-values -n user.app.test "$F")" hello "getfattr --absolute-names of user.app.test"
 setfattr -n user.second -v 0x00ff10ee "$F"
 assert_eq "$(getfattr --absolute-names -e hex -n user.second "$F" | sed -n 's/^user.second=//p')" 0x00ff10ee "binary xattr value"
 big=v$(head -c 3000 /dev/urandom | base64 -w0)   # "v": a leading 0x/0s would make setfattr decode it
@@ -60,15 +60,15 @@ setfattr -n user.big -v "$big" "$F"
 assert_eq "$(getfattr --absolute-names --only-values -n user.big "$F")" "$big" "3 KiB xattr value"
 setfattr -n user.empty "$F"
 assert_eq "$(getfattr --absolute-names --only-values -n user.empty "$F" | wc -c)" 0 "empty xattr value"
-setfattr -n user.kvfs.test -v replaced "$F"
-assert_eq "$(getfattr --absolute-names --only-values -n user.kvfs.test "$F")" replaced "replaced xattr value"
+setfattr -n user.app.test -v replaced "$F"
+assert_eq "$(getfattr --absolute-names --only-values -n user.app.test "$F")" replaced "replaced xattr value"
 names=$(getfattr --absolute-names -d -m '^user\.' "$F" | sed -n 's/^\(user\.[^=]*\).*/\1/p' | LC_ALL=C sort | tr '\n' ' ')
-assert_eq "$names" "user.big user.empty user.kvfs.test user.second " "listed xattr names"
+assert_eq "$names" "user.app.test user.big user.empty user.second " "listed xattr names"
 setfattr -x user.second "$F"
 expect_fail "No such attribute" "getfattr --absolute-names of a removed xattr" getfattr --absolute-names -n user.second "$F"
 expect_fail "No such attribute" "removing a missing xattr" setfattr -x user.nothere "$F"
 names=$(getfattr --absolute-names -d -m '^user\.' "$F" | sed -n 's/^\(user\.[^=]*\).*/\1/p' | LC_ALL=C sort | tr '\n' ' ')
-assert_eq "$names" "user.big user.empty user.kvfs.test " "xattr names after remove"
+assert_eq "$names" "user.app.test user.big user.empty " "xattr names after remove"
 setfattr -n user.ctx.note -v dir-attr "$MNT/llama-8b/3f2a9c01"
 assert_eq "$(getfattr --absolute-names --only-values -n user.ctx.note "$MNT/llama-8b/3f2a9c01")" dir-attr "xattr on a directory"
 # the file's data is untouched by xattr traffic
@@ -79,7 +79,7 @@ getfattr --absolute-names -n trusted.x "$F" >/dev/null 2>&1 || true
 setfattr -x trusted.x "$F" 2>/dev/null || true
 kv_assert_alive
 cmp "$SRC/layer0.k.f16" "$F" || fail "content changed after trusted.* xattr attempt"
-assert_eq "$(getfattr --absolute-names --only-values -n user.kvfs.test "$F")" replaced "user xattr after trusted.* attempt"
+assert_eq "$(getfattr --absolute-names --only-values -n user.app.test "$F")" replaced "user xattr after trusted.* attempt"
 pass "xattrs"
 
 # --- rsync kvfs -> kvfs, and plain -> kvfs --------------------------------------
@@ -87,7 +87,7 @@ kv_mount "$STORE2" "$MNT2"
 rsync -aX "$MNT/" "$MNT2/copy/" --exclude=/.kvfs
 diff -r "$T/plain" "$MNT2/copy" || fail "diff -r after rsync -a kvfs -> kvfs"
 diff <(files_of "$MNT") <(files_of "$MNT2/copy") || fail "file lists differ after rsync kvfs -> kvfs"
-assert_eq "$(getfattr --absolute-names --only-values -n user.kvfs.test "$MNT2/copy/llama-8b/3f2a9c01/layer0.k.f16")" replaced \
+assert_eq "$(getfattr --absolute-names --only-values -n user.app.test "$MNT2/copy/llama-8b/3f2a9c01/layer0.k.f16")" replaced \
     "xattr copied by rsync -X"
 # a second rsync must find nothing to do (sizes, mtimes, modes all preserved)
 changes=$(rsync -ai --dry-run "$MNT/" "$MNT2/copy/" --exclude=/.kvfs)

@@ -235,7 +235,8 @@ END_TEST
 
 START_TEST(test_known)
 {
-	const char *names[] = { "codec", "shuffle", "chunk", "ram", "workers", "segment" };
+	const char *names[] = { "codec",    "shuffle", "chunk", "ram",      "workers", "segment",
+				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		ck_assert_msg(kv_opt_known(names[i]), "%s", names[i]);
@@ -285,12 +286,14 @@ END_TEST
 START_TEST(test_format_defaults)
 {
 	struct kv_config c;
-	char buf[256], want[256];
+	char buf[512], want[512];
 
 	kv_opt_defaults(&c);
 	kv_opt_format(&c, buf, sizeof(buf));
 	snprintf(want, sizeof(want),
-		 "codec=lz4,shuffle=auto,chunk=1048576,ram=134217728,workers=%zu,segment=1073741824",
+		 "codec=lz4\nshuffle=auto\nchunk=1048576\nram=134217728\nworkers=%zu\n"
+		 "segment=1073741824\ncapacity=0\nhigh=95\nlow=90\nmin_free=0\nttl=0\n"
+		 "context_depth=2\n",
 		 nproc_auto());
 	ck_assert_str_eq(buf, want);
 }
@@ -299,7 +302,9 @@ END_TEST
 START_TEST(test_format_set)
 {
 	struct kv_config c;
-	char buf[256], err[128];
+	char buf[512], err[128];
+	const char *tail = "capacity=0\nhigh=95\nlow=90\nmin_free=0\nttl=0\ncontext_depth=2\n";
+	char want[512];
 
 	kv_opt_defaults(&c);
 	ck_assert_int_eq(kv_opt_set(&c, "codec", "zstd:5", err, sizeof(err)), 0);
@@ -309,13 +314,15 @@ START_TEST(test_format_set)
 	ck_assert_int_eq(kv_opt_set(&c, "workers", "3", err, sizeof(err)), 0);
 	ck_assert_int_eq(kv_opt_set(&c, "segment", "16M", err, sizeof(err)), 0);
 	kv_opt_format(&c, buf, sizeof(buf));
-	ck_assert_str_eq(buf, "codec=zstd:5,shuffle=4,chunk=65536,ram=1073741824,workers=3,"
-			      "segment=16777216");
+	snprintf(want, sizeof(want), "codec=zstd:5\nshuffle=4\nchunk=65536\nram=1073741824\n"
+		 "workers=3\nsegment=16777216\n%s", tail);
+	ck_assert_str_eq(buf, want);
 	ck_assert_int_eq(kv_opt_set(&c, "codec", "none", err, sizeof(err)), 0);
 	ck_assert_int_eq(kv_opt_set(&c, "shuffle", "off", err, sizeof(err)), 0);
 	kv_opt_format(&c, buf, sizeof(buf));
-	ck_assert_str_eq(buf, "codec=none,shuffle=off,chunk=65536,ram=1073741824,workers=3,"
-			      "segment=16777216");
+	snprintf(want, sizeof(want), "codec=none\nshuffle=off\nchunk=65536\nram=1073741824\n"
+		 "workers=3\nsegment=16777216\n%s", tail);
+	ck_assert_str_eq(buf, want);
 	/* Truncated to the buffer, still terminated. */
 	memset(buf, 'x', sizeof(buf));
 	kv_opt_format(&c, buf, 11);
@@ -327,7 +334,7 @@ END_TEST
 START_TEST(test_format_parses_back)
 {
 	struct kv_config c, d;
-	char buf[256], err[128], *save = NULL;
+	char buf[512], err[128], *save = NULL;
 
 	kv_opt_defaults(&c);
 	ck_assert_int_eq(kv_opt_set(&c, "codec", "zstd:11", err, sizeof(err)), 0);
@@ -335,7 +342,7 @@ START_TEST(test_format_parses_back)
 	ck_assert_int_eq(kv_opt_set(&c, "chunk", "256K", err, sizeof(err)), 0);
 	kv_opt_format(&c, buf, sizeof(buf));
 	memset(&d, 0, sizeof(d));
-	for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+	for (char *kv = strtok_r(buf, "\n", &save); kv; kv = strtok_r(NULL, "\n", &save)) {
 		char *eq = strchr(kv, '=');
 		ck_assert_ptr_nonnull(eq);
 		*eq = 0;
@@ -368,7 +375,8 @@ static char *capture(void (*fn)(FILE *))
 START_TEST(test_help_tables)
 {
 	char *help = capture(kv_opt_print_help), *md = capture(kv_opt_print_markdown);
-	const char *names[] = { "codec", "shuffle", "chunk", "ram", "workers", "segment" };
+	const char *names[] = { "codec",    "shuffle", "chunk", "ram",      "workers", "segment",
+				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth" };
 	int rows = 0;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -383,7 +391,7 @@ START_TEST(test_help_tables)
 	ck_assert_ptr_nonnull(strstr(md, "| option | values | default | meaning |"));
 	for (const char *p = md; (p = strchr(p, '\n')); p++)
 		rows++;
-	ck_assert_int_eq(rows, 2 + 6); /* header, rule, one row per option */
+	ck_assert_int_eq(rows, 2 + 12); /* header, rule, one row per option */
 	free(help);
 	free(md);
 }

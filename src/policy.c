@@ -1,0 +1,457 @@
+#include "policy.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define KV_EVICT_BATCH 128
+
+struct kv_pctx {
+	struct kv_pctx *next;
+	struct kv_ctx_row row;
+	uint32_t nopen;
+	int dirty;
+	int dead;      /* being evicted: no new opens */
+};
+
+struct kv_policy {
+	struct kv_config cfg;
+	struct kv_index *ix;
+	struct kv_stats *stats;
+	struct kv_policy_hooks h;
+
+	pthread_mutex_t lock;   /* the table and every kv_pctx */
+	pthread_cond_t wake;
+	pthread_t thread;
+	int running, stopping;
+	int any_ttl;            /* some context has a ttl: scan for expired ones */
+	struct kv_pctx **hash;
+	size_t nhash, count;
+
+	pthread_mutex_t evicting; /* one eviction pass at a time */
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static size_t slot(const struct kv_policy *p, uint64_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ULL) >> 24) & (p->nhash - 1);
+}
+
+static struct kv_pctx *find(struct kv_policy *p, uint64_t ino)
+{
+	struct kv_pctx *c = p->hash[slot(p, ino)];
+
+	while (c && c->row.ino != ino)
+		c = c->next;
+	return c;
+}
+
+static void grow(struct kv_policy *p)
+{
+	size_t n = p->nhash * 2, old = p->nhash;
+	struct kv_pctx **h = calloc(n, sizeof(*h)), **oh = p->hash;
+
+	if (!h)
+		return;
+	p->hash = h;
+	p->nhash = n;
+	for (size_t i = 0; i < old; i++)
+		for (struct kv_pctx *c = oh[i], *next; c; c = next) {
+			next = c->next;
+			c->next = h[slot(p, c->row.ino)];
+			h[slot(p, c->row.ino)] = c;
+		}
+	free(oh);
+}
+
+/* The state of ctx, loaded from the index (or created) on first use.
+ * Locked. */
+static struct kv_pctx *get(struct kv_policy *p, uint64_t ino)
+{
+	struct kv_pctx *c = find(p, ino);
+	int rc;
+
+	if (c)
+		return c;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	rc = kv_index_ctx_get(p->ix, ino, &c->row);
+	if (rc == -ENOENT) {
+		c->row = (struct kv_ctx_row){ .ino = ino, .last_access = now_ns(), .ttl = -1 };
+		rc = kv_index_ctx_add(p->ix, &c->row);
+	}
+	if (rc) {
+		free(c);
+		return NULL;
+	}
+	if (p->count >= p->nhash)
+		grow(p);
+	c->next = p->hash[slot(p, ino)];
+	p->hash[slot(p, ino)] = c;
+	p->count++;
+	return c;
+}
+
+static void unlink_ctx(struct kv_policy *p, uint64_t ino)
+{
+	struct kv_pctx **pp = &p->hash[slot(p, ino)];
+
+	while (*pp && (*pp)->row.ino != ino)
+		pp = &(*pp)->next;
+	if (*pp) {
+		struct kv_pctx *c = *pp;
+		*pp = c->next;
+		p->count--;
+		free(c);
+	}
+}
+
+int kv_policy_new(const struct kv_config *cfg, struct kv_index *ix, struct kv_stats *stats,
+		  const struct kv_policy_hooks *hooks, struct kv_policy **out)
+{
+	struct kv_policy *p = calloc(1, sizeof(*p));
+	uint64_t with_ttl = 0;
+
+	if (!p)
+		return -ENOMEM;
+	p->cfg = *cfg;
+	p->ix = ix;
+	p->stats = stats;
+	p->h = *hooks;
+	p->nhash = 1024;
+	p->hash = calloc(p->nhash, sizeof(*p->hash));
+	if (!p->hash) {
+		free(p);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->evicting, NULL);
+	pthread_cond_init(&p->wake, NULL);
+	kv_index_ctx_count(ix, 1, &with_ttl);
+	p->any_ttl = cfg->ttl > 0 || with_ttl > 0;
+	*out = p;
+	return 0;
+}
+
+int kv_policy_open(struct kv_policy *p, uint64_t ctx)
+{
+	struct kv_pctx *c;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	c = get(p, ctx);
+	if (!c)
+		rc = -EIO;
+	else if (c->dead)
+		rc = -ENOENT;
+	else {
+		c->nopen++;
+		c->row.hits++;
+		c->row.last_access = now_ns();
+		c->dirty = 1;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+void kv_policy_read(struct kv_policy *p, uint64_t ctx)
+{
+	struct kv_pctx *c;
+
+	pthread_mutex_lock(&p->lock);
+	c = find(p, ctx);
+	if (c) {
+		c->row.last_access = now_ns();
+		c->dirty = 1;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+void kv_policy_close(struct kv_policy *p, uint64_t ctx)
+{
+	struct kv_pctx *c;
+
+	pthread_mutex_lock(&p->lock);
+	c = find(p, ctx);
+	if (c && c->nopen)
+		c->nopen--;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void kv_policy_created(struct kv_policy *p, uint64_t ctx)
+{
+	pthread_mutex_lock(&p->lock);
+	get(p, ctx);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void kv_policy_removed(struct kv_policy *p, uint64_t ctx)
+{
+	pthread_mutex_lock(&p->lock);
+	unlink_ctx(p, ctx);
+	pthread_mutex_unlock(&p->lock);
+}
+
+int kv_policy_get(struct kv_policy *p, uint64_t ctx, struct kv_ctx_row *r)
+{
+	struct kv_pctx *c;
+
+	pthread_mutex_lock(&p->lock);
+	c = get(p, ctx);
+	if (c)
+		*r = c->row;
+	pthread_mutex_unlock(&p->lock);
+	return c ? 0 : -EIO;
+}
+
+static int set_field(struct kv_policy *p, uint64_t ctx, int pin, int64_t ttl)
+{
+	struct kv_pctx *c;
+
+	pthread_mutex_lock(&p->lock);
+	c = get(p, ctx);
+	if (c) {
+		if (pin >= 0)
+			c->row.pin = pin;
+		if (ttl >= 0) {
+			c->row.ttl = ttl;
+			p->any_ttl |= ttl > 0;
+		}
+		c->dirty = 1;
+	}
+	pthread_mutex_unlock(&p->lock);
+	/* Settings reach the index at once: they are rare and must last. */
+	return c ? kv_policy_flush(p) : -EIO;
+}
+
+int kv_policy_set_pin(struct kv_policy *p, uint64_t ctx, int pin) { return set_field(p, ctx, pin, -1); }
+int kv_policy_set_ttl(struct kv_policy *p, uint64_t ctx, int64_t ttl) { return set_field(p, ctx, -1, ttl); }
+
+int kv_policy_flush(struct kv_policy *p)
+{
+	struct kv_ctx_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nhash && !rc; i++)
+		for (struct kv_pctx *c = p->hash[i]; c && !rc; c = c->next) {
+			if (!c->dirty)
+				continue;
+			if (n == cap) {
+				struct kv_ctx_row *r = realloc(rows, (cap = cap ? 2 * cap : 64) * sizeof(*r));
+				if (!r) {
+					rc = -ENOMEM;
+					break;
+				}
+				rows = r;
+			}
+			rows[n++] = c->row;
+			c->dirty = 0;
+		}
+	pthread_mutex_unlock(&p->lock);
+	if (!rc && n)
+		rc = kv_index_ctx_save(p->ix, rows, n);
+	if (rc)
+		kv_err("cannot save the state of %zu contexts: %s", n, strerror(-rc));
+	free(rows);
+	return rc;
+}
+
+uint64_t kv_policy_limit(struct kv_policy *p)
+{
+	uint64_t limit = p->cfg.capacity ? p->cfg.capacity : UINT64_MAX;
+	uint64_t avail, total, floor, stored;
+
+	if (!p->cfg.min_free && !p->cfg.min_free_pct)
+		return limit;
+	if (p->h.space(p->h.arg, &avail, &total))
+		return limit;
+	floor = p->cfg.min_free ? p->cfg.min_free : total / 100 * (uint64_t)p->cfg.min_free_pct;
+	stored = p->h.stored(p->h.arg);
+	/* What may be stored is what is stored plus what is free above the floor. */
+	if (avail >= floor)
+		return stored + (avail - floor) < limit ? stored + (avail - floor) : limit;
+	return stored > floor - avail ? stored - (floor - avail) : 0;
+}
+
+/* Mark ctx as being evicted unless it is open, pinned or already going. */
+static int claim(struct kv_policy *p, uint64_t ino, int force_pinned)
+{
+	struct kv_pctx *c;
+	int ok;
+
+	pthread_mutex_lock(&p->lock);
+	c = get(p, ino);
+	ok = c && !c->dead && !c->nopen && (force_pinned || !c->row.pin);
+	if (ok)
+		c->dead = 1;
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+static int evict_one(struct kv_policy *p, uint64_t ino, enum kv_evict_reason why)
+{
+	int rc = p->h.evict(p->h.arg, ino);
+
+	pthread_mutex_lock(&p->lock);
+	if (rc) {
+		struct kv_pctx *c = find(p, ino);
+		if (c)
+			c->dead = 0;
+	} else {
+		unlink_ctx(p, ino);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!rc)
+		kv_stat_add(&p->stats->evictions[why], 1);
+	else
+		kv_err("context inode %" PRIu64 ": eviction failed: %s", ino, strerror(-rc));
+	return rc;
+}
+
+int kv_policy_evict_to(struct kv_policy *p, uint64_t target, enum kv_evict_reason why)
+{
+	uint64_t inos[KV_EVICT_BATCH];
+	size_t skip = 0, n;
+
+	pthread_mutex_lock(&p->evicting);
+	while (p->h.stored(p->h.arg) > target) {
+		int progress = 0;
+		kv_policy_flush(p);
+		if (kv_index_ctx_lru(p->ix, skip, inos, KV_EVICT_BATCH, &n) || !n)
+			break;
+		for (size_t i = 0; i < n && p->h.stored(p->h.arg) > target; i++) {
+			if (!claim(p, inos[i], 0)) {
+				skip++; /* open, pinned or going: it keeps its place */
+				continue;
+			}
+			if (!evict_one(p, inos[i], why))
+				progress = 1;
+			else
+				skip++;
+		}
+		if (!progress && n < KV_EVICT_BATCH)
+			break;
+	}
+	pthread_mutex_unlock(&p->evicting);
+	return p->h.stored(p->h.arg) <= target ? 0 : -ENOSPC;
+}
+
+int kv_policy_admit(struct kv_policy *p, uint64_t bytes)
+{
+	uint64_t limit = kv_policy_limit(p), stored;
+
+	if (limit == UINT64_MAX)
+		return 0;
+	stored = p->h.stored(p->h.arg);
+	if (stored + bytes > limit / 100 * (uint64_t)p->cfg.high) {
+		pthread_mutex_lock(&p->lock);
+		pthread_cond_signal(&p->wake);
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (stored + bytes <= limit)
+		return 0;
+	if (bytes <= limit) {
+		uint64_t low = limit / 100 * (uint64_t)p->cfg.low;
+		kv_policy_evict_to(p, low < limit - bytes ? low : limit - bytes, KV_EVICT_LRU);
+		if (p->h.stored(p->h.arg) + bytes <= limit)
+			return 0;
+	}
+	kv_stat_add(&p->stats->enospc, 1);
+	return -ENOSPC;
+}
+
+static void expire(struct kv_policy *p)
+{
+	uint64_t inos[KV_EVICT_BATCH];
+	size_t n = 0;
+
+	if (!p->any_ttl || kv_index_ctx_expired(p->ix, now_ns(), p->cfg.ttl, inos,
+						KV_EVICT_BATCH, &n))
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (claim(p, inos[i], 0))
+			evict_one(p, inos[i], KV_EVICT_TTL);
+}
+
+static void *evictor(void *arg)
+{
+	struct kv_policy *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping) {
+		struct timespec ts;
+		uint64_t limit;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&p->wake, &p->lock, &ts);
+		if (p->stopping)
+			break;
+		pthread_mutex_unlock(&p->lock);
+		kv_policy_flush(p);
+		expire(p);
+		limit = kv_policy_limit(p);
+		if (limit != UINT64_MAX &&
+		    p->h.stored(p->h.arg) > limit / 100 * (uint64_t)p->cfg.high)
+			kv_policy_evict_to(p, limit / 100 * (uint64_t)p->cfg.low, KV_EVICT_LRU);
+		if (p->h.flushed)
+			p->h.flushed(p->h.arg);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int kv_policy_start(struct kv_policy *p)
+{
+	int rc = pthread_create(&p->thread, NULL, evictor, p);
+
+	if (rc)
+		return -rc;
+	p->running = 1;
+	return 0;
+}
+
+void kv_policy_stop(struct kv_policy *p)
+{
+	if (!p || !p->running)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = 1;
+	pthread_cond_signal(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->thread, NULL);
+	p->running = 0;
+}
+
+void kv_policy_free(struct kv_policy *p)
+{
+	if (!p)
+		return;
+	kv_policy_stop(p);
+	kv_policy_flush(p);
+	for (size_t i = 0; i < p->nhash; i++)
+		for (struct kv_pctx *c = p->hash[i], *next; c; c = next) {
+			next = c->next;
+			free(c);
+		}
+	free(p->hash);
+	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->evicting);
+	pthread_cond_destroy(&p->wake);
+	free(p);
+}

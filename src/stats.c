@@ -1,0 +1,67 @@
+#include "stats.h"
+
+#include <stdarg.h>
+
+struct out {
+	char *buf;
+	size_t len, used;
+};
+
+static void put(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(o->buf + (o->used < o->len ? o->used : o->len),
+		      o->used < o->len ? o->len - o->used : 0, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->used += (size_t)n;
+}
+
+static void metric(struct out *o, const char *name, const char *type, const char *help,
+		   uint64_t v)
+{
+	put(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+	    (unsigned long long)v);
+}
+
+static uint64_t get(const atomic_uint_least64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *buf, size_t len)
+{
+	static const char *const reasons[KV_EVICT_NREASONS] = { "lru", "ttl", "manual" };
+	struct out o = { buf, len, 0 };
+
+	metric(&o, "kvfs_logical_bytes", "gauge", "Bytes of file data as applications see them.",
+	       g->logical);
+	metric(&o, "kvfs_stored_bytes", "gauge", "Bytes of chunk records in the segment files.",
+	       g->stored);
+	metric(&o, "kvfs_capacity_bytes", "gauge", "Cap on stored bytes (0 = none).", g->capacity);
+	metric(&o, "kvfs_contexts", "gauge", "Contexts in the store.", g->contexts);
+	metric(&o, "kvfs_files", "gauge", "Regular files in the store.", g->files);
+	put(&o, "# HELP kvfs_evictions_total Contexts evicted, by reason.\n"
+		"# TYPE kvfs_evictions_total counter\n");
+	for (int r = 0; r < KV_EVICT_NREASONS; r++)
+		put(&o, "kvfs_evictions_total{reason=\"%s\"} %llu\n", reasons[r],
+		    (unsigned long long)get(&s->evictions[r]));
+	metric(&o, "kvfs_hits_total", "counter", "Lookups that found a context.", get(&s->hits));
+	metric(&o, "kvfs_misses_total", "counter", "Lookups of absent contexts.", get(&s->misses));
+	metric(&o, "kvfs_read_bytes_total", "counter", "Bytes read by applications.",
+	       get(&s->read_bytes));
+	metric(&o, "kvfs_written_bytes_total", "counter", "Bytes written by applications.",
+	       get(&s->written_bytes));
+	metric(&o, "kvfs_tier_hits_total", "counter", "Chunk reads served by the DRAM tier.",
+	       g->tier_hits);
+	metric(&o, "kvfs_tier_misses_total", "counter", "Chunk reads that went to the segments.",
+	       g->tier_misses);
+	metric(&o, "kvfs_tier_bytes", "gauge", "Bytes of decompressed chunks in the DRAM tier.",
+	       g->tier_bytes);
+	metric(&o, "kvfs_enospc_total", "counter", "Writes refused because nothing could be evicted.",
+	       get(&s->enospc));
+	return (int)o.used;
+}
