@@ -231,16 +231,13 @@ static void wait_entry(struct kv_inode *in, uint64_t idx)
 		pthread_cond_wait(&in->idle, &in->lock);
 }
 
-/* The decoded content of a stored chunk, from the tier or the store. */
-static struct kv_tier_ent *fetch(struct kv_fs *fs, uint64_t ino, uint64_t idx,
-				 const struct kv_loc *loc, uint32_t raw, int *err)
+/* Read and decode a chunk's record into a new tier entry. */
+static struct kv_tier_ent *load(struct kv_fs *fs, uint64_t ino, uint64_t idx,
+				const struct kv_loc *loc, uint32_t raw, int *err)
 {
-	struct kv_tier_ent *t = kv_tier_get(fs->tier, loc);
-	void *buf;
+	struct kv_tier_ent *t;
+	void *buf = kv_buf_get(fs->bufs);
 
-	if (t)
-		return t;
-	buf = kv_buf_get(fs->bufs);
 	if (!buf) {
 		*err = -ENOMEM;
 		return NULL;
@@ -254,6 +251,15 @@ static struct kv_tier_ent *fetch(struct kv_fs *fs, uint64_t ino, uint64_t idx,
 	if (!t)
 		*err = -ENOMEM;
 	return t;
+}
+
+/* The decoded content of a stored chunk, from the tier or the store. */
+static struct kv_tier_ent *fetch(struct kv_fs *fs, uint64_t ino, uint64_t idx,
+				 const struct kv_loc *loc, uint32_t raw, int *err)
+{
+	struct kv_tier_ent *t = kv_tier_get(fs->tier, loc);
+
+	return t ? t : load(fs, ino, idx, loc, raw, err);
 }
 
 /* Give chunk idx a buffer holding its current content up to fill.
@@ -635,7 +641,7 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 			if (!t) {
 				prefetch(fs, in, idx);
 				pthread_mutex_unlock(&in->lock);
-				t = fetch(fs, ino, idx, &loc, raw, &rc);
+				t = load(fs, ino, idx, &loc, raw, &rc);
 				pthread_mutex_lock(&in->lock);
 				e = idx < in->nmap ? &in->map[idx] : NULL;
 				if (!e || e->buf || !e->stored || e->loc.seg != loc.seg ||
