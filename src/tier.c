@@ -2,11 +2,14 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct kv_tier_ent {
 	struct kv_loc loc;
 	uint8_t *data;
 	uint32_t len;
+	uint32_t cost;                   /* bytes charged: the buffer, not the data */
+	int small;                       /* data is a malloc()ed copy, not a kv_buf */
 	uint32_t refs;
 	int dead;                        /* forgotten: free at last release */
 	struct kv_tier_ent *hnext;       /* hash chain */
@@ -87,14 +90,17 @@ static struct kv_tier_ent *drop(struct kv_tier *t, struct kv_tier_ent *e)
 {
 	hash_unlink(t, e);
 	lru_unlink(e);
-	t->bytes -= e->len;
+	t->bytes -= e->cost;
 	t->count--;
 	return e;
 }
 
 static void destroy(struct kv_tier *t, struct kv_tier_ent *e)
 {
-	kv_buf_put(t->bufs, e->data);
+	if (e->small)
+		free(e->data);
+	else
+		kv_buf_put(t->bufs, e->data);
 	free(e);
 }
 
@@ -190,6 +196,15 @@ struct kv_tier_ent *kv_tier_put(struct kv_tier *t, const struct kv_loc *loc, voi
 				uint32_t len)
 {
 	struct kv_tier_ent *e = calloc(1, sizeof(*e)), *old, *gone;
+	uint8_t *copy = NULL;
+
+	/* Small chunks (tails, small files) keep a copy of their own size and
+	 * give the chunk buffer back: the tier is charged what it holds. */
+	if (e && len <= kv_bufs_size(t->bufs) / 4 && (copy = malloc(len ? len : 1))) {
+		memcpy(copy, buf, len);
+		kv_buf_put(t->bufs, buf);
+		buf = copy;
+	}
 
 	pthread_mutex_lock(&t->lock);
 	old = find(t, loc);
@@ -197,17 +212,25 @@ struct kv_tier_ent *kv_tier_put(struct kv_tier *t, const struct kv_loc *loc, voi
 		if (old)
 			old->refs++;
 		pthread_mutex_unlock(&t->lock);
-		kv_buf_put(t->bufs, buf);
+		if (copy)
+			free(copy);
+		else
+			kv_buf_put(t->bufs, buf);
 		free(e);
 		return old;
 	}
-	*e = (struct kv_tier_ent){ .loc = *loc, .data = buf, .len = len, .refs = 1 };
+	*e = (struct kv_tier_ent){ .loc = *loc, .data = buf, .len = len, .refs = 1,
+				   .cost = (uint32_t)kv_bufs_size(t->bufs) };
 	if (t->count >= t->nhash)
 		grow(t);
+	if (copy) {
+		e->small = 1;
+		e->cost = len + (uint32_t)sizeof(*e);
+	}
 	e->hnext = t->hash[slot(t, loc)];
 	t->hash[slot(t, loc)] = e;
 	lru_push(t, e);
-	t->bytes += len;
+	t->bytes += e->cost;
 	t->count++;
 	gone = shrink(t);
 	pthread_mutex_unlock(&t->lock);

@@ -24,8 +24,9 @@ void kv_tier_free(struct kv_tier *t);
 /* A referenced entry for loc, or NULL (counted as a miss). */
 struct kv_tier_ent *kv_tier_get(struct kv_tier *t, const struct kv_loc *loc);
 /* Add buf (from the tier's kv_bufs, holding len bytes) for loc and return
- * it referenced; the tier owns buf from now on. If another thread added
- * loc first, buf is released and that entry returned. */
+ * it referenced; the tier owns buf from now on (it may keep a right-sized
+ * copy instead). The budget is charged the memory held, not len. If
+ * another thread added loc first, buf is released and that entry returned. */
 struct kv_tier_ent *kv_tier_put(struct kv_tier *t, const struct kv_loc *loc, void *buf,
 				uint32_t len);
 void kv_tier_release(struct kv_tier *t, struct kv_tier_ent *e);

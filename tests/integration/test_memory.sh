@@ -29,5 +29,18 @@ if ldd "$KVFS" | grep -q libasan; then bound=$((bound * 2)); fi
 peak=$(hwm)
 echo "peak RSS ${peak} MiB (start ${start} MiB), bound ${bound} MiB"
 [ "$peak" -le "$bound" ] || { echo "FAIL: daemon RSS ${peak} MiB exceeds ${bound} MiB"; exit 1; }
+# Many small files: each enters the DRAM tier, which must be charged what it
+# holds, not the few bytes of data.
+python3 - "$mnt/small" <<'PY'
+import os, sys
+os.makedirs(sys.argv[1])
+block = os.urandom(4096)
+for i in range(3000):
+    with open(os.path.join(sys.argv[1], "f%05d" % i), "wb") as f:
+        f.write(block)
+PY
+peak=$(hwm)
+echo "peak RSS ${peak} MiB after 3000 small files, bound ${bound} MiB"
+[ "$peak" -le "$bound" ] || { echo "FAIL: daemon RSS ${peak} MiB exceeds ${bound} MiB"; exit 1; }
 fusermount3 -u "$mnt"
 wait "$pid"
