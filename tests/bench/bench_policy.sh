@@ -20,7 +20,7 @@ FILES=1000000
 KVFS="$REPO_ROOT/build/kvfs"
 WORKDIR=/var/tmp/kvfs-bench-policy
 SECTIONS=1,2,3
-EVICT_RAM=16M           # ram= of the eviction mounts ("default": none given)
+EVICT_RAM=default       # ram= of the eviction mounts ("default": none given)
 RSS_LIMIT_MIB=""        # guard: SIGKILL our daemon above this (default: MemTotal/2)
 OP_TIMEOUT=1800         # seconds allowed for one timed operation
 TIER_RAM=1G             # ram= of the DRAM-tier mounts
