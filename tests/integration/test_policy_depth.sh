@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2012,SC2010,SC2017
+# (check() evals its condition string later; ls: the readdir of the mount is
+# what is observed, and every name is ours; a/100*p: the daemon's own arithmetic)
+# Cache policy, part 5: what a context is. context_depth=0 (every regular
+# file is its own context), a store remounted at another context_depth, and
+# directories renamed to or away from the context depth.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+PROM=$KV_REPO/tests/prom_check.py
+PY=$(python3 -c 'import sys; print(sys.executable)')
+py() { "$PY" -S -B "$@"; }
+MiB=1048576
+REC=$((MiB + 64))
+
+stat1() {
+    local f out
+    f=$(mktemp "$T/stats.XXXXXX")
+    cat "$1/.kvfs/stats" >"$f" || fail "cannot read $1/.kvfs/stats"
+    out=$(py "$PROM" "$f" --get "$2" 2>&1) || fail "$1/.kvfs/stats: $out"
+    printf '%s\n' "$out"
+}
+expect_stats() {
+    local mnt=$1 msg=$2 f out a
+    shift 2
+    local -a args=()
+    for a in "$@"; do args+=(--expect "$a"); done
+    f=$(mktemp "$T/stats.XXXXXX")
+    cat "$mnt/.kvfs/stats" >"$f" || fail "cannot read $mnt/.kvfs/stats"
+    out=$(py "$PROM" "$f" "${args[@]}" 2>&1) || fail "$msg: $out"
+}
+xget() { getfattr --absolute-names --only-values -n "$2" "$1"; }
+listed() { ls "$1" | grep -qxF -- "$2"; }
+now() { date +%s.%N; }
+elapsed() { py -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$(now)"; }
+# wait_gone DIR NAME SECONDS: until NAME is no longer listed in DIR; fails after SECONDS.
+wait_gone() {
+    local i n=$(($3 * 10))
+    for ((i = 0; i < n; i++)); do
+        listed "$1" "$2" || return 0
+        sleep 0.1
+    done
+    fail "$1/$2 still listed after $3 s"
+}
+# mkctx DIR SIZE: a context directory with one file of SIZE random bytes (kept in $T/src).
+mkctx() {
+    local d=$1 src
+    src=$T/src/$(tr / _ <<<"${d#"$T"/}")
+    head -c "$2" /dev/urandom >"$src"
+    mkdir -p "$d"
+    cp "$src" "$d/f"
+}
+srcof() { printf '%s\n' "$T/src/$(tr / _ <<<"${1#"$T"/}")"; }
+# soft_eq ACTUAL EXPECTED MSG: like assert_eq, but the test goes on (independent
+# later sections still run); the script fails at the end (soft_done).
+SOFT=()
+soft_eq() {
+    if [ "$1" != "$2" ]; then
+        SOFT+=("$3: got '$1', expected '$2'")
+        printf '[%s] FAIL (reported at the end): %s\n' "$KV_TEST_NAME" "${SOFT[-1]}" >&2
+    fi
+}
+# soft_pass MSG: pass MSG unless a soft check failed since the last soft_pass.
+SOFT_MARK=0
+soft_pass() {
+    if [ ${#SOFT[@]} -eq "$SOFT_MARK" ]; then pass "$1"; fi
+    SOFT_MARK=${#SOFT[@]}
+}
+soft_done() {
+    [ ${#SOFT[@]} -eq 0 ] && return 0
+    local m
+    m=$(printf '%s; ' "${SOFT[@]}")
+    fail "${#SOFT[@]} earlier check(s) failed: $m"
+}
+mkdir -p "$T/src"
+
+# ---------------------------------------------------------------------------
+# 1. context_depth=0: every regular file is its own context.
+# ---------------------------------------------------------------------------
+STORE4=$T/store4
+MNT4=$T/mnt4
+kv_mount "$STORE4" "$MNT4" "codec=none,capacity=4M,context_depth=0"
+grep -qx "context_depth=0" "$MNT4/.kvfs/config" || fail ".kvfs/config lacks context_depth=0"
+mkdir -p "$MNT4/d/e"
+FILES=(f1 f2 d/g1 d/g2 d/e/h1 d/e/h2 d/g3 f3)
+for f in "${FILES[@]}"; do
+    head -c $MiB /dev/urandom >"$T/src/z-${f//\//_}"
+    cp "$T/src/z-${f//\//_}" "$MNT4/$f" || fail "writing $f"
+    s=$(stat1 "$MNT4" kvfs_stored_bytes)
+    check '[ "$s" -le $((4 * MiB + REC)) ]' "depth 0: stored $s after $f"
+done
+left=$(cd "$MNT4" && find . -path ./.kvfs -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' ')
+assert_eq "$left" "d/e/h2 d/g3 f3 " "files left under a 4 MiB cap (the 3 most recent)"
+check '[ -d "$MNT4/d/e" ]' "directories were evicted with their files"
+for f in d/e/h2 d/g3 f3; do cmp "$T/src/z-${f//\//_}" "$MNT4/$f" || fail "depth 0: $f damaged"; done
+expect_stats "$MNT4" "depth 0 after 8 files" kvfs_contexts=3 kvfs_files=3 \
+    "kvfs_stored_bytes=$((3 * REC))" 'kvfs_evictions_total{reason="lru"}=5'
+assert_eq "$(xget "$MNT4/f3" user.kvfs.stored_bytes)" "$REC" "user.kvfs.stored_bytes of a file context"
+assert_eq "$(xget "$MNT4/f3" user.kvfs.ttl)" 0 "user.kvfs.ttl of a file context"
+expect_fail "Invalid argument" "ttl on a directory with context_depth=0" setfattr -n user.kvfs.ttl -v 1 "$MNT4/d"
+expect_fail "Invalid argument" "pin on a directory with context_depth=0" setfattr -n user.kvfs.pin -v 1 "$MNT4/d"
+expect_fail "context_depth=0" "kvfsctl ls with context_depth=0" "$KVFSCTL" ls "$MNT4"
+# pin a file; the next writes evict the other ones
+setfattr -n user.kvfs.pin -v 1 "$MNT4/d/e/h2" || fail "pin on a file with context_depth=0"
+for f in f4 f5; do
+    head -c $MiB /dev/urandom >"$T/src/z-$f"
+    cp "$T/src/z-$f" "$MNT4/$f" || fail "writing $f"
+done
+left=$(cd "$MNT4" && find . -path ./.kvfs -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' ')
+assert_eq "$left" "d/e/h2 f4 f5 " "files left after two more (pinned d/e/h2 must stay)"
+# ttl on a file
+setfattr -n user.kvfs.ttl -v 1 "$MNT4/f4" || fail "ttl on a file with context_depth=0"
+wait_gone "$MNT4" f4 4
+[ -f "$MNT4/f5" ] || fail "f5 went with f4"
+assert_eq "$(stat1 "$MNT4" 'kvfs_evictions_total{reason="ttl"}')" 1 "depth 0: TTL evictions"
+# hits count lookups that found a context: a directory is not one here
+sleep 1.2                    # let the kernel forget its cached entries
+h0=$(stat1 "$MNT4" kvfs_hits_total)
+stat "$MNT4/d" >/dev/null
+h1=$(stat1 "$MNT4" kvfs_hits_total)
+soft_eq "$h1" "$h0" "kvfs_hits_total after looking up a directory (not a context with context_depth=0)"
+stat "$MNT4/f5" >/dev/null
+h2=$(stat1 "$MNT4" kvfs_hits_total)
+soft_eq "$h2" $((h1 + 1)) "kvfs_hits_total after looking up a file context"
+kv_umount "$MNT4"
+soft_pass "context_depth=0: files evicted one by one, pins and ttls on files"
+
+# ---------------------------------------------------------------------------
+# 2. A store remounted at another context_depth.
+# ---------------------------------------------------------------------------
+STORE5=$T/store5
+MNT5=$T/mnt5
+kv_mount "$STORE5" "$MNT5" "codec=none"
+for c in ns1/a ns1/b ns2/c; do mkctx "$MNT5/$c" 100000; done
+assert_eq "$(stat1 "$MNT5" kvfs_contexts)" 3 "contexts at depth 2"
+kv_umount "$MNT5"
+kv_mount "$STORE5" "$MNT5" "codec=none,context_depth=1"
+assert_eq "$(xget "$MNT5/ns1" user.kvfs.logical_bytes)" 200000 "logical_bytes of ns1, a context at depth 1"
+expect_fail "Invalid argument" "pin on ns1/a, no context at depth 1" setfattr -n user.kvfs.pin -v 1 "$MNT5/ns1/a"
+soft_eq "$(stat1 "$MNT5" kvfs_contexts)" 2 "contexts after remounting with context_depth=1 (ns1, ns2)"
+# evicting one context removes a whole depth-1 context, not a part of one
+s=$(stat1 "$MNT5" kvfs_stored_bytes)
+"$KVFSCTL" evict "$MNT5" --to $((s - 1)) || fail "kvfsctl evict at depth 1"
+left=$(cd "$MNT5" && find . -path ./.kvfs -prune -o -print | LC_ALL=C sort | tr '\n' ' ')
+case $left in
+". ./ns1 ./ns1/a ./ns1/a/f ./ns1/b ./ns1/b/f " | ". ./ns2 ./ns2/c ./ns2/c/f ") ;;
+*) soft_eq "$left" "(all of ns1 or all of ns2 gone)" "tree after evicting one depth-1 context" ;;
+esac
+kv_umount "$MNT5"
+soft_pass "remount at context_depth=1: contexts are the depth-1 directories"
+
+# ---------------------------------------------------------------------------
+# 3. Directories renamed to or away from the context depth (depth 2).
+# ---------------------------------------------------------------------------
+STORE6=$T/store6
+MNT6=$T/mnt6
+kv_mount "$STORE6" "$MNT6" "codec=none"
+# staged one level deeper, then published at the context depth
+mkdir -p "$MNT6/ns/staging/x" "$MNT6/ns/a"
+head -c 100000 /dev/urandom >"$MNT6/ns/staging/x/f"
+head -c 100000 /dev/urandom >"$MNT6/ns/a/f"
+mv "$MNT6/ns/staging/x" "$MNT6/ns/x"
+rmdir "$MNT6/ns/staging"
+soft_eq "$(stat1 "$MNT6" kvfs_contexts)" 2 "contexts after publishing ns/x by rename (ns/a, ns/x)"
+# nothing is pinned or open: evicting everything must work
+out=$("$KVFSCTL" evict "$MNT6" --to 0 2>&1) ||
+    soft_eq "kvfsctl evict --to 0 failed: $out" "success" "evicting everything after a rename to the context depth"
+soft_eq "$(find "$MNT6" -path "$MNT6/.kvfs" -prune -o -print | sed "s|^$MNT6||" | LC_ALL=C sort | tr '\n' ' ')" \
+    " /ns " "tree after evict --to 0 (the renamed context must go too)"
+soft_eq "$(stat1 "$MNT6" kvfs_stored_bytes)" 0 "stored after evict --to 0"
+# a context moved below another one is a part of that one, no longer a context
+rm -rf "$MNT6/ns"
+mkdir -p "$MNT6/ns/a" "$MNT6/ns/b"
+head -c 100000 /dev/urandom >"$MNT6/ns/a/f"
+head -c 100000 /dev/urandom >"$MNT6/ns/b/f"
+mv "$MNT6/ns/a" "$MNT6/ns/b/a"
+soft_eq "$(stat1 "$MNT6" kvfs_contexts)" 1 "contexts after moving ns/a into ns/b"
+expect_fail "Invalid argument" "pin on ns/b/a (no longer a context)" setfattr -n user.kvfs.pin -v 1 "$MNT6/ns/b/a"
+s=$(stat1 "$MNT6" kvfs_stored_bytes)
+"$KVFSCTL" evict "$MNT6" --to $((s - 1)) || fail "kvfsctl evict --to $((s - 1))"
+soft_eq "$(find "$MNT6" -path "$MNT6/.kvfs" -prune -o -print | sed "s|^$MNT6||" | LC_ALL=C sort | tr '\n' ' ')" \
+    " /ns " "tree after evicting one context (ns/b is the only one: all of it must go, not ns/b/a alone)"
+kv_umount "$MNT6"
+soft_pass "renames to and from the context depth"
+soft_done
