@@ -713,6 +713,7 @@ static int expired(const struct kv_config *cfg, const struct kv_ctx_row *r)
 {
 	int64_t ttl = r->ttl >= 0 ? r->ttl : cfg->ttl;
 
+	/* ttl <= KV_TTL_MAX keeps this within int64. */
 	return !r->pin && ttl > 0 && r->last_access + ttl * 1000000000 < kv_now();
 }
 
@@ -723,7 +724,10 @@ int kv_fs_lookup(struct kv_fs *fs, uint64_t parent, const char *name, struct kv_
 	if (!rc)
 		rc = kv_index_lookup(fs->ix, parent, name, strlen(name), out);
 	ctx = (!rc || rc == -ENOENT) && at_ctx_depth(fs, parent);
-	if (ctx && !rc && (fs->cfg.context_depth || S_ISREG(out->mode))) {
+	/* With context_depth=0 only regular files are contexts. */
+	if (ctx && !rc && !fs->cfg.context_depth && !S_ISREG(out->mode))
+		ctx = 0;
+	if (ctx && !rc) {
 		struct kv_ctx_row r;
 		/* An expired context is gone already for its readers; the
 		 * evictor reclaims it within a second. */
@@ -847,21 +851,28 @@ int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir)
 	return 0;
 }
 
-/* Something moved from parent to newparent: cached contexts of the inodes
- * below are stale when the two sit at different depths. */
-static void moved(struct kv_fs *fs, uint64_t parent, uint64_t newparent)
+/* ino moved from parent to newparent. When the two sit at different
+ * depths, cached contexts below are stale, and ino may have become a
+ * context or stopped being one. */
+static void moved(struct kv_fs *fs, uint64_t ino, uint64_t parent, uint64_t newparent)
 {
-	int rc = 0, d1 = -1, d2 = -2;
+	int rc = 0, d1 = -1, d2 = -1, D = fs->cfg.context_depth;
 	struct kv_inode *a = kv_fs_inode(fs, parent, &rc), *b = kv_fs_inode(fs, newparent, &rc);
 
 	if (a)
 		kv_fs_ctx_of(fs, a, &d1);
 	if (b)
 		kv_fs_ctx_of(fs, b, &d2);
-	if (d1 != d2 || fs->cfg.context_depth == 0) {
-		pthread_mutex_lock(&fs->itab);
-		fs->topo_gen++;
-		pthread_mutex_unlock(&fs->itab);
+	if (d1 == d2 || D == 0)
+		return;
+	pthread_mutex_lock(&fs->itab);
+	fs->topo_gen++;
+	pthread_mutex_unlock(&fs->itab);
+	if (d2 + 1 == D)
+		kv_policy_created(fs->pol, ino);
+	else if (d1 + 1 == D) {
+		kv_policy_removed(fs->pol, ino);
+		kv_index_ctx_del(fs->ix, ino);
 	}
 }
 
@@ -881,12 +892,13 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 	if (rc)
 		return rc;
 	refresh(fs, parent);
-	if (newparent != parent) {
-		refresh(fs, newparent);
-		moved(fs, parent, newparent);
-	}
-	if (!kv_index_lookup(fs->ix, newparent, newname, strlen(newname), &a))
+	if (!kv_index_lookup(fs->ix, newparent, newname, strlen(newname), &a)) {
 		refresh(fs, a.ino);
+		if (newparent != parent)
+			moved(fs, a.ino, parent, newparent);
+	}
+	if (newparent != parent)
+		refresh(fs, newparent);
 	if ((flags & RENAME_EXCHANGE) &&
 	    !kv_index_lookup(fs->ix, parent, name, strlen(name), &a))
 		refresh(fs, a.ino);
@@ -1019,8 +1031,9 @@ static int policy_set(struct kv_fs *fs, uint64_t ino, int which, const char *val
 	v[size] = 0;
 	if (v[size - 1] == '\n')
 		v[size - 1] = 0;
+	errno = 0;
 	n = strtoll(v, &end, 10);
-	if (*v < '0' || *v > '9' || *end || n < 0 || (which == 1 && n > 1))
+	if (*v < '0' || *v > '9' || *end || errno || (which == 1 && n > 1) || n > KV_TTL_MAX)
 		return -EINVAL;
 	return which == 1 ? kv_policy_set_pin(fs->pol, ctx, (int)n)
 			  : kv_policy_set_ttl(fs->pol, ctx, n);

@@ -391,7 +391,16 @@ static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (kv_ctl_is(ino)) {
 		struct ctl_file *f = (struct ctl_file *)(uintptr_t)fi->fh;
 		size_t at = (size_t)off < f->len ? (size_t)off : f->len;
-		fuse_reply_buf(req, f->text + at, size < f->len - at ? size : f->len - at);
+		size_t n = size < f->len - at ? size : f->len - at;
+		/* A copy: a release racing the reply may free the text. */
+		char *copy = malloc(n ? n : 1);
+		if (!copy) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		memcpy(copy, f->text + at, n);
+		fuse_reply_buf(req, copy, n);
+		free(copy);
 		return;
 	}
 	rc = kv_file_read(fs, ino, off, size, &rv);

@@ -1282,23 +1282,36 @@ int kv_index_ctx_count(struct kv_index *ix, int with_ttl, uint64_t *n)
 	return rc;
 }
 
-int kv_index_ctx_scan(struct kv_index *ix, int depth, int64_t now)
+int kv_index_ctx_del(struct kv_index *ix, uint64_t ino)
 {
 	int rc;
 
 	pthread_mutex_lock(&ix->lock);
-	if (depth == 0)
-		rc = each_row(ix, "INSERT OR IGNORE INTO context(ino,last_access) "
-				  "SELECT ino, ?2 FROM inode WHERE (mode & 61440) = 32768",
-			      0, now, 0, NULL, NULL);
-	else
-		rc = each_row(ix, "WITH RECURSIVE t(ino, depth) AS (SELECT 1, 0 UNION ALL "
-				  "SELECT d.ino, t.depth + 1 FROM dentry d JOIN t ON d.parent = t.ino "
-				  "JOIN inode i ON i.ino = d.ino "
-				  "WHERE t.depth < ?1 AND (i.mode & 61440) = 16384) "
-				  "INSERT OR IGNORE INTO context(ino,last_access) "
-				  "SELECT ino, ?2 FROM t WHERE depth = ?1",
-			      depth, now, 0, NULL, NULL);
+	rc = each_row(ix, "DELETE FROM context WHERE ino=?1", (int64_t)ino, 0, 0, NULL, NULL);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_ctx_scan(struct kv_index *ix, int depth, int64_t now)
+{
+	static const char *const files =
+		"INSERT OR IGNORE INTO context(ino,last_access) "
+		"SELECT ino, ?2 FROM inode WHERE (mode & 61440) = 32768";
+	static const char *const dirs =
+		"WITH RECURSIVE t(ino, depth) AS (SELECT 1, 0 UNION ALL "
+		"SELECT d.ino, t.depth + 1 FROM dentry d JOIN t ON d.parent = t.ino "
+		"JOIN inode i ON i.ino = d.ino WHERE t.depth < ?1 AND (i.mode & 61440) = 16384) "
+		"INSERT OR IGNORE INTO context(ino,last_access) "
+		"SELECT ino, ?2 FROM t WHERE depth = ?1";
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (!rc)
+		rc = each_row(ix, "DELETE FROM context", 0, 0, 0, NULL, NULL);
+	if (!rc)
+		rc = each_row(ix, depth ? dirs : files, depth, now, 0, NULL, NULL);
+	rc = end(ix, rc);
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
 }

@@ -168,7 +168,9 @@ int kv_index_ctx_expired(struct kv_index *ix, int64_t now, int64_t default_ttl,
 			 uint64_t *ino, size_t max, size_t *n);
 /* Contexts, or (with_ttl) contexts that have a ttl of their own. */
 int kv_index_ctx_count(struct kv_index *ix, int with_ttl, uint64_t *n);
-/* Give every directory at depth (1 = children of the root) a context row. */
+int kv_index_ctx_del(struct kv_index *ix, uint64_t ino);
+/* Replace the context rows by one for every directory at depth (1 =
+ * children of the root; 0 = every regular file). */
 int kv_index_ctx_scan(struct kv_index *ix, int depth, int64_t now);
 
 /* Delete ino and everything below it in one transaction: entries,

@@ -204,8 +204,8 @@ static int set_ttl(struct kv_config *cfg, const char *v, char *err, size_t errle
 	char *end;
 	long long n = strtoll(v, &end, 10);
 
-	if (*v < '0' || *v > '9' || *end || n < 0) {
-		snprintf(err, errlen, "ttl=%s: expected seconds (0 = none)", v);
+	if (*v < '0' || *v > '9' || *end || n < 0 || n > 1000000000) {
+		snprintf(err, errlen, "ttl=%s: expected seconds up to 1000000000 (0 = none)", v);
 		return -EINVAL;
 	}
 	cfg->ttl = n;

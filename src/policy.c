@@ -323,11 +323,15 @@ static int evict_one(struct kv_policy *p, uint64_t ino, enum kv_evict_reason why
 	return rc;
 }
 
-int kv_policy_evict_to(struct kv_policy *p, uint64_t target, enum kv_evict_reason why)
+/* Evict until stored bytes are at most target; *n counts the contexts
+ * evicted. */
+static int evict_until(struct kv_policy *p, uint64_t target, enum kv_evict_reason why,
+		       size_t *evicted)
 {
 	uint64_t inos[KV_EVICT_BATCH];
 	size_t skip = 0, n;
 
+	*evicted = 0;
 	pthread_mutex_lock(&p->evicting);
 	while (p->h.stored(p->h.arg) > target) {
 		int progress = 0;
@@ -339,10 +343,12 @@ int kv_policy_evict_to(struct kv_policy *p, uint64_t target, enum kv_evict_reaso
 				skip++; /* open, pinned or going: it keeps its place */
 				continue;
 			}
-			if (!evict_one(p, inos[i], why))
+			if (!evict_one(p, inos[i], why)) {
 				progress = 1;
-			else
+				(*evicted)++;
+			} else {
 				skip++;
+			}
 		}
 		if (!progress && n < KV_EVICT_BATCH)
 			break;
@@ -351,26 +357,35 @@ int kv_policy_evict_to(struct kv_policy *p, uint64_t target, enum kv_evict_reaso
 	return p->h.stored(p->h.arg) <= target ? 0 : -ENOSPC;
 }
 
+int kv_policy_evict_to(struct kv_policy *p, uint64_t target, enum kv_evict_reason why)
+{
+	size_t n;
+
+	return evict_until(p, target, why, &n);
+}
+
 int kv_policy_admit(struct kv_policy *p, uint64_t bytes)
 {
-	uint64_t limit = kv_policy_limit(p), stored;
+	uint64_t limit = kv_policy_limit(p), low;
+	size_t evicted = 1;
 
 	if (limit == UINT64_MAX)
 		return 0;
-	stored = p->h.stored(p->h.arg);
-	if (stored + bytes > limit / 100 * (uint64_t)p->cfg.high) {
+	if (p->h.stored(p->h.arg) + bytes > limit / 100 * (uint64_t)p->cfg.high) {
 		pthread_mutex_lock(&p->lock);
 		pthread_cond_signal(&p->wake);
 		pthread_mutex_unlock(&p->lock);
 	}
-	if (stored + bytes <= limit)
-		return 0;
-	if (bytes <= limit) {
-		uint64_t low = limit / 100 * (uint64_t)p->cfg.low;
-		kv_policy_evict_to(p, low < limit - bytes ? low : limit - bytes, KV_EVICT_LRU);
+	low = limit / 100 * (uint64_t)p->cfg.low;
+	/* Concurrent writers take the room a pass makes: go on while passes
+	 * still find something to evict. */
+	while (bytes <= limit && evicted) {
 		if (p->h.stored(p->h.arg) + bytes <= limit)
 			return 0;
+		evict_until(p, low < limit - bytes ? low : limit - bytes, KV_EVICT_LRU, &evicted);
 	}
+	if (p->h.stored(p->h.arg) + bytes <= limit)
+		return 0;
 	kv_stat_add(&p->stats->enospc, 1);
 	return -ENOSPC;
 }

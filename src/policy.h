@@ -45,12 +45,17 @@ void kv_policy_read(struct kv_policy *p, uint64_t ctx);
 void kv_policy_close(struct kv_policy *p, uint64_t ctx);
 /* A context was created (mkdir at the context depth). */
 void kv_policy_created(struct kv_policy *p, uint64_t ctx);
-/* A context was deleted by rmdir/unlink (not by eviction). */
+/* A context was deleted by rmdir/unlink, or moved away from the context
+ * depth (not by eviction): forget its state. Its index row is the
+ * caller's. */
 void kv_policy_removed(struct kv_policy *p, uint64_t ctx);
 
 int kv_policy_get(struct kv_policy *p, uint64_t ctx, struct kv_ctx_row *r);
 int kv_policy_set_pin(struct kv_policy *p, uint64_t ctx, int pin);
 int kv_policy_set_ttl(struct kv_policy *p, uint64_t ctx, int64_t ttl);
+
+/* The longest TTL, in seconds (about 31 years); longer ones are refused. */
+#define KV_TTL_MAX INT64_C(1000000000)
 
 /* Make room for bytes more before they are stored: evict least recently
  * used contexts if that would pass the cap or the free-space floor.
