@@ -367,7 +367,7 @@ int kv_policy_evict_to(struct kv_policy *p, uint64_t target, enum kv_evict_reaso
 int kv_policy_admit(struct kv_policy *p, uint64_t bytes)
 {
 	uint64_t limit = kv_policy_limit(p), low;
-	size_t evicted = 1;
+	size_t evicted;
 
 	if (limit == UINT64_MAX)
 		return 0;
@@ -377,12 +377,15 @@ int kv_policy_admit(struct kv_policy *p, uint64_t bytes)
 		pthread_mutex_unlock(&p->lock);
 	}
 	low = limit / 100 * (uint64_t)p->cfg.low;
-	/* Concurrent writers take the room a pass makes: go on while passes
-	 * still find something to evict. */
-	while (bytes <= limit && evicted) {
+	/* Concurrent writers take the room a pass makes, and a pass may find
+	 * its target met by another: only a pass that found nothing to evict
+	 * ends the attempt. */
+	while (bytes <= limit) {
 		if (p->h.stored(p->h.arg) + bytes <= limit)
 			return 0;
-		evict_until(p, low < limit - bytes ? low : limit - bytes, KV_EVICT_LRU, &evicted);
+		if (evict_until(p, low < limit - bytes ? low : limit - bytes, KV_EVICT_LRU,
+				&evicted) && !evicted)
+			break;
 	}
 	if (p->h.stored(p->h.arg) + bytes <= limit)
 		return 0;

@@ -10,7 +10,8 @@ set -u -o pipefail
 export LC_ALL=C
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+# shellcheck source=lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 SIZE_MIB=512
 RUNS=3
@@ -19,11 +20,7 @@ WORKDIR=/var/tmp/kvfs-bench
 OP_TIMEOUT=600          # seconds allowed for one dd / cmp
 BAR=0.8                 # kvfs must reach BAR x the faster passthrough
 EXAMPLES=/usr/share/doc/libfuse3-dev/examples
-
-usage() {
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit "${1:-0}"
-}
+USAGE_END=8             # last line of the usage text in the header
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,27 +34,14 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-die() { echo "bench_core: $*" >&2; exit 1; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-
 [[ "$SIZE_MIB" =~ ^[1-9][0-9]*$ ]] || die "--size must be a positive integer (MiB)"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
 [[ "$OP_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer"
-[ "$(id -u)" -eq 0 ] || die "must run as root (needs /proc/sys/vm/drop_caches)"
-[[ "$WORKDIR" != *[[:space:]]* ]] || die "WORKDIR must not contain whitespace"
-for tool in gcc pkg-config fusermount3 mountpoint dd cmp timeout awk; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+bench_check_env gcc pkg-config fusermount3 mountpoint dd cmp timeout awk
 [ -f "$EXAMPLES/passthrough.c" ] || die "$EXAMPLES/passthrough.c not found (apt-get install libfuse3-dev)"
 
-case "$KVFS" in /*) ;; *) KVFS="$PWD/$KVFS" ;; esac
-mkdir -p "$WORKDIR" || die "cannot create $WORKDIR"
-WORKDIR=$(cd "$WORKDIR" && pwd -P)
-
-FSTYPE=$(df --output=fstype "$WORKDIR" | tail -n 1 | tr -d ' ')
-case "$FSTYPE" in
-    tmpfs|ramfs|fuse*|overlay) die "$WORKDIR is on $FSTYPE; use --dir on the real disk" ;;
-esac
+bench_abs_kvfs
+bench_check_workdir
 
 MNT="$WORKDIR/mnt"
 BUILD="$WORKDIR/build"
@@ -68,59 +52,8 @@ REPORT="$WORKDIR/bench_core.md"
 
 # ---------------------------------------------------------------- mounts ----
 DPID=""                 # pid of the currently running daemon (our child)
-
-is_mounted() {          # listed in the mount table (even if the daemon died)
-    awk -v m="$MNT" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts
-}
-
-force_unmount() {
-    local i dev
-    is_mounted || return 0
-    for i in 1 2 3 4 5; do
-        fusermount3 -u "$MNT" 2>/dev/null && return 0
-        is_mounted || return 0
-        sleep 0.3
-    done
-    # Hung daemon or busy mount: abort the FUSE connection, then detach.
-    dev=$(mountpoint -d "$MNT" 2>/dev/null) || dev=""
-    if [ -n "$dev" ] && [ -w "/sys/fs/fuse/connections/${dev#*:}/abort" ]; then
-        echo 1 > "/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null
-    fi
-    fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-    ! is_mounted
-}
-
-# stop_daemon: unmount and wait for the daemon to exit.  Sets DAEMON_RC.
-DAEMON_RC=0
-stop_daemon() {
-    local i
-    DAEMON_RC=0
-    force_unmount || log "WARNING: could not unmount $MNT"
-    [ -n "$DPID" ] || return 0
-    for ((i = 0; i < 300; i++)); do        # up to 30 s to flush and exit
-        kill -0 "$DPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$DPID" 2>/dev/null; then
-        log "WARNING: daemon pid $DPID still alive 30 s after unmount; killing it"
-        kill -TERM "$DPID" 2>/dev/null; sleep 1
-        kill -KILL "$DPID" 2>/dev/null
-    fi
-    wait "$DPID" 2>/dev/null
-    DAEMON_RC=$?
-    DPID=""
-    return 0
-}
-
-cleanup() {
-    trap - EXIT INT TERM HUP
-    if [ -n "$DPID" ] || is_mounted; then
-        log "cleanup: unmounting $MNT"
-        stop_daemon
-    fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; cleanup; exit 130' INT TERM HUP
+DAEMON_WAIT_S=30        # stop_daemon: seconds for the daemon to flush and exit
+bench_traps
 
 # ------------------------------------------------------------- targets ----
 TARGETS=()
@@ -163,13 +96,6 @@ testfile() {            # path of the test file inside the mount
     esac
 }
 
-now_ns() { date +%s%N; }
-
-mbps() {                # bytes ns -> MB/s (10^6 B/s)
-    awk -v b="$1" -v n="$2" 'BEGIN { printf "%.0f", b * 1000 / n }'
-}
-
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 # ------------------------------------------------------------ results ----
 declare -A WRITE=() READ=() VERIFY=() NOTES=() RA=() STORE=() FAILS=()
@@ -179,8 +105,6 @@ add_note() {            # add_note TARGET TEXT
     NOTES[$t]="${NOTES[$t]:+${NOTES[$t]}; }$*"
     log "NOTE ${LABEL[$t]}: $*"
 }
-
-log_tail() { tail -n 5 "$1" 2>/dev/null | sed 's/^/    | /' >&2; }
 
 # run_one TARGET RUN
 run_one() {
@@ -259,10 +183,7 @@ cell() {                # "median (min–max)" or "–"
 
 # ----------------------------------------------------------------- main ----
 mkdir -p "$BUILD" "$LOGDIR"
-if is_mounted; then
-    log "stale mount on $MNT from an earlier run; unmounting"
-    force_unmount || die "cannot unmount stale $MNT"
-fi
+bench_clear_stale_mount
 rm -rf "$WORKDIR"/back-*
 
 log "building libfuse examples in $BUILD"
@@ -277,7 +198,7 @@ done
 KVFS_MSG=""
 if [ -x "$KVFS" ] && [ -f "$KVFS" ]; then
     TARGETS+=(kvfs_none kvfs_lz4)
-    KVFS_MSG="binary sha256 $(sha256sum "$KVFS" | cut -c1-12), built $(date -r "$KVFS" '+%Y-%m-%d %H:%M:%S')"
+    KVFS_MSG=$(kvfs_msg)
     log "kvfs: $KVFS ($KVFS_MSG)"
 else
     KVFS_MSG="kvfs binary not found or not executable at $KVFS: SKIPPING the kvfs targets"
@@ -294,9 +215,7 @@ if [ ! -f "$SRC" ] || [ "$(stat -c %s "$SRC")" != "$SIZE_BYTES" ]; then
     fi
 fi
 
-CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-MACHINE="nproc $(nproc), CPU ${CPU:-unknown}, kernel $(uname -r), RAM $(free -g | awk '/^Mem:/ { print $2 }') GiB, libfuse $(pkg-config --modversion fuse3)"
-DF_LINE=$(df -T "$WORKDIR" | tail -n 1 | awk '{ print $1, $2, "mounted on", $7 }')
+describe_machine "$(free -g | awk '/^Mem:/ { print $2 }')" "$(pkg-config --modversion fuse3)"
 log "machine: $MACHINE"
 log "backing fs: $DF_LINE"
 

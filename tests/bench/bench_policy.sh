@@ -11,7 +11,8 @@ set -u -o pipefail
 export LC_ALL=C
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+# shellcheck source=lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 SIZE_MIB=512
 RUNS=3
@@ -28,11 +29,7 @@ FPD=1000                # files per context directory in the 1M-file index
 REMOUNT_TARGET=5        # seconds, start of kvfs -> first read done
 CTX_FILE=4096           # bytes of the one file of each context (section 2)
 REAL_MIB=8              # size of the real file of section 3
-
-usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit "${1:-0}"
-}
+USAGE_END=9             # last line of the usage text in the header
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -51,9 +48,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-die() { echo "bench_policy: $*" >&2; exit 1; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-
 posint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 posint "$SIZE_MIB" || die "--size must be a positive integer (MiB)"
 posint "$RUNS" || die "--runs must be a positive integer"
@@ -65,25 +59,15 @@ posint "$OP_TIMEOUT" || die "--timeout must be a positive integer"
     die "--evict-ram must be a size such as 16M, or 'default'"
 [[ "$SECTIONS" =~ ^[123](,[123])*$ ]] || die "--sections must be a list such as 1,3"
 [ "$CONTEXTS" -le 9999999 ] || die "--contexts must be at most 9999999"
-[ "$(id -u)" -eq 0 ] || die "must run as root (needs /proc/sys/vm/drop_caches)"
-[[ "$WORKDIR" != *[[:space:]]* ]] || die "WORKDIR must not contain whitespace"
-for tool in gcc fusermount3 mountpoint dd cmp timeout awk sqlite3 sha256sum du find; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+bench_check_env gcc fusermount3 mountpoint dd cmp timeout awk sqlite3 sha256sum du find
 want() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 
-case "$KVFS" in /*) ;; *) KVFS="$PWD/$KVFS" ;; esac
+bench_abs_kvfs
 if [ ! -x "$KVFS" ] || [ ! -f "$KVFS" ]; then
     die "kvfs binary not found or not executable: $KVFS (build it, or use --kvfs)"
 fi
 KVFSCTL="$(dirname "$KVFS")/kvfsctl"
-mkdir -p "$WORKDIR" || die "cannot create $WORKDIR"
-WORKDIR=$(cd "$WORKDIR" && pwd -P)
-
-FSTYPE=$(df --output=fstype "$WORKDIR" | tail -n 1 | tr -d ' ')
-case "$FSTYPE" in
-    tmpfs|ramfs|fuse*|overlay) die "$WORKDIR is on $FSTYPE; use --dir on the real disk" ;;
-esac
+bench_check_workdir
 
 MEM_KB=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
 [ -n "$RSS_LIMIT_MIB" ] || RSS_LIMIT_MIB=$((MEM_KB / 2048))
@@ -100,27 +84,6 @@ GUARD_FLAG="$WORKDIR/guard.killed"
 # ---------------------------------------------------------------- mounts ----
 DPID=""                 # pid of the currently running daemon (our child)
 GPID=""                 # pid of its RSS guard (our child)
-
-is_mounted() {          # listed in the mount table (even if the daemon died)
-    awk -v m="$MNT" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts
-}
-
-force_unmount() {
-    local i dev
-    is_mounted || return 0
-    for i in 1 2 3 4 5; do
-        fusermount3 -u "$MNT" 2>/dev/null && return 0
-        is_mounted || return 0
-        sleep 0.3
-    done
-    # Hung daemon or busy mount: abort the FUSE connection, then detach.
-    dev=$(mountpoint -d "$MNT" 2>/dev/null) || dev=""
-    if [ -n "$dev" ] && [ -w "/sys/fs/fuse/connections/${dev#*:}/abort" ]; then
-        echo 1 > "/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null
-    fi
-    fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-    ! is_mounted
-}
 
 stop_guard() {
     [ -n "$GPID" ] || return 0
@@ -155,40 +118,9 @@ guard_note() {          # text for a report note when the guard fired, else noth
     echo "daemon SIGKILLed by the bench's RSS guard at VmRSS $(( $(cat "$GUARD_FLAG") / 1024 )) MiB (limit $RSS_LIMIT_MIB MiB)"
 }
 
-# stop_daemon: unmount and wait for the daemon to exit.  Sets DAEMON_RC.
-DAEMON_RC=0
-stop_daemon() {
-    local i
-    DAEMON_RC=0
-    force_unmount || log "WARNING: could not unmount $MNT"
-    if [ -n "$DPID" ]; then
-        for ((i = 0; i < 600; i++)); do     # up to 60 s to flush and exit
-            kill -0 "$DPID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$DPID" 2>/dev/null; then
-            log "WARNING: daemon pid $DPID still alive 60 s after unmount; killing it"
-            kill -TERM "$DPID" 2>/dev/null; sleep 1
-            kill -KILL "$DPID" 2>/dev/null
-        fi
-        wait "$DPID" 2>/dev/null
-        DAEMON_RC=$?
-        DPID=""
-    fi
-    stop_guard
-    return 0
-}
-
-cleanup() {
-    trap - EXIT INT TERM HUP
-    if [ -n "$DPID" ] || is_mounted; then
-        log "cleanup: unmounting $MNT"
-        stop_daemon
-    fi
-    stop_guard
-}
-trap cleanup EXIT
-trap 'log "interrupted"; cleanup; exit 130' INT TERM HUP
+DAEMON_WAIT_S=60        # stop_daemon: seconds for the daemon to flush and exit
+on_daemon_stopped() { stop_guard; }
+bench_traps
 
 # start_daemon STORE LOGFILE [-o OPTS] -> sets DPID, returns 0 when mounted
 start_daemon() {
@@ -214,12 +146,8 @@ start_daemon() {
     return 1
 }
 
-now_ns() { date +%s%N; }
-mbps() { awk -v b="$1" -v n="$2" 'BEGIN { printf "%.0f", b * 1000 / n }'; }     # bytes ns -> MB/s
 secs() { awk -v n="$1" 'BEGIN { printf "%.3f", n / 1e9 }'; }                    # ns -> s
 rate() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.0f", c * 1e9 / n }'; }      # count ns -> /s
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-log_tail() { tail -n 5 "$1" 2>/dev/null | sed 's/^/    | /' >&2; }
 
 stats() { cat "$MNT/.kvfs/stats" 2>/dev/null; }
 metric() {              # metric TEXT NAME -> value (-1 when absent)
@@ -259,10 +187,7 @@ okrun() { OK[$1]=$((${OK[$1]:-0} + 1)); }
 
 # ------------------------------------------------------------ preparation ----
 mkdir -p "$BUILD" "$LOGDIR"
-if is_mounted; then
-    log "stale mount on $MNT from an earlier run; unmounting"
-    force_unmount || die "cannot unmount stale $MNT"
-fi
+bench_clear_stale_mount
 rm -rf "$WORKDIR"/store-* "$GUARD_FLAG"
 
 # Real KV tensors: the stories260k set when this machine has it, else the
@@ -363,12 +288,11 @@ EOF
 gcc -O2 -Wall -Wextra -o "$BUILD/mkctx" "$BUILD/mkctx.c" > "$LOGDIR/build-mkctx.log" 2>&1 ||
     { cat "$LOGDIR/build-mkctx.log" >&2; die "building mkctx failed"; }
 
-KVFS_MSG="binary sha256 $(sha256sum "$KVFS" | cut -c1-12), built $(date -r "$KVFS" '+%Y-%m-%d %H:%M:%S')"
+KVFS_MSG=$(kvfs_msg)
 GIT_MSG=$(git -C "$REPO_ROOT" log -1 --format='%h %s' 2>/dev/null | cut -c1-100)
 [ -z "$(git -C "$REPO_ROOT" status --porcelain -- src 2>/dev/null)" ] || GIT_MSG="$GIT_MSG (src/ modified)"
-CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-MACHINE="nproc $(nproc), CPU ${CPU:-unknown}, kernel $(uname -r), RAM $((MEM_KB / 1048576)) GiB, libfuse $(pkg-config --modversion fuse3 2>/dev/null || echo '?'), sqlite3 CLI $(sqlite3 --version | cut -d' ' -f1)"
-DF_LINE=$(df -T "$WORKDIR" | tail -n 1 | awk '{ print $1, $2, "mounted on", $7 }')
+describe_machine $((MEM_KB / 1048576)) "$(pkg-config --modversion fuse3 2>/dev/null || echo '?')" \
+    "sqlite3 CLI $(sqlite3 --version | cut -d' ' -f1)"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 T_START=$(now_ns)
 log "kvfs: $KVFS ($KVFS_MSG; $GIT_MSG)"

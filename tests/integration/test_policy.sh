@@ -12,51 +12,25 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=policy_lib.sh
+. "$(dirname "$0")/policy_lib.sh"
 
-PROM=$KV_REPO/tests/prom_check.py
-MiB=1048576
-HDR=64                      # record header per chunk
-REC=$((MiB + HDR))          # stored size of one 1 MiB chunk with codec=none
 CAP=$((8 * MiB))
 
-# The interpreter itself (not a pyenv shim), without site packages: the
-# helpers need only the standard library, and each call is much faster.
-PY=$(python3 -c 'import sys; print(sys.executable)')
-py() { "$PY" -S -B "$@"; }
 py "$PROM" --self-test >/dev/null || fail "tests/prom_check.py --self-test failed"
-
-# snap MNT: copy MNT/.kvfs/stats to a file, check it strictly, print the path.
-snap() {
-    local f
-    f=$(mktemp "$T/stats.XXXXXX")
-    cat "$1/.kvfs/stats" >"$f" || fail "cannot read $1/.kvfs/stats"
-    py "$PROM" "$f" >/dev/null 2>"$f.err" ||
-        fail "$1/.kvfs/stats is not valid Prometheus text: $(cat "$f.err")"
-    printf '%s\n' "$f"
-}
-# stat1 MNT SERIES: one value of the stats file (which is checked strictly too).
-stat1() {
-    local f out
-    f=$(mktemp "$T/stats.XXXXXX")
-    cat "$1/.kvfs/stats" >"$f" || fail "cannot read $1/.kvfs/stats"
-    out=$(py "$PROM" "$f" --get "$2" 2>&1) || fail "$1/.kvfs/stats: $out"
-    printf '%s\n' "$out"
-}
-# expect_stats MNT MSG EXPR...: every --expect EXPR holds.
-expect_stats() {
-    local mnt=$1 msg=$2 f out a
-    shift 2
-    local -a args=()
-    for a in "$@"; do args+=(--expect "$a"); done
-    f=$(snap "$mnt")
-    out=$(py "$PROM" "$f" "${args[@]}" 2>&1) || fail "$msg: $out"
-}
-xget() { getfattr --absolute-names --only-values -n "$2" "$1"; }
-contexts_of() { ls "$1" | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'; }
 
 STORE=$T/store
 MNT=$T/mnt
 mkdir -p "$T/src"
+# new_contexts NAME...: a new 1 MiB context MNT/ns/NAME each (data kept in $T/src/NAME).
+new_contexts() {
+    local n
+    for n in "$@"; do
+        head -c $MiB /dev/urandom >"$T/src/$n"
+        mkdir "$MNT/ns/$n"
+        cp "$T/src/$n" "$MNT/ns/$n/f" || fail "writing $n"
+    done
+}
 
 # ---------------------------------------------------------------------------
 # 1. The cap holds under sequential writes; the oldest contexts go first.
@@ -66,30 +40,7 @@ assert_eq "$(stat1 "$MNT" kvfs_capacity_bytes)" "$CAP" "kvfs_capacity_bytes"
 grep -qx "capacity=$CAP" "$MNT/.kvfs/config" || fail "config lacks capacity=$CAP: $(cat "$MNT/.kvfs/config")"
 grep -qx "context_depth=2" "$MNT/.kvfs/config" || fail "config lacks context_depth=2"
 
-cat >"$T/sampler.py" <<'EOF'
-# sampler.py STATS OUT STOP: read STATS (strictly parsed) until STOP exists;
-# write "max_stored samples" to OUT.
-import os, sys, time
-sys.path.insert(0, os.environ["PROM_DIR"])
-import prom_check
-stats, out, stop = sys.argv[1:4]
-mx = n = 0
-while True:
-    last = os.path.exists(stop)
-    with open(stats) as f:
-        text = f.read()
-    series, _ = prom_check.parse(text)
-    mx = max(mx, int(series[("kvfs_stored_bytes", ())]))
-    n += 1
-    if last:
-        break
-    time.sleep(0.002)
-with open(out, "w") as f:
-    f.write("%d %d\n" % (mx, n))
-EOF
-export PROM_DIR=$KV_REPO/tests
-py "$T/sampler.py" "$MNT/.kvfs/stats" "$T/max1" "$T/stop1" 2>"$T/sampler1.err" &
-SAMPLER=$!
+start_sampler seq "$MNT" 0.002
 
 N=20
 for i in $(seq -w 1 $N); do
@@ -102,9 +53,8 @@ for i in $(seq -w 1 $N); do
     n=$(ls "$MNT/ns" | wc -l)
     check '[ "$n" -le 8 ]' "after c$i: $n contexts of 1 MiB under an 8 MiB cap"
 done
-touch "$T/stop1"
-wait "$SAMPLER" || fail "stats sampler failed: $(cat "$T/sampler1.err")"
-read -r max samples <"$T/max1"
+stop_sampler seq
+max=$MAX samples=$SAMPLES
 log "sequential: max stored $max over $samples samples"
 check '[ "$samples" -ge 10 ]' "sampler read the stats only $samples times"
 check '[ "$max" -le $((CAP + REC)) ]' "max stored $max > cap $CAP + one chunk ($REC)"
@@ -150,11 +100,7 @@ assert_eq "$(xget "$MNT/ns/$S0/f" user.kvfs.hits)" $((h0 + 2)) "user.kvfs.hits r
 la0b=$(xget "$MNT/ns/$S0" user.kvfs.last_access)
 check 'py -c "import sys; sys.exit(not ($la0b > $la0))"' "reading $S0 did not advance its last_access ($la0 -> $la0b)"
 # two new contexts push out the two least recently used others
-for n in n1 n2; do
-    head -c $MiB /dev/urandom >"$T/src/$n"
-    mkdir "$MNT/ns/$n"
-    cp "$T/src/$n" "$MNT/ns/$n/f" || fail "writing $n"
-done
+new_contexts n1 n2
 now=$(contexts_of "$MNT/ns")
 check '[ -d "$MNT/ns/$S0" ] && [[ " $now " == *" $S0 "* ]]' "recently read $S0 was evicted (contexts: $now)"
 check '[[ " $now " != *" $S1 "* ]]' "$S1 (least recently used) survived (contexts: $now)"
@@ -174,11 +120,7 @@ pass "LRU: the recently read context stays, the least recently used go"
 assert_eq "$(xget "$MNT/ns/$S3" user.kvfs.pin)" 1 "user.kvfs.pin after kvfsctl pin"
 check '"$KVFSCTL" ls "$MNT" | awk -v c="ns/$S3" "\$1 == c && \$NF == 1 { f=1 } END { exit !f }"' \
     "kvfsctl ls does not show $S3 as pinned: $("$KVFSCTL" ls "$MNT")"
-for n in n3 n4; do
-    head -c $MiB /dev/urandom >"$T/src/$n"
-    mkdir "$MNT/ns/$n"
-    cp "$T/src/$n" "$MNT/ns/$n/f" || fail "writing $n"
-done
+new_contexts n3 n4
 now=$(contexts_of "$MNT/ns")
 check '[[ " $now " == *" $S3 "* ]]' "pinned $S3 was evicted (contexts: $now)"
 check '[[ " $now " != *" $S4 "* ]]' "$S4 survived although it was the LRU unpinned one (contexts: $now)"
@@ -263,11 +205,8 @@ mkdir -p "$MNT3/ns/w8"
 cp "$T/src/w8" "$MNT3/ns/w8/f"
 # 8 records: just above high (80%); within ~1 s stored drops to <= 50%, i.e. 4 records
 LOW=$((10 * MiB / 100 * 50))
-for ((i = 0; i < 30; i++)); do
-    s=$(stat1 "$MNT3" kvfs_stored_bytes)
-    [ "$s" -le "$LOW" ] && break
-    sleep 0.1
-done
+wait_stored "$MNT3" "$LOW" 30
+s=$STORED
 check '[ "$s" -le "$LOW" ]' "stored $s still above low=50% ($LOW) 3 s after passing high=80%"
 assert_eq "$s" $((4 * REC)) "stored after the background eviction (down to low, not further)"
 assert_eq "$(ls "$MNT3/ns" | tr '\n' ' ')" "w5 w6 w7 w8 " "contexts left by the background evictor"

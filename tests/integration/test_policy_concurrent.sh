@@ -11,78 +11,14 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=policy_lib.sh
+. "$(dirname "$0")/policy_lib.sh"
 
-PROM=$KV_REPO/tests/prom_check.py
-PY=$(python3 -c 'import sys; print(sys.executable)')
-py() { "$PY" -S -B "$@"; }
-MiB=1048576
-REC=$((MiB + 64))
 CAP=$((12 * MiB))
 WRITERS=4
 PER=6                        # contexts per writer
 SIZE=$((2 * MiB))            # two chunks per context
 BOUND=$((CAP + WRITERS * REC))
-
-stat1() {
-    local f out
-    f=$(mktemp "$T/stats.XXXXXX")
-    cat "$1/.kvfs/stats" >"$f" || fail "cannot read $1/.kvfs/stats"
-    out=$(py "$PROM" "$f" --get "$2" 2>&1) || fail "$1/.kvfs/stats: $out"
-    printf '%s\n' "$out"
-}
-expect_stats() {
-    local mnt=$1 msg=$2 f out a
-    shift 2
-    local -a args=()
-    for a in "$@"; do args+=(--expect "$a"); done
-    f=$(mktemp "$T/stats.XXXXXX")
-    cat "$mnt/.kvfs/stats" >"$f" || fail "cannot read $mnt/.kvfs/stats"
-    out=$(py "$PROM" "$f" "${args[@]}" 2>&1) || fail "$msg: $out"
-}
-
-# soft_fail MSG: record a failure, go on (later, independent checks still
-# run); soft_done fails the test at the end if any was recorded.
-SOFT=()
-soft_fail() {
-    SOFT+=("$1")
-    printf '[%s] FAIL (reported at the end): %s\n' "$KV_TEST_NAME" "$1" >&2
-}
-soft_done() {
-    [ ${#SOFT[@]} -eq 0 ] && return 0
-    fail "${#SOFT[@]} earlier check(s) failed: $(printf '%s; ' "${SOFT[@]}")"
-}
-
-cat >"$T/sampler.py" <<'EOF'
-# sampler.py STATS OUT STOP: parse STATS strictly, as fast as possible, until
-# STOP exists; write "max_stored samples" to OUT.
-import os, sys
-sys.path.insert(0, os.environ["PROM_DIR"])
-import prom_check
-stats, out, stop = sys.argv[1:4]
-mx = n = 0
-while True:
-    last = os.path.exists(stop)
-    with open(stats) as f:
-        series, _ = prom_check.parse(f.read())
-    mx = max(mx, int(series[("kvfs_stored_bytes", ())]))
-    n += 1
-    if last:
-        break
-with open(out, "w") as f:
-    f.write("%d %d\n" % (mx, n))
-EOF
-export PROM_DIR=$KV_REPO/tests
-# start_sampler NAME / stop_sampler NAME: sets MAX and SAMPLES
-start_sampler() {
-    rm -f "$T/stop-$1"
-    py "$T/sampler.py" "$MNT/.kvfs/stats" "$T/max-$1" "$T/stop-$1" 2>"$T/sampler-$1.err" &
-    SAMPLER=$!
-}
-stop_sampler() {
-    touch "$T/stop-$1"
-    wait "$SAMPLER" || fail "stats sampler ($1) failed: $(cat "$T/sampler-$1.err")"
-    read -r MAX SAMPLES <"$T/max-$1"
-}
 
 STORE=$T/store
 MNT=$T/mnt
@@ -101,7 +37,7 @@ exec 9<"$MNT/ns/held/f"
 for ((w = 0; w < WRITERS; w++)); do
     for ((i = 0; i < PER; i++)); do head -c $SIZE /dev/urandom >"$T/src/p$w-$i"; done
 done
-start_sampler proc
+start_sampler proc "$MNT" 0
 pids=()
 for ((w = 0; w < WRITERS; w++)); do
     (
@@ -126,11 +62,8 @@ check '[ "$SAMPLES" -ge 20 ]' "the sampler read the stats only $SAMPLES times"
 check '[ "$MAX" -le "$BOUND" ]' "4 writer processes: max stored $MAX > cap $CAP + 4 chunks ($BOUND)"
 # the background evictor brings stored under the high watermark (95%) within ~1 s
 HIGH=$((CAP / 100 * 95))
-for ((i = 0; i < 25; i++)); do
-    s=$(stat1 "$MNT" kvfs_stored_bytes)
-    [ "$s" -le "$HIGH" ] && break
-    sleep 0.1
-done
+wait_stored "$MNT" "$HIGH" 25
+s=$STORED
 check '[ "$s" -le "$HIGH" ]' "stored $s still above the high watermark $HIGH 2.5 s after the writers finished"
 [ -d "$MNT/ns/held" ] || { kv_assert_alive; fail "a context with an open file was evicted"; }
 cmp "$T/src/held" /dev/fd/9 || fail "the held-open context reads back wrong through its open fd"
@@ -205,7 +138,7 @@ EOF
 ev0=$(stat1 "$MNT" 'kvfs_evictions_total{reason="lru"}')
 w0=$(stat1 "$MNT" kvfs_written_bytes_total)
 ROUNDS=3
-start_sampler thr
+start_sampler thr "$MNT" 0
 rc=0 out=""
 for ((r = 1; r <= ROUNDS; r++)); do
     if ! o=$(py "$T/threads.py" "$MNT/thr$r" $WRITERS $PER $SIZE 2>&1); then

@@ -10,63 +10,18 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=policy_lib.sh
+. "$(dirname "$0")/policy_lib.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
     log "SKIP: needs root to mount a tmpfs"
     exit 77
 fi
-PROM=$KV_REPO/tests/prom_check.py
-PY=$(python3 -c 'import sys; print(sys.executable)')
-py() { "$PY" -S -B "$@"; }
-MiB=1048576
-REC=$((MiB + 64))
 FLOOR=$((32 * MiB))
 # Allowed dip below the floor: one chunk record in flight, plus metadata that
 # is written after a record was admitted (SQLite WAL, page rounding of the
 # segment files and of punched holes).
 SLACK=$((REC + 2 * MiB))
-
-stat1() {
-    local f out
-    f=$(mktemp "$T/stats.XXXXXX")
-    cat "$1/.kvfs/stats" >"$f" || fail "cannot read $1/.kvfs/stats"
-    out=$(py "$PROM" "$f" --get "$2" 2>&1) || fail "$1/.kvfs/stats: $out"
-    printf '%s\n' "$out"
-}
-expect_stats() {
-    local mnt=$1 msg=$2 f out a
-    shift 2
-    local -a args=()
-    for a in "$@"; do args+=(--expect "$a"); done
-    f=$(mktemp "$T/stats.XXXXXX")
-    cat "$mnt/.kvfs/stats" >"$f" || fail "cannot read $mnt/.kvfs/stats"
-    out=$(py "$PROM" "$f" "${args[@]}" 2>&1) || fail "$msg: $out"
-}
-
-cat >"$T/sampler.py" <<'EOF'
-# sampler.py FSDIR STATS OUT STOP: until STOP exists, sample the free space of
-# FSDIR's filesystem and the stats (parsed strictly); write
-# "min_avail max_stored samples" to OUT.
-import os, sys
-sys.path.insert(0, os.environ["PROM_DIR"])
-import prom_check
-fsdir, stats, out, stop = sys.argv[1:5]
-lo, mx, n = None, 0, 0
-while True:
-    last = os.path.exists(stop)
-    sv = os.statvfs(fsdir)
-    avail = sv.f_bavail * sv.f_frsize
-    lo = avail if lo is None else min(lo, avail)
-    with open(stats) as f:
-        series, _ = prom_check.parse(f.read())
-    mx = max(mx, int(series[("kvfs_stored_bytes", ())]))
-    n += 1
-    if last:
-        break
-with open(out, "w") as f:
-    f.write("%d %d %d\n" % (lo, mx, n))
-EOF
-export PROM_DIR=$KV_REPO/tests
 
 FS=$T/fs
 mkdir "$FS"
@@ -80,9 +35,7 @@ avail() { df -B1 --output=avail "$FS" | tail -1 | tr -d ' '; }
 # write_round TAG COUNT SIZE_MIB: COUNT contexts ns/TAG-i, sampled; checks the floor.
 write_round() {
     local tag=$1 count=$2 mib=$3 i lo mx n failed=""
-    rm -f "$T/stop-$tag"
-    py "$T/sampler.py" "$FS" "$MNT/.kvfs/stats" "$T/out-$tag" "$T/stop-$tag" 2>"$T/sampler-$tag.err" &
-    local sp=$!
+    start_sampler "$tag" "$MNT" 0 "$FS"
     for ((i = 1; i <= count; i++)); do
         head -c $((mib * MiB)) /dev/urandom >"$T/src/$tag-$i"
         mkdir -p "$MNT/ns/$tag-$i"
@@ -91,9 +44,8 @@ write_round() {
             break
         fi
     done
-    touch "$T/stop-$tag"
-    wait "$sp" || fail "sampler failed: $(cat "$T/sampler-$tag.err")"
-    read -r lo mx n <"$T/out-$tag"
+    stop_sampler "$tag"
+    lo=$MINFREE mx=$MAX n=$SAMPLES
     log "$tag: min free $lo (floor $FLOOR), max stored $mx, $n samples"
     [ -z "$failed" ] || fail "a write under min_free failed instead of evicting: $failed"
     kv_assert_alive
@@ -140,11 +92,8 @@ kv_remount "$STORE" "$MNT" "codec=none,min_free=32M,capacity=8M"
 # the store holds far more than 8M: the background evictor brings it down
 # to the low watermark (90%), not further than one context below it
 LOW=$((8 * MiB / 100 * 90))
-for ((i = 0; i < 30; i++)); do
-    s=$(stat1 "$MNT" kvfs_stored_bytes)
-    [ "$s" -le "$LOW" ] && break
-    sleep 0.1
-done
+wait_stored "$MNT" "$LOW" 30
+s=$STORED
 check '[ "$s" -le "$LOW" ]' "stored $s still above 90% of capacity=8M 3 s after mounting"
 check '[ "$s" -gt $((LOW - 4 * REC)) ]' "the evictor went down to $s, more than one context below the low watermark $LOW"
 write_round c 4 2

@@ -8,49 +8,9 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=policy_lib.sh
+. "$(dirname "$0")/policy_lib.sh"
 
-PROM=$KV_REPO/tests/prom_check.py
-PY=$(python3 -c 'import sys; print(sys.executable)')
-py() { "$PY" -S -B "$@"; }
-
-stat1() {
-    local f out
-    f=$(mktemp "$T/stats.XXXXXX")
-    cat "$1/.kvfs/stats" >"$f" || fail "cannot read $1/.kvfs/stats"
-    out=$(py "$PROM" "$f" --get "$2" 2>&1) || fail "$1/.kvfs/stats: $out"
-    printf '%s\n' "$out"
-}
-expect_stats() {
-    local mnt=$1 msg=$2 f out a
-    shift 2
-    local -a args=()
-    for a in "$@"; do args+=(--expect "$a"); done
-    f=$(mktemp "$T/stats.XXXXXX")
-    cat "$mnt/.kvfs/stats" >"$f" || fail "cannot read $mnt/.kvfs/stats"
-    out=$(py "$PROM" "$f" "${args[@]}" 2>&1) || fail "$msg: $out"
-}
-xget() { getfattr --absolute-names --only-values -n "$2" "$1"; }
-listed() { ls "$1" | grep -qxF -- "$2"; }
-now() { date +%s.%N; }
-elapsed() { py -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$(now)"; }
-# wait_gone DIR NAME SECONDS: until NAME is no longer listed in DIR; fails after SECONDS.
-wait_gone() {
-    local i n=$(($3 * 10))
-    for ((i = 0; i < n; i++)); do
-        listed "$1" "$2" || return 0
-        sleep 0.1
-    done
-    fail "$1/$2 still listed after $3 s"
-}
-# mkctx DIR SIZE: a context directory with one file of SIZE random bytes (kept in $T/src).
-mkctx() {
-    local d=$1 src
-    src=$T/src/$(tr / _ <<<"${d#"$T"/}")
-    head -c "$2" /dev/urandom >"$src"
-    mkdir -p "$d"
-    cp "$src" "$d/f"
-}
-srcof() { printf '%s\n' "$T/src/$(tr / _ <<<"${1#"$T"/}")"; }
 mkdir -p "$T/src"
 
 # ---------------------------------------------------------------------------
