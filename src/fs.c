@@ -1092,14 +1092,3 @@ int kv_fs_removexattr(struct kv_fs *fs, uint64_t ino, const char *name)
 		return -EPERM;
 	return kv_index_removexattr(fs->ix, ino, name);
 }
-
-void kv_fs_counters(struct kv_fs *fs, struct kv_fs_counters *c)
-{
-	struct kv_tier_stats t;
-
-	kv_tier_stats(fs->tier, &t);
-	c->bufs_in_use = kv_bufs_in_use(fs->bufs);
-	c->tier_bytes = t.bytes;
-	c->tier_hits = t.hits;
-	c->tier_misses = t.misses;
-}

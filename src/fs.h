@@ -92,11 +92,4 @@ struct kv_readv {
 int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv);
 void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv);
 
-/* Figures for kvfsctl and the tests. */
-struct kv_fs_counters {
-	size_t bufs_in_use;
-	uint64_t tier_bytes, tier_hits, tier_misses;
-};
-void kv_fs_counters(struct kv_fs *fs, struct kv_fs_counters *c);
-
 #endif
