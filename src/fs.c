@@ -387,6 +387,13 @@ static void send_invalidations(void *arg)
 	free(v);
 }
 
+static uint64_t ctx_bytes(void *arg, uint64_t ino)
+{
+	struct kv_usage u;
+
+	return kv_index_usage(((struct kv_fs *)arg)->ix, ino, &u) ? 1 : u.stored;
+}
+
 static uint64_t stored_bytes(void *arg)
 {
 	return kv_store_live(((struct kv_fs *)arg)->st);
@@ -595,7 +602,7 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 		rc = settle_contexts(fs);
 	if (!rc) {
 		struct kv_policy_hooks h = { fs, evict_tree, stored_bytes, backing_space,
-					     send_invalidations };
+					     send_invalidations, ctx_bytes };
 		rc = kv_policy_new(&fs->cfg, fs->ix, &fs->stats, &h, &fs->pol);
 	}
 	if (!rc)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -288,15 +289,18 @@ uint64_t kv_policy_limit(struct kv_policy *p)
 	return stored > floor - avail ? stored - (floor - avail) : 0;
 }
 
-/* Mark ctx as being evicted unless it is open, pinned or already going. */
-static int claim(struct kv_policy *p, uint64_t ino, int force_pinned)
+/* Mark ctx as being evicted unless it is open, pinned or already going,
+ * or (for_room) holds nothing. */
+static int claim(struct kv_policy *p, uint64_t ino, int for_room)
 {
 	struct kv_pctx *c;
 	int ok;
 
+	if (for_room && p->h.bytes && !p->h.bytes(p->h.arg, ino))
+		return 0;
 	pthread_mutex_lock(&p->lock);
 	c = get(p, ino);
-	ok = c && !c->dead && !c->nopen && (force_pinned || !c->row.pin);
+	ok = c && !c->dead && !c->nopen && !c->row.pin;
 	if (ok)
 		c->dead = 1;
 	pthread_mutex_unlock(&p->lock);
@@ -339,8 +343,8 @@ static int evict_until(struct kv_policy *p, uint64_t target, enum kv_evict_reaso
 		if (kv_index_ctx_lru(p->ix, skip, inos, KV_EVICT_BATCH, &n) || !n)
 			break;
 		for (size_t i = 0; i < n && p->h.stored(p->h.arg) > target; i++) {
-			if (!claim(p, inos[i], 0)) {
-				skip++; /* open, pinned or going: it keeps its place */
+			if (!claim(p, inos[i], why == KV_EVICT_LRU)) {
+				skip++; /* open, pinned, going or empty: it keeps its place */
 				continue;
 			}
 			if (!evict_one(p, inos[i], why)) {
@@ -377,15 +381,19 @@ int kv_policy_admit(struct kv_policy *p, uint64_t bytes)
 		pthread_mutex_unlock(&p->lock);
 	}
 	low = limit / 100 * (uint64_t)p->cfg.low;
-	/* Concurrent writers take the room a pass makes, and a pass may find
-	 * its target met by another: only a pass that found nothing to evict
-	 * ends the attempt. */
-	while (bytes <= limit) {
+	/* Concurrent writers take the room a pass makes, a pass may find its
+	 * target met by another, and contexts are open only for a moment: the
+	 * attempt ends after a few passes in a row that evict nothing. */
+	for (int fruitless = 0; bytes <= limit && fruitless < 3;) {
 		if (p->h.stored(p->h.arg) + bytes <= limit)
 			return 0;
 		if (evict_until(p, low < limit - bytes ? low : limit - bytes, KV_EVICT_LRU,
-				&evicted) && !evicted)
-			break;
+				&evicted) && !evicted) {
+			fruitless++;
+			sched_yield();
+		} else {
+			fruitless = 0;
+		}
 	}
 	if (p->h.stored(p->h.arg) + bytes <= limit)
 		return 0;

@@ -27,6 +27,10 @@ struct kv_policy_hooks {
 	int (*space)(void *arg, uint64_t *avail, uint64_t *total);
 	/* Runs on the evictor thread after evictions: tell the kernel. */
 	void (*flushed)(void *arg);
+	/* Bytes context ino holds; LRU eviction for room skips empty ones (a
+	 * context just made, whose files are not open yet, frees nothing);
+	 * manual and TTL eviction do not. NULL: no such check. */
+	uint64_t (*bytes)(void *arg, uint64_t ino);
 };
 
 int kv_policy_new(const struct kv_config *cfg, struct kv_index *ix, struct kv_stats *stats,

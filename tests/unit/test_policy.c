@@ -96,6 +96,17 @@ static void f_flushed(void *arg)
 	((struct fake *)arg)->flushed++;
 }
 
+static uint64_t f_bytes(void *arg, uint64_t ino)
+{
+	struct fake *f = arg;
+	uint64_t n;
+
+	pthread_mutex_lock(&f->lock);
+	n = f->size[ino];
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
 /* Per-test state. */
 static struct fake F;
 static struct kv_stats S;
@@ -135,7 +146,7 @@ static void setup(void)
 
 static struct kv_policy *start_policy(void)
 {
-	struct kv_policy_hooks h = { &F, f_evict, f_stored, f_space, f_flushed };
+	struct kv_policy_hooks h = { &F, f_evict, f_stored, f_space, f_flushed, f_bytes };
 
 	ck_assert_int_eq(kv_policy_new(&C, F.ix, &S, &h, &F.p), 0);
 	return F.p;
