@@ -334,14 +334,17 @@ static int evict_until(struct kv_policy *p, uint64_t target, enum kv_evict_reaso
 {
 	uint64_t inos[KV_EVICT_BATCH];
 	size_t skip = 0, n;
+	int stuck = 0;
 
 	*evicted = 0;
 	pthread_mutex_lock(&p->evicting);
-	while (p->h.stored(p->h.arg) > target) {
+	while (!stuck && p->h.stored(p->h.arg) > target) {
 		int progress = 0;
 		kv_policy_flush(p);
-		if (kv_index_ctx_lru(p->ix, skip, inos, KV_EVICT_BATCH, &n) || !n)
+		if (kv_index_ctx_lru(p->ix, skip, inos, KV_EVICT_BATCH, &n) || !n) {
+			stuck = 1;
 			break;
+		}
 		for (size_t i = 0; i < n && p->h.stored(p->h.arg) > target; i++) {
 			if (!claim(p, inos[i], why == KV_EVICT_LRU)) {
 				skip++; /* open, pinned, going or empty: it keeps its place */
@@ -354,11 +357,12 @@ static int evict_until(struct kv_policy *p, uint64_t target, enum kv_evict_reaso
 				skip++;
 			}
 		}
-		if (!progress && n < KV_EVICT_BATCH)
-			break;
+		stuck = !progress && n < KV_EVICT_BATCH;
 	}
 	pthread_mutex_unlock(&p->evicting);
-	return p->h.stored(p->h.arg) <= target ? 0 : -ENOSPC;
+	/* Writers may add bytes meanwhile: what counts is whether this pass
+	 * reached its target, not the stored bytes read again afterwards. */
+	return stuck ? -ENOSPC : 0;
 }
 
 int kv_policy_evict_to(struct kv_policy *p, uint64_t target, enum kv_evict_reason why)
