@@ -150,6 +150,51 @@ static void expect_content(struct kv_fs *fs, uint64_t ino, const uint8_t *shadow
 	free(got);
 }
 
+/* Opens ino, checks that the whole file equals shadow[0, size), releases. */
+static void expect_file(struct kv_fs *fs, uint64_t ino, const uint8_t *shadow, size_t size)
+{
+	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
+	expect_content(fs, ino, shadow, size);
+	ck_assert_int_eq(kv_file_release(fs, ino), 0);
+}
+
+/* Mounts store again and checks that name (in the root) equals
+ * shadow[0, size). */
+static void expect_after_remount(const char *store, const struct kv_config *cfg,
+				 const char *name, const uint8_t *shadow, size_t size)
+{
+	struct kv_fs *fs = open_fs(store, cfg);
+
+	expect_file(fs, lookup(fs, KV_ROOT_INO, name), shadow, size);
+	kv_fs_close(fs);
+}
+
+/* A new store (path written to store), mounted, with a new file name in
+ * the root already open; its inode goes to *ino. */
+static struct kv_fs *new_fs_open_file(char *store, size_t len, const struct kv_config *cfg,
+				      const char *name, uint64_t *ino)
+{
+	struct kv_fs *fs;
+
+	new_store_path(store, len);
+	fs = open_fs(store, cfg);
+	*ino = mkfile(fs, KV_ROOT_INO, name);
+	ck_assert_int_eq(kv_file_open(fs, *ino, 0), 0);
+	return fs;
+}
+
+/* Creates name in parent, writes data[0, n) to it and releases it. */
+static uint64_t write_file(struct kv_fs *fs, uint64_t parent, const char *name,
+			   const uint8_t *data, size_t n)
+{
+	uint64_t ino = mkfile(fs, parent, name);
+
+	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
+	wr(fs, ino, data, n, 0);
+	ck_assert_int_eq(kv_file_release(fs, ino), 0);
+	return ino;
+}
+
 static void set_size(struct kv_fs *fs, uint64_t ino, uint64_t size)
 {
 	struct kv_attr in, out;
@@ -312,12 +357,7 @@ START_TEST(test_second_open_busy)
 	ck_assert_int_eq(kv_file_release(fs, ino), 0);
 	kv_fs_close(fs);
 	/* Free again once closed. */
-	fs = open_fs(store, &cfg);
-	ino = lookup(fs, KV_ROOT_INO, "f");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, data, sizeof(data));
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
-	kv_fs_close(fs);
+	expect_after_remount(store, &cfg, "f", data, sizeof(data));
 }
 END_TEST
 
@@ -377,17 +417,13 @@ START_TEST(test_write_read)
 	ck_assert_int_eq(kv_file_fsync(fs, ino), 0);
 	ck_assert_int_eq(kv_file_release(fs, ino), 0);
 	/* Released: read through a new open. */
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, shadow, size);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
+	expect_file(fs, ino, shadow, size);
 	kv_fs_close(fs);
 
 	fs = open_fs(store, &cfg);
 	dir = lookup(fs, KV_ROOT_INO, "model");
 	ino = lookup(fs, dir, "layer0.k");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, shadow, size);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
+	expect_file(fs, ino, shadow, size);
 	{
 		struct kv_index_stats s = stats(fs);
 		ck_assert_uint_eq(s.files, 1);
@@ -413,10 +449,7 @@ START_TEST(test_truncate)
 	uint64_t ino;
 	int open_during = _i;
 
-	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
-	ino = mkfile(fs, KV_ROOT_INO, "f");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
+	fs = new_fs_open_file(store, sizeof(store), &cfg, "f", &ino);
 	rng_state = 7;
 	fill(shadow, 200000, 1);
 	wr(fs, ino, shadow, 200000, 0);
@@ -458,9 +491,7 @@ START_TEST(test_truncate)
 	fs = open_fs(store, &cfg);
 	ino = lookup(fs, KV_ROOT_INO, "f");
 	ck_assert_uint_eq(size_of(fs, ino), 7000);
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, shadow, 7000);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
+	expect_file(fs, ino, shadow, 7000);
 	/* O_TRUNC. */
 	ck_assert_int_eq(kv_file_open(fs, ino, 1), 0);
 	ck_assert_uint_eq(size_of(fs, ino), 0);
@@ -488,10 +519,7 @@ START_TEST(test_partial_rewrite_persists)
 	uint64_t ino;
 	int flush = _i; /* 0: release between, 1: flush between */
 
-	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
-	ino = mkfile(fs, KV_ROOT_INO, "f");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
+	fs = new_fs_open_file(store, sizeof(store), &cfg, "f", &ino);
 	rng_state = 99;
 	fill(shadow, size, 1);
 	wr(fs, ino, shadow, size, 0);
@@ -505,16 +533,9 @@ START_TEST(test_partial_rewrite_persists)
 	wr(fs, ino, shadow + 2 * CHUNK + 100, 10, 2 * CHUNK + 100);
 	ck_assert_int_eq(kv_file_release(fs, ino), 0);
 	/* Same run, through the published chunk list. */
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, shadow, size);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
+	expect_file(fs, ino, shadow, size);
 	kv_fs_close(fs);
-	fs = open_fs(store, &cfg);
-	ino = lookup(fs, KV_ROOT_INO, "f");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, shadow, size);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
-	kv_fs_close(fs);
+	expect_after_remount(store, &cfg, "f", shadow, size);
 	free(shadow);
 }
 END_TEST
@@ -532,13 +553,10 @@ START_TEST(test_remount_read_then_write)
 
 	new_store_path(store, sizeof(store));
 	fs = open_fs(store, &cfg);
-	ia = mkfile(fs, KV_ROOT_INO, "a");
-	ck_assert_int_eq(kv_file_open(fs, ia, 0), 0);
 	rng_state = 5;
 	fill(a, size, 1);
 	fill(b, size, 0);
-	wr(fs, ia, a, size, 0);
-	ck_assert_int_eq(kv_file_release(fs, ia), 0);
+	write_file(fs, KV_ROOT_INO, "a", a, size);
 	kv_fs_close(fs);
 
 	fs = open_fs(store, &cfg);
@@ -546,10 +564,7 @@ START_TEST(test_remount_read_then_write)
 	ck_assert_int_eq(kv_file_open(fs, ia, 0), 0);
 	ck_assert_uint_eq(rd(fs, ia, 0, 10, got), 10);
 	ck_assert_int_eq(kv_file_release(fs, ia), 0);
-	ib = mkfile(fs, KV_ROOT_INO, "b");
-	ck_assert_int_eq(kv_file_open(fs, ib, 0), 0);
-	wr(fs, ib, b, size, 0);
-	ck_assert_int_eq(kv_file_release(fs, ib), 0);
+	write_file(fs, KV_ROOT_INO, "b", b, size);
 	kv_fs_close(fs);
 
 	fs = open_fs(store, &cfg);
@@ -585,14 +600,10 @@ START_TEST(test_small_files_persist)
 	fs = open_fs(store, &cfg);
 	for (int pat = 0; pat < 2; pat++) {
 		for (size_t n = 1; n <= sizeof(data); n++) {
-			uint64_t ino;
 			snprintf(name, sizeof(name), "f%d-%zu", pat, n);
-			ino = mkfile(fs, KV_ROOT_INO, name);
 			for (size_t i = 0; i < n; i++)
 				data[i] = pat ? (uint8_t)(i % 3) : 0;
-			ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-			wr(fs, ino, data, n, 0);
-			ck_assert_int_eq(kv_file_release(fs, ino), 0);
+			write_file(fs, KV_ROOT_INO, name, data, n);
 		}
 	}
 	kv_fs_close(fs);
@@ -646,10 +657,7 @@ START_TEST(test_large_read_short_chunks)
 	size_t n = 0;
 	int rc;
 
-	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
-	ino = mkfile(fs, KV_ROOT_INO, "f");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
+	fs = new_fs_open_file(store, sizeof(store), &cfg, "f", &ino);
 	rng_state = 3;
 	for (int k = 0; k < 20; k++) {
 		fill(shadow + (size_t)k * CHUNK, 100, 0);
@@ -683,21 +691,13 @@ START_TEST(test_close_with_open_file)
 	uint8_t *data = malloc(size);
 	uint64_t ino;
 
-	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
-	ino = mkfile(fs, KV_ROOT_INO, "f");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
+	fs = new_fs_open_file(store, sizeof(store), &cfg, "f", &ino);
 	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0); /* twice */
 	rng_state = 17;
 	fill(data, size, 1);
 	wr(fs, ino, data, size, 0);
 	kv_fs_close(fs);
-	fs = open_fs(store, &cfg);
-	ino = lookup(fs, KV_ROOT_INO, "f");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, data, size);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
-	kv_fs_close(fs);
+	expect_after_remount(store, &cfg, "f", data, size);
 	free(data);
 }
 END_TEST
@@ -771,10 +771,7 @@ START_TEST(test_remove_open_then_close)
 	uint8_t data[3000];
 	uint64_t ino;
 
-	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
-	ino = mkfile(fs, KV_ROOT_INO, "f");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
+	fs = new_fs_open_file(store, sizeof(store), &cfg, "f", &ino);
 	rng_state = 12;
 	fill(data, sizeof(data), 0);
 	wr(fs, ino, data, sizeof(data), 0);
@@ -796,10 +793,7 @@ START_TEST(test_remove_closed_file)
 	uint8_t data[CHUNK * 2];
 	uint64_t ino;
 
-	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
-	ino = mkfile(fs, KV_ROOT_INO, "f");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
+	fs = new_fs_open_file(store, sizeof(store), &cfg, "f", &ino);
 	rng_state = 13;
 	fill(data, sizeof(data), 1);
 	wr(fs, ino, data, sizeof(data), 0);
@@ -972,9 +966,7 @@ START_TEST(test_rename_over_open_file)
 	ck_assert_int_eq(kv_index_getattr(fs->ix, ib, &at), -ENOENT);
 	ck_assert_uint_eq(stats(fs).files, 1);
 	ck_assert_uint_eq(stats(fs).logical, sizeof(a));
-	ck_assert_int_eq(kv_file_open(fs, ia, 0), 0);
-	expect_content(fs, ia, a, sizeof(a));
-	ck_assert_int_eq(kv_file_release(fs, ia), 0);
+	expect_file(fs, ia, a, sizeof(a));
 	kv_fs_close(fs);
 }
 END_TEST
@@ -1039,26 +1031,15 @@ START_TEST(test_crash_recovery)
 	}
 	/* Life goes on after the recovery (which freed records in the last
 	 * segment): the first write of this run must not hurt the old data. */
-	{
-		uint64_t n = mkfile(fs, KV_ROOT_INO, "after");
-		ck_assert_int_eq(kv_file_open(fs, n, 0), 0);
-		wr(fs, n, gone, size, 0);
-		ck_assert_int_eq(kv_file_release(fs, n), 0);
-	}
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, keep, size);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
+	write_file(fs, KV_ROOT_INO, "after", gone, size);
+	expect_file(fs, ino, keep, size);
 	kv_fs_close(fs);
 
 	fs = open_fs(store, &cfg);
 	ino = lookup(fs, KV_ROOT_INO, "keep");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, keep, size);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
+	expect_file(fs, ino, keep, size);
 	ino = lookup(fs, KV_ROOT_INO, "after");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, gone, size);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
+	expect_file(fs, ino, gone, size);
 	kv_fs_close(fs);
 	free(keep);
 	free(gone);
@@ -1326,12 +1307,7 @@ START_TEST(test_random_ops)
 	expect_content(fs, ino, shadow, size);
 	ck_assert_int_eq(kv_file_release(fs, ino), 0);
 	kv_fs_close(fs);
-	fs = open_fs(store, &cfg);
-	ino = lookup(fs, KV_ROOT_INO, "rand");
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	expect_content(fs, ino, shadow, size);
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
-	kv_fs_close(fs);
+	expect_after_remount(store, &cfg, "rand", shadow, size);
 	/* The mix really happened. */
 	ck_assert_int_gt(counts[0], 500);
 	ck_assert_int_gt(counts[1], 100);

@@ -179,6 +179,32 @@ static void ctx_range(uint64_t first, uint64_t last, uint64_t size)
 		ctx_old(i, 100, size);
 }
 
+/* setup(), contexts first..last of size each (as ctx_range), and a policy
+ * over them. */
+static struct kv_policy *start_range(uint64_t first, uint64_t last, uint64_t size)
+{
+	setup();
+	ctx_range(first, last, size);
+	return start_policy();
+}
+
+/* setup() with a filesystem of fs_size bytes, other of them used by other
+ * files and stored by kvfs. */
+static void setup_space(uint64_t fs_size, uint64_t other, uint64_t stored)
+{
+	setup();
+	F.fs_size = fs_size;
+	F.other = other;
+	F.stored = stored;
+}
+
+/* An open and a close of ino: it becomes the most recently used. */
+static void open_close(struct kv_policy *p, uint64_t ino)
+{
+	ck_assert_int_eq(kv_policy_open(p, ino), 0);
+	kv_policy_close(p, ino);
+}
+
 static int evicted(uint64_t ino)
 {
 	int hit = 0;
@@ -234,12 +260,9 @@ START_TEST(test_evict_lru_order)
 {
 	struct kv_policy *p;
 
-	setup();
-	ctx_range(10, 15, 100);
-	p = start_policy();
+	p = start_range(10, 15, 100);
 	/* an open (and close) makes 11 the most recently used */
-	ck_assert_int_eq(kv_policy_open(p, 11), 0);
-	kv_policy_close(p, 11);
+	open_close(p, 11);
 	ck_assert_int_eq(kv_policy_evict_to(p, 250, KV_EVICT_MANUAL), 0);
 	assert_order((uint64_t[]){ 10, 12, 13, 14 }, 4);
 	ck_assert_uint_eq(F.stored, 200);
@@ -262,15 +285,11 @@ START_TEST(test_read_bumps)
 {
 	struct kv_policy *p;
 
-	setup();
-	ctx_range(10, 12, 100);
-	p = start_policy();
+	p = start_range(10, 12, 100);
 	/* a read after an open moves a context to the back even when the open
 	 * itself was long ago (its state is then in memory) */
-	ck_assert_int_eq(kv_policy_open(p, 10), 0);
-	kv_policy_close(p, 10);
-	ck_assert_int_eq(kv_policy_open(p, 11), 0);
-	kv_policy_close(p, 11);
+	open_close(p, 10);
+	open_close(p, 11);
 	kv_policy_read(p, 10);
 	ck_assert_int_eq(kv_policy_evict_to(p, 100, KV_EVICT_MANUAL), 0);
 	assert_order((uint64_t[]){ 12, 11 }, 2);
@@ -282,9 +301,7 @@ START_TEST(test_skip_open_and_pinned)
 {
 	struct kv_policy *p;
 
-	setup();
-	ctx_range(20, 24, 100);
-	p = start_policy();
+	p = start_range(20, 24, 100);
 	ck_assert_int_eq(kv_policy_open(p, 20), 0);
 	ck_assert_int_eq(kv_policy_open(p, 20), 0); /* two opens ... */
 	kv_policy_close(p, 20);                     /* ... one close: still open */
@@ -321,8 +338,7 @@ START_TEST(test_skip_many)
 	assert_order((uint64_t[]){ 350, 351, 352, 353, 354, 355, 356, 357, 358, 359 }, 10);
 	ck_assert_uint_eq(ev(KV_EVICT_MANUAL), 10);
 	/* failed ones are not counted, and are not stuck: no longer "being evicted" */
-	ck_assert_int_eq(kv_policy_open(p, 100), 0);
-	kv_policy_close(p, 100);
+	open_close(p, 100);
 	teardown();
 }
 END_TEST
@@ -347,8 +363,7 @@ START_TEST(test_dead_refuses_open)
 	ck_assert_uint_eq(ev(KV_EVICT_MANUAL), 2);
 	ck_assert_uint_eq(F.stored, 100);
 	/* a failed eviction gives the context back */
-	ck_assert_int_eq(kv_policy_open(p, 31), 0);
-	kv_policy_close(p, 31);
+	open_close(p, 31);
 	F.fail[31] = 0;
 	F.open_in_evict = 0;
 	ck_assert_int_eq(kv_policy_evict_to(p, 0, KV_EVICT_MANUAL), 0);
@@ -419,9 +434,7 @@ START_TEST(test_admit_low_watermark)
 	ck_assert_uint_eq(atomic_load(&S.enospc), 1);
 	/* no cap: always admitted */
 	teardown();
-	setup();
-	ctx_range(50, 59, 100);
-	p = start_policy();
+	p = start_range(50, 59, 100);
 	ck_assert_uint_eq(kv_policy_limit(p), UINT64_MAX);
 	ck_assert_int_eq(kv_policy_admit(p, UINT64_MAX / 2), 0);
 	ck_assert_uint_eq(F.norder, 0);
@@ -433,38 +446,26 @@ START_TEST(test_limit_min_free)
 {
 	struct kv_policy *p;
 
-	setup();
-	F.fs_size = 10000;
-	F.other = 8500;
-	F.stored = 500; /* avail 1000 */
+	setup_space(10000, 8500, 500); /* avail 1000 */
 	C.min_free = 300;
 	p = start_policy();
 	ck_assert_uint_eq(kv_policy_limit(p), 500 + 700);
 	teardown();
 
-	setup();
-	F.fs_size = 10000;
-	F.other = 8500;
-	F.stored = 500;
+	setup_space(10000, 8500, 500);
 	C.min_free = 300;
 	C.capacity = 1000;
 	p = start_policy();
 	ck_assert_uint_eq(kv_policy_limit(p), 1000); /* the tighter one */
 	teardown();
 
-	setup();
-	F.fs_size = 10000;
-	F.other = 8500;
-	F.stored = 500;
+	setup_space(10000, 8500, 500);
 	C.min_free_pct = 5; /* floor 500 */
 	p = start_policy();
 	ck_assert_uint_eq(kv_policy_limit(p), 500 + 500);
 	teardown();
 
-	setup();
-	F.fs_size = 10000;
-	F.other = 9300;
-	F.stored = 500; /* avail 200, below the floor 300 */
+	setup_space(10000, 9300, 500); /* avail 200, below the floor 300 */
 	C.min_free = 300;
 	p = start_policy();
 	ck_assert_uint_eq(kv_policy_limit(p), 400);
@@ -673,8 +674,7 @@ START_TEST(test_flush_persists)
 	kv_policy_created(p, 200);
 	kv_policy_created(p, 201);
 	for (int i = 0; i < 3; i++) {
-		ck_assert_int_eq(kv_policy_open(p, 200), 0);
-		kv_policy_close(p, 200);
+		open_close(p, 200);
 	}
 	ck_assert_int_eq(kv_policy_set_pin(p, 201, 1), 0);
 	ck_assert_int_eq(kv_policy_set_ttl(p, 201, 42), 0);
@@ -695,8 +695,7 @@ START_TEST(test_flush_persists)
 	ck_assert_int_eq(r.pin, 0);
 	ck_assert_int_eq(r.ttl, -1);
 	/* more accesses, then free (which flushes), close and reopen the index */
-	ck_assert_int_eq(kv_policy_open(p, 200), 0);
-	kv_policy_close(p, 200);
+	open_close(p, 200);
 	ck_assert_int_eq(kv_policy_get(p, 200, &mem80), 0);
 	ck_assert_int_eq(kv_policy_get(p, 201, &mem81), 0);
 	kv_policy_free(p);
@@ -729,10 +728,8 @@ START_TEST(test_periodic_flush)
 	p = start_policy();
 	ck_assert_int_eq(kv_policy_start(p), 0);
 	kv_policy_created(p, 300);
-	ck_assert_int_eq(kv_policy_open(p, 300), 0);
-	kv_policy_close(p, 300);
-	ck_assert_int_eq(kv_policy_open(p, 300), 0);
-	kv_policy_close(p, 300);
+	open_close(p, 300);
+	open_close(p, 300);
 	WAIT_FOR(!kv_index_ctx_get(F.ix, 300, &r) && r.hits == 2, 2500);
 	ck_assert_int_eq(kv_index_ctx_get(F.ix, 300, &r), 0);
 	ck_assert_uint_eq(r.hits, 2);
