@@ -610,7 +610,10 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 	size_t copied = 0;
 	uint64_t ctx;
 
+	int own = rv->own_copy;
+
 	memset(rv, 0, sizeof(*rv));
+	rv->own_copy = own;
 	if (!in)
 		return rc;
 	pthread_mutex_lock(&in->lock);
@@ -623,7 +626,7 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 
 		if (e && e->buf) {
 			/* Buffered bytes can change once the lock is dropped. */
-			if (!copy && !(copy = copy_buf(size))) {
+			if (!copy && !(copy = own ? (rv->copy = malloc(size)) : copy_buf(size))) {
 				rc = -ENOMEM;
 				break;
 			}
@@ -682,4 +685,6 @@ void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv)
 		kv_tier_release(fs->tier, rv->refs[i]);
 	rv->nrefs = 0;
 	rv->n = 0;
+	free(rv->copy);
+	rv->copy = NULL;
 }

@@ -1,4 +1,6 @@
 #include "fs_int.h"
+#include "fastpath.h"
+#include "gpu.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +28,8 @@ int64_t kv_now(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+struct kv_fast *kv_fs_fast(struct kv_fs *fs) { return fs->fast; }
 
 const struct kv_config *kv_fs_config(const struct kv_fs *fs) { return &fs->cfg; }
 
@@ -453,6 +457,19 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
 	g.tier_hits = ts.hits;
 	g.tier_misses = ts.misses;
 	g.tier_bytes = ts.bytes;
+	{
+		struct kv_fast_stats fst;
+		struct kv_gpu_stats gst;
+		kv_fast_stats(fs->fast, &fst);
+		kv_gpu_stats(fs->gpu, &gst);
+		g.gpu_requests = fst.requests;
+		g.gpu_errors = fst.errors;
+		g.gpu_read_bytes = fst.read_bytes;
+		g.gpu_write_bytes = fst.write_bytes;
+		g.gpu_mappings = gst.mappings;
+		g.gpu_ipc_opens = gst.opens;
+		g.gpu_pinned_bytes = gst.registered;
+	}
 	return kv_stats_format(&fs->stats, &g, buf, len);
 }
 
@@ -596,6 +613,12 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 		if (!fs->tier || !fs->zeros || !fs->hash)
 			rc = -ENOMEM;
 	}
+	if (!rc) {
+		fs->gpu = kv_gpu_new(fs->cfg.gpu);
+		fs->fast = fs->gpu ? kv_fast_new(fs, fs->gpu) : NULL;
+		if (!fs->fast)
+			rc = -ENOMEM;
+	}
 	if (!rc)
 		rc = kv_index_orphans(fs->ix, drop_orphan, fs);
 	if (!rc)
@@ -666,6 +689,10 @@ void kv_fs_close(struct kv_fs *fs)
 {
 	if (!fs)
 		return;
+	/* GPU requests end first; the backend lets go of the chunk buffers
+	 * before they are unmapped. */
+	kv_fast_free(fs->fast);
+	kv_gpu_free(fs->gpu);
 	kv_policy_stop(fs->pol);
 	for (size_t i = 0; fs->hash && i < fs->nhash; i++) {
 		struct kv_inode *in = fs->hash[i];

@@ -40,6 +40,8 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len);
 /* Publishes every open file and closes the store. */
 void kv_fs_close(struct kv_fs *fs);
 const struct kv_config *kv_fs_config(const struct kv_fs *fs);
+/* The GPU fast path of this mount (fastpath.h). */
+struct kv_fast *kv_fs_fast(struct kv_fs *fs);
 
 /* Entry replies take one kernel reference on the inode (see kv_fs_forget). */
 int kv_fs_lookup(struct kv_fs *fs, uint64_t parent, const char *name, struct kv_attr *out);
@@ -79,8 +81,10 @@ int kv_file_fsync(struct kv_fs *fs, uint64_t ino);
 int kv_file_release(struct kv_fs *fs, uint64_t ino);
 ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t size, off_t off);
 
-/* A read's reply as a vector over tier entries, a private copy of
- * buffered data, and zeros for holes. Release it after replying. */
+/* A read's reply as a vector over tier entries, a copy of buffered data,
+ * and zeros for holes. Release it after replying. The copy lives in a
+ * per-thread buffer, valid until the thread's next read, unless own_copy
+ * is set before the call: then rv owns it until kv_file_read_done. */
 #define KV_READV_MAX 40
 struct kv_readv {
 	struct iovec iov[KV_READV_MAX];
@@ -88,6 +92,8 @@ struct kv_readv {
 	struct kv_tier_ent *refs[KV_READV_MAX];
 	int nrefs;
 	size_t bytes;
+	int own_copy;          /* in */
+	uint8_t *copy;         /* the owned copy, if any */
 };
 int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv);
 void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv);

@@ -76,6 +76,8 @@ struct kv_fs {
 
 	struct kv_stats stats;
 	struct kv_policy *pol;
+	struct kv_gpu *gpu;    /* the fast path's backend, started at first use */
+	struct kv_fast *fast;
 	uint64_t topo_gen;     /* bumped when a rename moves a tree to another depth */
 
 	/* Kernel entries to invalidate after evictions, sent by the evictor. */

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "fastpath.h"
+#include "kvfs/ioctl.h"
 #include "log.h"
 
 static struct kv_mount *mnt(fuse_req_t req) { return fuse_req_userdata(req); }
@@ -330,6 +332,13 @@ static void ctl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
+/* Regular files remember how they were opened, for the GPU ioctls. */
+#define FH_FILE 0x100u
+static uint64_t file_fh(const struct fuse_file_info *fi)
+{
+	return FH_FILE | (uint64_t)(fi->flags & O_ACCMODE);
+}
+
 static void kv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kv_fs *fs = kfs(req);
@@ -346,6 +355,7 @@ static void kv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->keep_cache = 1;
+	fi->fh = file_fh(fi);
 	if (fuse_reply_open(req, fi))
 		kv_file_release(fs, ino);
 }
@@ -375,6 +385,7 @@ static void kv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	e.attr_timeout = e.entry_timeout = mnt(req)->timeout;
 	to_stat(kfs(req), &a, &e.attr);
 	fi->keep_cache = 1;
+	fi->fh = file_fh(fi);
 	if (fuse_reply_create(req, &e, fi)) {
 		kv_file_release(fs, a.ino);
 		kv_fs_forget(fs, a.ino, 1);
@@ -403,6 +414,7 @@ static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(copy);
 		return;
 	}
+	rv.own_copy = 0;
 	rc = kv_file_read(fs, ino, off, size, &rv);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -609,6 +621,89 @@ static void kv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	free(buf);
 }
 
+struct fast_req {
+	fuse_req_t req;
+	fuse_ino_t ino;
+	int write;
+};
+
+static void fast_done(void *arg, int rc, struct kvfs_gpu_io *io)
+{
+	struct fast_req *r = arg;
+
+	/* The daemon changed the file behind the kernel's back: drop its
+	 * cached size and pages before the writer hears back. */
+	if (r->write && io->bytes_done)
+		fuse_lowlevel_notify_inval_inode(mnt(r->req)->se, r->ino, 0, 0);
+	fuse_reply_ioctl(r->req, rc, io, sizeof(*io));
+	free(io);
+	free(r);
+}
+
+/* The ioctls of include/kvfs/ioctl.h. GPU requests are answered from the
+ * fast path's threads (kv_fast_submit), not this one. */
+static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		     struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
+		     size_t out_bufsz)
+{
+	struct kv_fast *f = kv_fs_fast(kfs(req));
+	unsigned nr = _IOC_NR(cmd), mode = 0;
+	struct kvfs_gpu_io *io;
+	struct fast_req *r;
+
+	(void)arg;
+	if (_IOC_TYPE(cmd) != KVFS_IOC_MAGIC || kv_ctl_is(ino) ||
+	    (nr != _IOC_NR(KVFS_IOC_QUERY) && nr != _IOC_NR(KVFS_IOC_GPU_READ) &&
+	     nr != _IOC_NR(KVFS_IOC_GPU_WRITE))) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	if (nr == _IOC_NR(KVFS_IOC_QUERY)) {
+		struct kvfs_query q;
+		if (cmd != KVFS_IOC_QUERY || in_bufsz != sizeof(q) || out_bufsz != sizeof(q)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		memcpy(&q, in_buf, sizeof(q));
+		if (kv_fast_query(f, &q))
+			fuse_reply_err(req, EINVAL);
+		else
+			fuse_reply_ioctl(req, 0, &q, sizeof(q));
+		return;
+	}
+	/* The same command number with another size is an ABI mismatch. */
+	if ((cmd != KVFS_IOC_GPU_READ && cmd != KVFS_IOC_GPU_WRITE) ||
+	    in_bufsz != sizeof(*io) || out_bufsz != sizeof(*io)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (flags & FUSE_IOCTL_DIR) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (cmd == KVFS_IOC_GPU_WRITE)
+		mode |= KV_FAST_WRITE;
+	if ((fi->fh & FH_FILE) && (fi->fh & O_ACCMODE) != O_WRONLY)
+		mode |= KV_FAST_CAN_READ;
+	if ((fi->fh & FH_FILE) && (fi->fh & O_ACCMODE) != O_RDONLY)
+		mode |= KV_FAST_CAN_WRITE;
+	io = malloc(sizeof(*io));
+	r = malloc(sizeof(*r));
+	if (!io || !r) {
+		free(io);
+		free(r);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(io, in_buf, sizeof(*io));
+	*r = (struct fast_req){ req, ino, cmd == KVFS_IOC_GPU_WRITE };
+	if (kv_fast_submit(f, ino, mode, (uint32_t)fuse_req_ctx(req)->pid, io, fast_done, r)) {
+		free(io);
+		free(r);
+		fuse_reply_err(req, ENOMEM);
+	}
+}
+
 static void kv_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	fuse_reply_err(req, kv_ctl_is(ino) ? EPERM : -kv_fs_removexattr(kfs(req), ino, name));
@@ -644,4 +739,5 @@ const struct fuse_lowlevel_ops kv_fuse_ops = {
 	.getxattr = kv_getxattr,
 	.listxattr = kv_listxattr,
 	.removexattr = kv_removexattr,
+	.ioctl = kv_ioctl,
 };

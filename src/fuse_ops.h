@@ -13,6 +13,7 @@ struct kv_mount {
 	struct kv_fs *fs;
 	char mountpoint[4096];
 	double timeout; /* entry and attribute cache, seconds */
+	struct fuse_session *se;
 };
 
 extern const struct fuse_lowlevel_ops kv_fuse_ops;

@@ -172,6 +172,7 @@ static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, m.mountpoint))
 		goto out;
 	kv_fs_set_notify(m.fs, forget_entry, se);
+	m.se = se;
 	daemon_ready(notify, 0);
 	if (c->single) {
 		rc = fuse_session_loop(se);

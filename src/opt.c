@@ -225,6 +225,20 @@ static int set_depth(struct kv_config *cfg, const char *v, char *err, size_t err
 	return 0;
 }
 
+static int set_gpu(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+
+	if (strcmp(v, "auto") && strcmp(v, "cuda") && strcmp(v, "hip") && strcmp(v, "off") &&
+	    (v[0] != '/' || n < 4 || strcmp(v + n - 3, ".so") || n >= sizeof(cfg->gpu))) {
+		snprintf(err, errlen, "gpu=%s: expected auto, cuda, hip, off or the absolute path "
+			 "of a plugin .so", v);
+		return -EINVAL;
+	}
+	memcpy(cfg->gpu, v, n + 1);
+	return 0;
+}
+
 static void show_codec(const struct kv_config *c, char *b, size_t n)
 {
 	static const char *const names[] = { "none", "lz4", "zstd" };
@@ -267,6 +281,7 @@ SHOW(high, "%d", c->high)
 SHOW(low, "%d", c->low)
 SHOW(ttl, "%lld", (long long)c->ttl)
 SHOW(depth, "%d", c->context_depth)
+SHOW(gpu, "%s", c->gpu)
 
 static const struct kv_opt kv_opts[] = {
 	{ "codec", "none|lz4|zstd[:LEVEL]", "lz4",
@@ -298,6 +313,9 @@ static const struct kv_opt kv_opts[] = {
 	{ "context_depth", "N", "2",
 	  "directory depth of a context, the unit of LRU, TTL, pinning and eviction "
 	  "(2: <namespace>/<context>/; 0: every file)", set_depth, show_depth },
+	{ "gpu", "auto|cuda|hip|off|PATH", "auto",
+	  "GPU backend plugin for the ioctl fast path, started at the first GPU request "
+	  "(auto: the first of cuda, hip that finds a device; off: none)", set_gpu, show_gpu },
 };
 
 #define KV_NOPTS (sizeof(kv_opts) / sizeof(kv_opts[0]))

@@ -26,6 +26,7 @@ struct kv_config {
 	int min_free_pct; /* ... or percent of its size (when min_free is 0) */
 	int64_t ttl;      /* default context time to live, seconds, 0 = none */
 	int context_depth;/* directory depth of a context; 0 = every file */
+	char gpu[256];    /* GPU backend: auto, cuda, hip, off or a plugin path */
 	unsigned given;   /* options set by the user, one bit per table row */
 };
 

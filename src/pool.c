@@ -131,8 +131,10 @@ struct kv_bufs {
 	void **free;
 	uint8_t *slab;        /* current slab, carved from the front */
 	size_t slab_left;
-	struct slab { void *map; size_t len; } *slabs;
+	struct slab { void *map; size_t len; void *data; size_t dlen; } *slabs;
 	size_t nslabs;
+	kv_bufs_slab_fn on_slab; /* told of every slab (GPU page-locking) */
+	void *on_slab_arg;
 };
 
 struct kv_bufs *kv_bufs_new(size_t size, size_t keep)
@@ -181,9 +183,11 @@ static void *carve(struct kv_bufs *b)
 				munmap(m, len + KV_HUGE);
 			return NULL;
 		}
-		b->slabs[b->nslabs++] = (struct slab){ m, len + KV_HUGE };
 		aligned = ((uintptr_t)m + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1);
+		b->slabs[b->nslabs++] = (struct slab){ m, len + KV_HUGE, (void *)aligned, len };
 		madvise((void *)aligned, len, MADV_HUGEPAGE);
+		if (b->on_slab)
+			b->on_slab(b->on_slab_arg, (void *)aligned, len);
 		b->slab = (uint8_t *)aligned;
 		b->slab_left = len;
 	}
@@ -225,6 +229,16 @@ void kv_buf_put(struct kv_bufs *b, void *buf)
 }
 
 size_t kv_bufs_size(const struct kv_bufs *b) { return b->size; }
+
+void kv_bufs_on_slab(struct kv_bufs *b, kv_bufs_slab_fn fn, void *arg)
+{
+	pthread_mutex_lock(&b->lock);
+	b->on_slab = fn;
+	b->on_slab_arg = arg;
+	for (size_t i = 0; fn && i < b->nslabs; i++)
+		fn(arg, b->slabs[i].data, b->slabs[i].dlen);
+	pthread_mutex_unlock(&b->lock);
+}
 
 size_t kv_bufs_in_use(struct kv_bufs *b)
 {

@@ -25,6 +25,10 @@ void kv_bufs_free(struct kv_bufs *b);
 void *kv_buf_get(struct kv_bufs *b);
 void kv_buf_put(struct kv_bufs *b, void *buf);
 size_t kv_bufs_size(const struct kv_bufs *b);
+/* Call fn for every slab buffers are carved from, now and when one is
+ * added (under the buffers' lock): how the GPU backend page-locks them. */
+typedef void (*kv_bufs_slab_fn)(void *arg, void *p, size_t len);
+void kv_bufs_on_slab(struct kv_bufs *b, kv_bufs_slab_fn fn, void *arg);
 /* Buffers handed out now. */
 size_t kv_bufs_in_use(struct kv_bufs *b);
 

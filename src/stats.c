@@ -63,5 +63,17 @@ int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *b
 	       g->tier_bytes);
 	metric(&o, "kvfs_enospc_total", "counter", "Writes refused because nothing could be evicted.",
 	       get(&s->enospc));
+	metric(&o, "kvfs_gpu_requests_total", "counter", "GPU_READ and GPU_WRITE ioctls.",
+	       g->gpu_requests);
+	metric(&o, "kvfs_gpu_errors_total", "counter", "GPU ioctls that failed.", g->gpu_errors);
+	metric(&o, "kvfs_gpu_read_bytes_total", "counter", "Bytes copied from files to GPUs.",
+	       g->gpu_read_bytes);
+	metric(&o, "kvfs_gpu_written_bytes_total", "counter", "Bytes copied from GPUs to files.",
+	       g->gpu_write_bytes);
+	metric(&o, "kvfs_gpu_mappings", "gauge", "Client GPU allocations imported now.",
+	       g->gpu_mappings);
+	metric(&o, "kvfs_gpu_ipc_opens_total", "counter", "IPC handles imported.", g->gpu_ipc_opens);
+	metric(&o, "kvfs_gpu_pinned_bytes", "gauge", "Host memory page-locked for GPU copies.",
+	       g->gpu_pinned_bytes);
 	return (int)o.used;
 }

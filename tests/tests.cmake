@@ -7,10 +7,19 @@ if(CHECK_FOUND)
   endforeach()
 endif()
 
+# The fake GPU backend (device memory is a shared file) and a raw ioctl
+# client let the fast path be tested on machines without a GPU.
+add_library(kvfs-gpu-fake MODULE tests/gpu/fake_plugin.c)
+target_include_directories(kvfs-gpu-fake PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)
+set_target_properties(kvfs-gpu-fake PROPERTIES PREFIX "lib"
+  LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+add_executable(kvfs-test-gpuio tests/gpu/gpuio.c)
+target_include_directories(kvfs-test-gpuio PRIVATE ${CMAKE_SOURCE_DIR}/include)
+
 file(GLOB KVFS_ITESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/test_*.sh)
 foreach(t ${KVFS_ITESTS})
   get_filename_component(name ${t} NAME_WE)
   add_test(NAME ${name} COMMAND bash ${t})
   set_tests_properties(${name} PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 ENVIRONMENT
-    "KVFS=$<TARGET_FILE:kvfs>;KVFSCTL=$<TARGET_FILE:kvfsctl>;KV_DATA=${CMAKE_SOURCE_DIR}/tests/data/kv;KVFS_SRC=${CMAKE_SOURCE_DIR}")
+    "KVFS=$<TARGET_FILE:kvfs>;KVFSCTL=$<TARGET_FILE:kvfsctl>;KV_DATA=${CMAKE_SOURCE_DIR}/tests/data/kv;KVFS_SRC=${CMAKE_SOURCE_DIR};GPU_FAKE=$<TARGET_FILE:kvfs-gpu-fake>;GPUIO=$<TARGET_FILE:kvfs-test-gpuio>")
 endforeach()

@@ -1,0 +1,481 @@
+/* kv_fast: GPU_READ / GPU_WRITE requests. See fastpath.h. */
+#include "fastpath.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_int.h"
+#include "gpu.h"
+#include "log.h"
+
+struct fjob {
+	struct fjob *next;
+	uint64_t ino;
+	unsigned mode;
+	uint32_t pid;
+	struct kvfs_gpu_io *io;
+	kv_fast_done_fn done;
+	void *arg;
+};
+
+struct kv_fast {
+	struct kv_fs *fs;
+	struct kv_gpu *g;
+	pthread_mutex_t lock;
+	pthread_cond_t work;
+	struct fjob *head, *tail;
+	int nthreads, idle, stopping;
+	pthread_t th[KV_FAST_THREADS];
+	atomic_uint_least64_t requests, errors, read_bytes, write_bytes;
+};
+
+static void slab_cb(void *arg, void *p, size_t len) { kv_gpu_register(arg, p, len); }
+
+struct kv_fast *kv_fast_new(struct kv_fs *fs, struct kv_gpu *g)
+{
+	struct kv_fast *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	f->fs = fs;
+	f->g = g;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->work, NULL);
+	/* Chunk buffers (the DRAM tier among them) and the zero chunk are
+	 * page-locked once the backend starts, so copies leave from them. */
+	kv_bufs_on_slab(fs->bufs, slab_cb, g);
+	kv_gpu_register(g, fs->zeros, fs->cfg.chunk);
+	return f;
+}
+
+void kv_fast_free(struct kv_fast *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->stopping = 1;
+	pthread_cond_broadcast(&f->work);
+	pthread_mutex_unlock(&f->lock);
+	for (int i = 0; i < f->nthreads; i++)
+		pthread_join(f->th[i], NULL);
+	kv_bufs_on_slab(f->fs->bufs, NULL, NULL);
+	pthread_cond_destroy(&f->work);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+int kv_fast_query(struct kv_fast *f, struct kvfs_query *q)
+{
+	unsigned maj = 0, min = 0, pat = 0;
+
+	if (q->abi_version != KVFS_ABI_VERSION || q->struct_size != sizeof(*q))
+		return -EINVAL;
+	sscanf(KVFS_VERSION, "%u.%u.%u", &maj, &min, &pat);
+	memset(q, 0, sizeof(*q));
+	q->abi_version = KVFS_ABI_VERSION;
+	q->struct_size = sizeof(*q);
+	q->kvfs_version = maj << 16 | min << 8 | pat;
+	q->max_segs = KVFS_GPU_MAX_SEGS;
+	q->chunk_size = f->fs->cfg.chunk;
+	if (kv_gpu_start(f->g)) {
+		snprintf(q->backend_name, sizeof(q->backend_name), "none");
+		return 0;
+	}
+	q->backend = kv_gpu_vendor(f->g);
+	snprintf(q->backend_name, sizeof(q->backend_name), "%s", kv_gpu_name(f->g));
+	q->ndevices = (uint32_t)kv_gpu_ndevices(f->g);
+	for (uint32_t i = 0; i < q->ndevices; i++)
+		kv_gpu_uuid(f->g, (int)i, q->device_uuid[i]);
+	return 0;
+}
+
+static int fail(struct kvfs_gpu_io *io, int rc, uint32_t detail, uint32_t seg)
+{
+	io->error = rc;
+	io->detail = detail;
+	io->error_seg = seg;
+	return rc;
+}
+
+/* Everything that can be checked without the GPU, then the backend, the
+ * device and the allocation. On success *dev is the device index. */
+static int check(struct kv_fast *f, uint64_t ino, unsigned mode, struct kvfs_gpu_io *io,
+		 int *dev)
+{
+	struct kv_attr a;
+	int rc, write = mode & KV_FAST_WRITE;
+
+	if (io->abi_version != KVFS_ABI_VERSION)
+		return fail(io, -EINVAL, KVFS_E_VERSION, 0);
+	if (io->struct_size != sizeof(*io))
+		return fail(io, -EINVAL, KVFS_E_SIZE, 0);
+	if (io->flags || !io->nseg || io->nseg > KVFS_GPU_MAX_SEGS ||
+	    (io->vendor != KVFS_GPU_HIP && io->vendor != KVFS_GPU_CUDA))
+		return fail(io, -EINVAL, KVFS_E_ARG, 0);
+	if (!(mode & (write ? KV_FAST_CAN_WRITE : KV_FAST_CAN_READ)))
+		return fail(io, -EBADF, KVFS_E_ACCESS, 0);
+	rc = kv_fs_getattr(f->fs, ino, &a);
+	if (rc)
+		return fail(io, rc, KVFS_E_IO, 0);
+	for (uint32_t i = 0; i < io->nseg; i++) {
+		const struct kvfs_gpu_seg *s = &io->seg[i];
+		uint64_t fend = s->file_off + s->len;
+		if (fend < s->file_off || fend > (uint64_t)INT64_MAX || (!write && fend > a.size))
+			return fail(io, -EINVAL, KVFS_E_FILE_RANGE, i);
+		if (s->dev_off + s->len < s->dev_off)
+			return fail(io, -EFAULT, KVFS_E_DEV_RANGE, i);
+	}
+	if (kv_gpu_start(f->g))
+		return fail(io, -ENODEV, KVFS_E_NO_BACKEND, 0);
+	if (io->vendor != kv_gpu_vendor(f->g))
+		return fail(io, -ENODEV, KVFS_E_VENDOR, 0);
+	*dev = kv_gpu_device(f->g, io->device_uuid);
+	if (*dev < 0)
+		return fail(io, -ENODEV, KVFS_E_DEVICE, 0);
+	return 0;
+}
+
+/* Walks a request's segments in pieces that never cross a chunk (reads)
+ * or exceed step bytes (writes). */
+struct cursor {
+	const struct kvfs_gpu_io *io;
+	uint64_t step;
+	int align;
+	uint32_t seg;
+	uint64_t done;        /* bytes of seg already handed out */
+};
+
+struct piece_pos {
+	uint32_t seg;
+	uint64_t off, dev;
+	size_t len;
+};
+
+static int next_piece(struct cursor *c, struct piece_pos *p)
+{
+	while (c->seg < c->io->nseg && c->done == c->io->seg[c->seg].len) {
+		c->seg++;
+		c->done = 0;
+	}
+	if (c->seg == c->io->nseg)
+		return 0;
+	{
+		const struct kvfs_gpu_seg *s = &c->io->seg[c->seg];
+		uint64_t off = s->file_off + c->done, left = s->len - c->done;
+		uint64_t n = c->align ? c->step - off % c->step : c->step;
+		if (n > left)
+			n = left;
+		*p = (struct piece_pos){ c->seg, off, s->dev_off + c->done, (size_t)n };
+		c->done += n;
+	}
+	return 1;
+}
+
+/* ---- GPU_READ ---------------------------------------------------------- */
+
+enum { P_FREE, P_LOADING, P_LOADED, P_COPYING };
+#define NPIECE KV_GPU_NEV
+
+struct rd;
+struct piece {
+	struct rd *r;
+	struct piece_pos pos;
+	struct kv_readv rv;
+	int state, rc;
+};
+
+struct rd {
+	struct kv_fs *fs;
+	uint64_t ino;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	struct piece p[NPIECE];
+};
+
+static void load_job(void *arg)
+{
+	struct piece *p = arg;
+	struct rd *r = p->r;
+	int rc = kv_file_read(r->fs, r->ino, (off_t)p->pos.off, p->pos.len, &p->rv);
+
+	pthread_mutex_lock(&r->lock);
+	p->rc = rc;
+	p->state = P_LOADED;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void wait_loaded(struct rd *r, struct piece *p)
+{
+	pthread_mutex_lock(&r->lock);
+	while (p->state == P_LOADING)
+		pthread_cond_wait(&r->cv, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Let a copying piece finish and give its chunks back. */
+static int retire(struct rd *r, struct kv_gpu_lane *l, int i)
+{
+	int rc = 0;
+
+	if (r->p[i].state == P_COPYING)
+		rc = kv_gpu_wait(l, i);
+	if (r->p[i].state != P_FREE)
+		kv_file_read_done(r->fs, &r->p[i].rv);
+	r->p[i].state = P_FREE;
+	return rc;
+}
+
+static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint8_t *base,
+		    struct kvfs_gpu_io *io)
+{
+	struct kv_fs *fs = f->fs;
+	struct rd *r = calloc(1, sizeof(*r));
+	struct cursor c = { io, fs->cfg.chunk, 1, 0, 0 };
+	struct piece_pos pos;
+	uint64_t issued = 0, consumed = 0, copied = 0;
+	int more = 1, rc = 0;
+
+	if (!r)
+		return fail(io, -ENOMEM, KVFS_E_IO, 0);
+	r->fs = fs;
+	r->ino = ino;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	for (;;) {
+		struct piece *p;
+		/* Keep up to KV_FAST_AHEAD chunks loading on the worker pool. */
+		while (more && !rc && issued - consumed < KV_FAST_AHEAD &&
+		       (more = next_piece(&c, &pos))) {
+			int i = (int)(issued % NPIECE);
+			p = &r->p[i];
+			if (retire(r, l, i))
+				rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
+			p->r = r;
+			p->pos = pos;
+			p->rv.own_copy = 1;
+			p->state = P_LOADING;
+			issued++;
+			if (kv_pool_submit(fs->pool, load_job, p))
+				load_job(p);
+		}
+		if (rc || consumed == issued)
+			break;
+		p = &r->p[consumed % NPIECE];
+		wait_loaded(r, p);
+		if (p->rc < 0 || (size_t)p->rc != p->pos.len) {
+			/* A short read: the file shrank since the request was checked. */
+			rc = p->rc < 0 ? fail(io, p->rc, KVFS_E_IO, p->pos.seg)
+				       : fail(io, -EINVAL, KVFS_E_FILE_RANGE, p->pos.seg);
+			if (p->rc < 0)
+				kv_err("gpu read: inode %llu at %llu: %s", (unsigned long long)ino,
+				       (unsigned long long)p->pos.off, strerror(-p->rc));
+			break;
+		}
+		{
+			uint8_t *dst = base + p->pos.dev;
+			for (int k = 0; k < p->rv.n && !rc; k++) {
+				if (kv_gpu_h2d(l, dst, p->rv.iov[k].iov_base, p->rv.iov[k].iov_len))
+					rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
+				dst += p->rv.iov[k].iov_len;
+			}
+			if (!rc && kv_gpu_mark(l, (int)(consumed % NPIECE)))
+				rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
+		}
+		p->state = P_COPYING;
+		consumed++;
+		if (!rc)
+			copied += p->pos.len;
+	}
+	/* Drain: jobs still loading point into r. */
+	for (int i = 0; i < NPIECE; i++) {
+		wait_loaded(r, &r->p[i]);
+		if (retire(r, l, i) && !rc)
+			rc = fail(io, -EIO, KVFS_E_COPY, r->p[i].pos.seg);
+	}
+	if (rc == 0 || io->detail != KVFS_E_COPY)
+		io->bytes_done = copied;
+	if (rc == -EIO && io->detail == KVFS_E_COPY)
+		kv_err("gpu read: inode %llu: copy to the device failed: %s",
+		       (unsigned long long)ino, kv_gpu_plugin(f->g)->last_error());
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+	return rc;
+}
+
+/* ---- GPU_WRITE --------------------------------------------------------- */
+
+static int gpu_write(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint8_t *base,
+		     struct kvfs_gpu_io *io)
+{
+	struct cursor c = { io, KV_GPU_STAGE, 0, 0, 0 };
+	struct piece_pos pos[2];
+	uint8_t *stage[2] = { kv_gpu_staging(l, 0), kv_gpu_staging(l, 1) };
+	uint64_t k = 0;
+	int have, rc = 0;
+
+	if (!stage[0] || !stage[1]) {
+		kv_err("gpu write: cannot allocate pinned staging memory");
+		return fail(io, -ENOMEM, KVFS_E_IO, 0);
+	}
+	have = next_piece(&c, &pos[0]);
+	if (have && kv_gpu_d2h(l, stage[0], base + pos[0].dev, pos[0].len))
+		rc = fail(io, -EIO, KVFS_E_COPY, pos[0].seg);
+	if (have && !rc && kv_gpu_mark(l, 0))
+		rc = fail(io, -EIO, KVFS_E_COPY, pos[0].seg);
+	while (have && !rc) {
+		int cur = (int)(k & 1), nxt = cur ^ 1;
+		struct piece_pos *p = &pos[cur];
+		ssize_t n;
+
+		if (kv_gpu_wait(l, cur)) {
+			rc = fail(io, -EIO, KVFS_E_COPY, p->seg);
+			break;
+		}
+		/* The next copy runs while this piece is written. */
+		have = next_piece(&c, &pos[nxt]);
+		if (have && (kv_gpu_d2h(l, stage[nxt], base + pos[nxt].dev, pos[nxt].len) ||
+			     kv_gpu_mark(l, nxt)))
+			rc = fail(io, -EIO, KVFS_E_COPY, pos[nxt].seg);
+		n = kv_file_write(f->fs, ino, stage[cur], p->len, (off_t)p->off);
+		if (n > 0)
+			io->bytes_done += (uint64_t)n;
+		if (n < 0 || (size_t)n != p->len) {
+			rc = fail(io, n < 0 ? (int)n : -EIO, KVFS_E_IO, p->seg);
+			break;
+		}
+		k++;
+	}
+	if (kv_gpu_sync(l) && !rc)
+		rc = fail(io, -EIO, KVFS_E_COPY, 0);
+	if (rc && io->detail == KVFS_E_COPY)
+		kv_err("gpu write: inode %llu: copy from the device failed: %s",
+		       (unsigned long long)ino, kv_gpu_plugin(f->g)->last_error());
+	else if (rc)
+		kv_err("gpu write: inode %llu: %s", (unsigned long long)ino, strerror(-rc));
+	return rc;
+}
+
+int kv_fast_run(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
+		struct kvfs_gpu_io *io)
+{
+	char err[256] = "";
+	struct kv_gpu_map *m = NULL;
+	struct kv_gpu_lane *l = NULL;
+	uint64_t total = 0;
+	int dev = 0, rc;
+
+	atomic_fetch_add(&f->requests, 1);
+	io->bytes_done = 0;
+	io->error = 0;
+	io->error_seg = 0;
+	io->detail = KVFS_E_OK;
+	rc = check(f, ino, mode, io, &dev);
+	if (rc)
+		goto out;
+	rc = kv_gpu_map_get(f->g, dev, io->handle, pid, &m, err, sizeof(err));
+	if (rc) {
+		kv_err("gpu: inode %llu: cannot open the IPC handle of pid %u: %s",
+		       (unsigned long long)ino, pid, err[0] ? err : strerror(-rc));
+		rc = fail(io, rc == -ENOMEM ? rc : -EBADF, KVFS_E_HANDLE, 0);
+		goto out;
+	}
+	/* The allocation's size is the runtime's, never the caller's. */
+	for (uint32_t i = 0; i < io->nseg; i++) {
+		total += io->seg[i].len;
+		if (io->seg[i].dev_off + io->seg[i].len > kv_gpu_map_size(m)) {
+			rc = fail(io, -EFAULT, KVFS_E_DEV_RANGE, i);
+			goto out;
+		}
+	}
+	l = kv_gpu_lane_get(f->g, dev);
+	if (!l) {
+		rc = fail(io, -ENOMEM, KVFS_E_COPY, 0);
+		goto out;
+	}
+	/* An open of our own: the client's may be released meanwhile if it dies. */
+	rc = kv_file_open(f->fs, ino, 0);
+	if (rc) {
+		rc = fail(io, rc, KVFS_E_IO, 0);
+		goto out;
+	}
+	if (mode & KV_FAST_WRITE)
+		rc = gpu_write(f, ino, l, kv_gpu_map_base(m), io);
+	else
+		rc = gpu_read(f, ino, l, kv_gpu_map_base(m), io);
+	kv_file_release(f->fs, ino);
+	if (!rc)
+		atomic_fetch_add(mode & KV_FAST_WRITE ? &f->write_bytes : &f->read_bytes, total);
+out:
+	kv_gpu_lane_put(f->g, l);
+	if (m)
+		kv_gpu_map_put(f->g, m);
+	if (rc)
+		atomic_fetch_add(&f->errors, 1);
+	return rc;
+}
+
+/* ---- request threads --------------------------------------------------- */
+
+static void *fast_main(void *arg)
+{
+	struct kv_fast *f = arg;
+
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		struct fjob *j;
+		while (!f->head && !f->stopping)
+			pthread_cond_wait(&f->work, &f->lock);
+		if (!f->head)
+			break;
+		j = f->head;
+		f->head = j->next;
+		if (!f->head)
+			f->tail = NULL;
+		f->idle--;
+		pthread_mutex_unlock(&f->lock);
+		j->done(j->arg, kv_fast_run(f, j->ino, j->mode, j->pid, j->io), j->io);
+		free(j);
+		pthread_mutex_lock(&f->lock);
+		f->idle++;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+int kv_fast_submit(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
+		   struct kvfs_gpu_io *io, kv_fast_done_fn done, void *arg)
+{
+	struct fjob *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return -ENOMEM;
+	*j = (struct fjob){ NULL, ino, mode, pid, io, done, arg };
+	pthread_mutex_lock(&f->lock);
+	if (f->tail)
+		f->tail->next = j;
+	else
+		f->head = j;
+	f->tail = j;
+	if (!f->idle && f->nthreads < KV_FAST_THREADS &&
+	    !pthread_create(&f->th[f->nthreads], NULL, fast_main, f)) {
+		f->nthreads++;
+		f->idle++;
+	}
+	pthread_cond_signal(&f->work);
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+void kv_fast_stats(struct kv_fast *f, struct kv_fast_stats *s)
+{
+	s->requests = atomic_load(&f->requests);
+	s->errors = atomic_load(&f->errors);
+	s->read_bytes = atomic_load(&f->read_bytes);
+	s->write_bytes = atomic_load(&f->write_bytes);
+}

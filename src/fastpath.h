@@ -1,0 +1,56 @@
+/* kv_fast: the GPU fast path of a mount (ioctls of include/kvfs/ioctl.h).
+ *
+ * Checks a request, then moves file bytes between the file's chunks and an
+ * imported GPU allocation: reads load the file's chunks on the worker pool
+ * (decoding in parallel) while earlier chunks are copied to the device
+ * straight from the DRAM tier's page-locked buffers; writes copy from the
+ * device into pinned staging buffers and write through the normal data
+ * path, the next copy running while the last one is written. Requests run
+ * on the fast path's own threads, so FUSE's threads stay free for
+ * metadata. */
+#ifndef KV_FASTPATH_H
+#define KV_FASTPATH_H
+
+#include <stdint.h>
+
+#include "kvfs/ioctl.h"
+
+struct kv_fs;
+struct kv_gpu;
+struct kv_fast;
+
+/* How the request's file was opened, and what is asked. */
+#define KV_FAST_WRITE 1u     /* GPU_WRITE (else GPU_READ) */
+#define KV_FAST_CAN_READ 2u
+#define KV_FAST_CAN_WRITE 4u
+
+/* Concurrent requests; more wait in a queue. */
+#define KV_FAST_THREADS 8
+/* Chunks one read has loading ahead of the copies. */
+#define KV_FAST_AHEAD 8
+
+struct kv_fast *kv_fast_new(struct kv_fs *fs, struct kv_gpu *g);
+/* Finishes the queued requests, then stops. */
+void kv_fast_free(struct kv_fast *f);
+
+/* Fill a QUERY reply (starts the backend). 0 or -EINVAL (version, size). */
+int kv_fast_query(struct kv_fast *f, struct kvfs_query *q);
+
+/* Run a GPU_READ or GPU_WRITE on inode ino in this thread. pid: the
+ * client (0: unknown). Returns 0 or a negative errno, with io's output
+ * fields (bytes_done, error, error_seg, detail) set either way. */
+int kv_fast_run(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
+		struct kvfs_gpu_io *io);
+
+/* Run it on the fast path's threads; done gets kv_fast_run's result and
+ * io, which it owns from then on. Returns 0 or -ENOMEM (io not taken). */
+typedef void (*kv_fast_done_fn)(void *arg, int rc, struct kvfs_gpu_io *io);
+int kv_fast_submit(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
+		   struct kvfs_gpu_io *io, kv_fast_done_fn done, void *arg);
+
+struct kv_fast_stats {
+	uint64_t requests, errors, read_bytes, write_bytes;
+};
+void kv_fast_stats(struct kv_fast *f, struct kv_fast_stats *s);
+
+#endif
