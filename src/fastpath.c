@@ -258,8 +258,17 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 			p->r = r;
 			p->pos = pos;
 			p->rv.own_copy = 1;
-			p->state = P_LOADING;
 			issued++;
+			/* Chunks in the DRAM tier are taken here; the others are
+			 * loaded and decoded on the worker pool, in parallel. */
+			p->rv.tier_only = 1;
+			p->rc = kv_file_read(fs, ino, (off_t)pos.off, pos.len, &p->rv);
+			p->rv.tier_only = 0;
+			if (p->rc != -EAGAIN) {
+				p->state = P_LOADED;
+				continue;
+			}
+			p->state = P_LOADING;
 			if (kv_pool_submit(fs->pool, load_job, p))
 				load_job(p);
 		}
@@ -451,8 +460,17 @@ static void *fast_main(void *arg)
 int kv_fast_submit(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
 		   struct kvfs_gpu_io *io, kv_fast_done_fn done, void *arg)
 {
-	struct fjob *j = calloc(1, sizeof(*j));
+	struct fjob *j;
+	uint64_t total = 0;
 
+	/* A small request costs less than the hand-off to another thread. */
+	for (uint32_t i = 0; i < io->nseg && i < KVFS_GPU_MAX_SEGS; i++)
+		total += io->seg[i].len;
+	if (total <= KV_FAST_INLINE) {
+		done(arg, kv_fast_run(f, ino, mode, pid, io), io);
+		return 0;
+	}
+	j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
 	*j = (struct fjob){ NULL, ino, mode, pid, io, done, arg };

@@ -27,7 +27,9 @@ struct kv_fast;
 /* Concurrent requests; more wait in a queue. */
 #define KV_FAST_THREADS 8
 /* Chunks one read has loading ahead of the copies. */
-#define KV_FAST_AHEAD 8
+#define KV_FAST_AHEAD 16
+/* Requests up to this many bytes run in the submitting thread. */
+#define KV_FAST_INLINE (8u << 20)
 
 struct kv_fast *kv_fast_new(struct kv_fs *fs, struct kv_gpu *g);
 /* Finishes the queued requests, then stops. */
@@ -42,8 +44,9 @@ int kv_fast_query(struct kv_fast *f, struct kvfs_query *q);
 int kv_fast_run(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
 		struct kvfs_gpu_io *io);
 
-/* Run it on the fast path's threads; done gets kv_fast_run's result and
- * io, which it owns from then on. Returns 0 or -ENOMEM (io not taken). */
+/* Run it on the fast path's threads (requests up to KV_FAST_INLINE bytes:
+ * in this one, before returning); done gets kv_fast_run's result and io,
+ * which it owns from then on. Returns 0 or -ENOMEM (io not taken). */
 typedef void (*kv_fast_done_fn)(void *arg, int rc, struct kvfs_gpu_io *io);
 int kv_fast_submit(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
 		   struct kvfs_gpu_io *io, kv_fast_done_fn done, void *arg);

@@ -610,10 +610,11 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 	size_t copied = 0;
 	uint64_t ctx;
 
-	int own = rv->own_copy;
+	int own = rv->own_copy, tier_only = rv->tier_only;
 
 	memset(rv, 0, sizeof(*rv));
 	rv->own_copy = own;
+	rv->tier_only = tier_only;
 	if (!in)
 		return rc;
 	pthread_mutex_lock(&in->lock);
@@ -640,7 +641,11 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 		} else if (e && e->stored) {
 			struct kv_loc loc = e->loc;
 			uint32_t raw = e->raw;
-			struct kv_tier_ent *t = kv_tier_get(fs->tier, &loc);
+			struct kv_tier_ent *t = kv_tier_lookup(fs->tier, &loc, !tier_only);
+			if (!t && tier_only) {
+				rc = -EAGAIN;
+				break;
+			}
 			if (!t) {
 				prefetch(fs, in, idx);
 				pthread_mutex_unlock(&in->lock);

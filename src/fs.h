@@ -84,7 +84,9 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 /* A read's reply as a vector over tier entries, a copy of buffered data,
  * and zeros for holes. Release it after replying. The copy lives in a
  * per-thread buffer, valid until the thread's next read, unless own_copy
- * is set before the call: then rv owns it until kv_file_read_done. */
+ * is set before the call: then rv owns it until kv_file_read_done. With
+ * tier_only set, a chunk that is not in the DRAM tier fails the read with
+ * -EAGAIN instead of being loaded (callers that load elsewhere). */
 #define KV_READV_MAX 40
 struct kv_readv {
 	struct iovec iov[KV_READV_MAX];
@@ -93,6 +95,7 @@ struct kv_readv {
 	int nrefs;
 	size_t bytes;
 	int own_copy;          /* in */
+	int tier_only;         /* in: fail with -EAGAIN rather than load a chunk */
 	uint8_t *copy;         /* the owned copy, if any */
 };
 int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv);

@@ -24,7 +24,7 @@ struct kv_gpu_lane;
 #define KV_GPU_NSTAGE 2
 #define KV_GPU_STAGE (4u << 20)
 /* Events per lane: copies a request may have in flight. */
-#define KV_GPU_NEV 16
+#define KV_GPU_NEV 32
 
 struct kv_gpu_stats {
 	uint64_t mappings;      /* imported allocations held now */

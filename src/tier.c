@@ -153,6 +153,11 @@ static struct kv_tier_ent *find(struct kv_tier *t, const struct kv_loc *loc)
 
 struct kv_tier_ent *kv_tier_get(struct kv_tier *t, const struct kv_loc *loc)
 {
+	return kv_tier_lookup(t, loc, 1);
+}
+
+struct kv_tier_ent *kv_tier_lookup(struct kv_tier *t, const struct kv_loc *loc, int count_miss)
+{
 	struct kv_tier_ent *e;
 
 	pthread_mutex_lock(&t->lock);
@@ -164,7 +169,7 @@ struct kv_tier_ent *kv_tier_get(struct kv_tier *t, const struct kv_loc *loc)
 		t->hits++;
 	} else {
 		e = NULL;
-		t->misses++;
+		t->misses += count_miss != 0;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return e;

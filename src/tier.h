@@ -23,6 +23,9 @@ void kv_tier_free(struct kv_tier *t);
 
 /* A referenced entry for loc, or NULL (counted as a miss). */
 struct kv_tier_ent *kv_tier_get(struct kv_tier *t, const struct kv_loc *loc);
+/* The same; a miss is counted only if count_miss (a caller that will load
+ * the chunk elsewhere and look again). */
+struct kv_tier_ent *kv_tier_lookup(struct kv_tier *t, const struct kv_loc *loc, int count_miss);
 /* Add buf (from the tier's kv_bufs, holding len bytes) for loc and return
  * it referenced; the tier owns buf from now on (it may keep a right-sized
  * copy instead). The budget is charged the memory held, not len. If
