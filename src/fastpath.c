@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_int.h"
 #include "gpu.h"
@@ -31,7 +32,16 @@ struct kv_fast {
 	int nthreads, idle, stopping;
 	pthread_t th[KV_FAST_THREADS];
 	atomic_uint_least64_t requests, errors, read_bytes, write_bytes;
+	atomic_uint_least64_t load_wait_ns, copy_wait_ns, load_ns, loads;
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void slab_cb(void *arg, void *p, size_t len) { kv_gpu_register(arg, p, len); }
 
@@ -189,8 +199,10 @@ struct piece {
 };
 
 struct rd {
+	struct kv_fast *f;
 	struct kv_fs *fs;
 	uint64_t ino;
+	uint64_t load_wait, copy_wait; /* ns the request waited for each */
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	struct piece p[NPIECE];
@@ -200,7 +212,12 @@ static void load_job(void *arg)
 {
 	struct piece *p = arg;
 	struct rd *r = p->r;
-	int rc = kv_file_read(r->fs, r->ino, (off_t)p->pos.off, p->pos.len, &p->rv);
+	uint64_t t0 = mono_ns();
+	int rc = kv_file_read_ex(r->fs, r->ino, (off_t)p->pos.off, p->pos.len, &p->rv,
+				 KV_READ_OWN_COPY | KV_READ_NO_PREFETCH);
+
+	atomic_fetch_add(&r->f->load_ns, mono_ns() - t0);
+	atomic_fetch_add(&r->f->loads, 1);
 
 	pthread_mutex_lock(&r->lock);
 	p->rc = rc;
@@ -211,10 +228,16 @@ static void load_job(void *arg)
 
 static void wait_loaded(struct rd *r, struct piece *p)
 {
+	uint64_t t0 = 0;
+
 	pthread_mutex_lock(&r->lock);
+	if (p->state == P_LOADING)
+		t0 = mono_ns();
 	while (p->state == P_LOADING)
 		pthread_cond_wait(&r->cv, &r->lock);
 	pthread_mutex_unlock(&r->lock);
+	if (t0)
+		r->load_wait += mono_ns() - t0;
 }
 
 /* Let a copying piece finish and give its chunks back. */
@@ -222,8 +245,11 @@ static int retire(struct rd *r, struct kv_gpu_lane *l, int i)
 {
 	int rc = 0;
 
-	if (r->p[i].state == P_COPYING)
+	if (r->p[i].state == P_COPYING) {
+		uint64_t t0 = mono_ns();
 		rc = kv_gpu_wait(l, i);
+		r->copy_wait += mono_ns() - t0;
+	}
 	if (r->p[i].state != P_FREE)
 		kv_file_read_done(r->fs, &r->p[i].rv);
 	r->p[i].state = P_FREE;
@@ -242,6 +268,7 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 
 	if (!r)
 		return fail(io, -ENOMEM, KVFS_E_IO, 0);
+	r->f = f;
 	r->fs = fs;
 	r->ino = ino;
 	pthread_mutex_init(&r->lock, NULL);
@@ -257,13 +284,11 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 				rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
 			p->r = r;
 			p->pos = pos;
-			p->rv.own_copy = 1;
 			issued++;
 			/* Chunks in the DRAM tier are taken here; the others are
 			 * loaded and decoded on the worker pool, in parallel. */
-			p->rv.tier_only = 1;
-			p->rc = kv_file_read(fs, ino, (off_t)pos.off, pos.len, &p->rv);
-			p->rv.tier_only = 0;
+			p->rc = kv_file_read_ex(fs, ino, (off_t)pos.off, pos.len, &p->rv,
+						KV_READ_OWN_COPY | KV_READ_TIER_ONLY);
 			if (p->rc != -EAGAIN) {
 				p->state = P_LOADED;
 				continue;
@@ -286,13 +311,20 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 			break;
 		}
 		{
+			/* Pieces take turns on the lane's streams; host ranges that
+			 * happen to be adjacent go as one copy. */
+			int s = (int)(consumed % KV_GPU_NSTREAM);
 			uint8_t *dst = base + p->pos.dev;
-			for (int k = 0; k < p->rv.n && !rc; k++) {
-				if (kv_gpu_h2d(l, dst, p->rv.iov[k].iov_base, p->rv.iov[k].iov_len))
+			for (int k = 0; k < p->rv.n && !rc;) {
+				uint8_t *src = p->rv.iov[k].iov_base;
+				size_t n = p->rv.iov[k].iov_len;
+				for (k++; k < p->rv.n && (uint8_t *)p->rv.iov[k].iov_base == src + n; k++)
+					n += p->rv.iov[k].iov_len;
+				if (kv_gpu_h2d(l, s, dst, src, n))
 					rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
-				dst += p->rv.iov[k].iov_len;
+				dst += n;
 			}
-			if (!rc && kv_gpu_mark(l, (int)(consumed % NPIECE)))
+			if (!rc && kv_gpu_mark(l, (int)(consumed % NPIECE), s))
 				rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
 		}
 		p->state = P_COPYING;
@@ -311,6 +343,8 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 	if (rc == -EIO && io->detail == KVFS_E_COPY)
 		kv_err("gpu read: inode %llu: copy to the device failed: %s",
 		       (unsigned long long)ino, kv_gpu_plugin(f->g)->last_error());
+	atomic_fetch_add(&f->load_wait_ns, r->load_wait);
+	atomic_fetch_add(&f->copy_wait_ns, r->copy_wait);
 	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
@@ -335,7 +369,7 @@ static int gpu_write(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uin
 	have = next_piece(&c, &pos[0]);
 	if (have && kv_gpu_d2h(l, stage[0], base + pos[0].dev, pos[0].len))
 		rc = fail(io, -EIO, KVFS_E_COPY, pos[0].seg);
-	if (have && !rc && kv_gpu_mark(l, 0))
+	if (have && !rc && kv_gpu_mark(l, 0, 0))
 		rc = fail(io, -EIO, KVFS_E_COPY, pos[0].seg);
 	while (have && !rc) {
 		int cur = (int)(k & 1), nxt = cur ^ 1;
@@ -349,7 +383,7 @@ static int gpu_write(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uin
 		/* The next copy runs while this piece is written. */
 		have = next_piece(&c, &pos[nxt]);
 		if (have && (kv_gpu_d2h(l, stage[nxt], base + pos[nxt].dev, pos[nxt].len) ||
-			     kv_gpu_mark(l, nxt)))
+			     kv_gpu_mark(l, nxt, 0)))
 			rc = fail(io, -EIO, KVFS_E_COPY, pos[nxt].seg);
 		n = kv_file_write(f->fs, ino, stage[cur], p->len, (off_t)p->off);
 		if (n > 0)
@@ -496,4 +530,8 @@ void kv_fast_stats(struct kv_fast *f, struct kv_fast_stats *s)
 	s->errors = atomic_load(&f->errors);
 	s->read_bytes = atomic_load(&f->read_bytes);
 	s->write_bytes = atomic_load(&f->write_bytes);
+	s->load_wait_ns = atomic_load(&f->load_wait_ns);
+	s->copy_wait_ns = atomic_load(&f->copy_wait_ns);
+	s->load_ns = atomic_load(&f->load_ns);
+	s->loads = atomic_load(&f->loads);
 }

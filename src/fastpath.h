@@ -53,6 +53,8 @@ int kv_fast_submit(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
 
 struct kv_fast_stats {
 	uint64_t requests, errors, read_bytes, write_bytes;
+	uint64_t load_wait_ns, copy_wait_ns; /* GPU_READs waiting on chunk loads / copies */
+	uint64_t load_ns, loads;             /* chunk loads run on the worker pool */
 };
 void kv_fast_stats(struct kv_fast *f, struct kv_fast_stats *s);
 

@@ -603,6 +603,12 @@ static void prefetch(struct kv_fs *fs, struct kv_inode *in, uint64_t idx)
 
 int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv)
 {
+	return kv_file_read_ex(fs, ino, off, size, rv, 0);
+}
+
+int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv,
+		    unsigned flags)
+{
 	int rc = 0;
 	struct kv_inode *in = open_inode(fs, ino, &rc);
 	uint64_t pos = (uint64_t)off, end;
@@ -610,11 +616,9 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 	size_t copied = 0;
 	uint64_t ctx;
 
-	int own = rv->own_copy, tier_only = rv->tier_only;
+	int own = flags & KV_READ_OWN_COPY, tier_only = flags & KV_READ_TIER_ONLY;
 
 	memset(rv, 0, sizeof(*rv));
-	rv->own_copy = own;
-	rv->tier_only = tier_only;
 	if (!in)
 		return rc;
 	pthread_mutex_lock(&in->lock);
@@ -647,7 +651,8 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 				break;
 			}
 			if (!t) {
-				prefetch(fs, in, idx);
+				if (!(flags & KV_READ_NO_PREFETCH))
+					prefetch(fs, in, idx);
 				pthread_mutex_unlock(&in->lock);
 				t = load(fs, ino, idx, &loc, raw, &rc);
 				pthread_mutex_lock(&in->lock);

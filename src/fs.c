@@ -469,6 +469,10 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
 		g.gpu_mappings = gst.mappings;
 		g.gpu_ipc_opens = gst.opens;
 		g.gpu_pinned_bytes = gst.registered;
+		g.gpu_load_wait_ns = fst.load_wait_ns;
+		g.gpu_copy_wait_ns = fst.copy_wait_ns;
+		g.gpu_load_ns = fst.load_ns;
+		g.gpu_loads = fst.loads;
 	}
 	return kv_stats_format(&fs->stats, &g, buf, len);
 }

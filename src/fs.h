@@ -83,10 +83,7 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 
 /* A read's reply as a vector over tier entries, a copy of buffered data,
  * and zeros for holes. Release it after replying. The copy lives in a
- * per-thread buffer, valid until the thread's next read, unless own_copy
- * is set before the call: then rv owns it until kv_file_read_done. With
- * tier_only set, a chunk that is not in the DRAM tier fails the read with
- * -EAGAIN instead of being loaded (callers that load elsewhere). */
+ * per-thread buffer, valid until the thread's next read. */
 #define KV_READV_MAX 40
 struct kv_readv {
 	struct iovec iov[KV_READV_MAX];
@@ -94,11 +91,19 @@ struct kv_readv {
 	struct kv_tier_ent *refs[KV_READV_MAX];
 	int nrefs;
 	size_t bytes;
-	int own_copy;          /* in */
-	int tier_only;         /* in: fail with -EAGAIN rather than load a chunk */
-	uint8_t *copy;         /* the owned copy, if any */
+	uint8_t *copy;         /* KV_READ_OWN_COPY: the copy, if any */
 };
 int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv);
+/* kv_file_read with flags: KV_READ_OWN_COPY: rv owns the copy of buffered
+ * data until kv_file_read_done (the thread may read again meanwhile);
+ * KV_READ_TIER_ONLY: a chunk not in the DRAM tier fails the read with
+ * -EAGAIN instead of being loaded (for callers that load elsewhere);
+ * KV_READ_NO_PREFETCH: no read-ahead hints for the following records. */
+#define KV_READ_OWN_COPY 1u
+#define KV_READ_TIER_ONLY 2u
+#define KV_READ_NO_PREFETCH 4u /* the caller loads ahead itself */
+int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv,
+		    unsigned flags);
 void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv);
 
 #endif

@@ -414,7 +414,6 @@ static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(copy);
 		return;
 	}
-	rv.own_copy = 0;
 	rc = kv_file_read(fs, ino, off, size, &rv);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);

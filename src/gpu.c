@@ -35,7 +35,7 @@ struct kv_gpu_lane {
 	struct kv_gpu_lane *next;
 	const struct kv_gpu_plugin *p;
 	int dev;
-	void *stream;
+	void *stream[KV_GPU_NSTREAM];
 	void *ev[KV_GPU_NEV];
 	void *stage[KV_GPU_NSTAGE];
 };
@@ -400,8 +400,9 @@ static void lane_free(struct kv_gpu_lane *l)
 	for (int i = 0; i < KV_GPU_NEV; i++)
 		if (l->ev[i])
 			p->event_free(l->dev, l->ev[i]);
-	if (l->stream)
-		p->stream_free(l->dev, l->stream);
+	for (int i = 0; i < KV_GPU_NSTREAM; i++)
+		if (l->stream[i])
+			p->stream_free(l->dev, l->stream[i]);
 	free(l);
 }
 
@@ -423,8 +424,9 @@ struct kv_gpu_lane *kv_gpu_lane_get(struct kv_gpu *g, int dev)
 		return NULL;
 	l->p = g->p;
 	l->dev = dev;
-	if (g->p->stream_new(dev, &l->stream))
-		goto fail;
+	for (int i = 0; i < KV_GPU_NSTREAM; i++)
+		if (g->p->stream_new(dev, &l->stream[i]))
+			goto fail;
 	for (int i = 0; i < KV_GPU_NEV; i++)
 		if (g->p->event_new(dev, &l->ev[i]))
 			goto fail;
@@ -445,23 +447,31 @@ void kv_gpu_lane_put(struct kv_gpu *g, struct kv_gpu_lane *l)
 	pthread_mutex_unlock(&g->lock);
 }
 
-int kv_gpu_h2d(struct kv_gpu_lane *l, void *dst, const void *src, size_t n)
+int kv_gpu_h2d(struct kv_gpu_lane *l, int s, void *dst, const void *src, size_t n)
 {
-	return l->p->copy_h2d(l->dev, l->stream, dst, src, n);
+	return l->p->copy_h2d(l->dev, l->stream[s], dst, src, n);
 }
 
 int kv_gpu_d2h(struct kv_gpu_lane *l, void *dst, const void *src, size_t n)
 {
-	return l->p->copy_d2h(l->dev, l->stream, dst, src, n);
+	return l->p->copy_d2h(l->dev, l->stream[0], dst, src, n);
 }
 
-int kv_gpu_mark(struct kv_gpu_lane *l, int slot)
+int kv_gpu_mark(struct kv_gpu_lane *l, int slot, int s)
 {
-	return l->p->event_record(l->dev, l->ev[slot], l->stream);
+	return l->p->event_record(l->dev, l->ev[slot], l->stream[s]);
 }
 
 int kv_gpu_wait(struct kv_gpu_lane *l, int slot) { return l->p->event_sync(l->dev, l->ev[slot]); }
-int kv_gpu_sync(struct kv_gpu_lane *l) { return l->p->stream_sync(l->dev, l->stream); }
+int kv_gpu_sync(struct kv_gpu_lane *l)
+{
+	int rc = 0;
+
+	for (int i = 0; i < KV_GPU_NSTREAM; i++)
+		if (l->p->stream_sync(l->dev, l->stream[i]))
+			rc = -EIO;
+	return rc;
+}
 
 void *kv_gpu_staging(struct kv_gpu_lane *l, int i)
 {

@@ -25,6 +25,9 @@ struct kv_gpu_lane;
 #define KV_GPU_STAGE (4u << 20)
 /* Events per lane: copies a request may have in flight. */
 #define KV_GPU_NEV 32
+/* Streams per lane: host-to-device copies take turns on them, so one
+ * copy's set-up overlaps another's transfer. */
+#define KV_GPU_NSTREAM 4
 
 struct kv_gpu_stats {
 	uint64_t mappings;      /* imported allocations held now */
@@ -71,12 +74,15 @@ int kv_gpu_reap(struct kv_gpu *g, int64_t idle_sec);
 /* A lane on dev for one request at a time; NULL if it cannot be made. */
 struct kv_gpu_lane *kv_gpu_lane_get(struct kv_gpu *g, int dev);
 void kv_gpu_lane_put(struct kv_gpu *g, struct kv_gpu_lane *l);
-int kv_gpu_h2d(struct kv_gpu_lane *l, void *dst, const void *src, size_t n);
+/* Host-to-device copy on stream s (0..KV_GPU_NSTREAM-1); device-to-host
+ * copies run on stream 0. */
+int kv_gpu_h2d(struct kv_gpu_lane *l, int s, void *dst, const void *src, size_t n);
 int kv_gpu_d2h(struct kv_gpu_lane *l, void *dst, const void *src, size_t n);
-/* Record event slot (0..KV_GPU_NEV-1) after the copies issued so far;
- * kv_gpu_wait returns when they have completed. */
-int kv_gpu_mark(struct kv_gpu_lane *l, int slot);
+/* Record event slot (0..KV_GPU_NEV-1) after the copies issued so far on
+ * stream s; kv_gpu_wait returns when they have completed. */
+int kv_gpu_mark(struct kv_gpu_lane *l, int slot, int s);
 int kv_gpu_wait(struct kv_gpu_lane *l, int slot);
+/* Wait for every stream of the lane. */
 int kv_gpu_sync(struct kv_gpu_lane *l);
 /* Pinned staging buffer i (0..KV_GPU_NSTAGE-1) of KV_GPU_STAGE bytes, or NULL. */
 void *kv_gpu_staging(struct kv_gpu_lane *l, int i);

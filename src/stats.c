@@ -75,5 +75,16 @@ int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *b
 	metric(&o, "kvfs_gpu_ipc_opens_total", "counter", "IPC handles imported.", g->gpu_ipc_opens);
 	metric(&o, "kvfs_gpu_pinned_bytes", "gauge", "Host memory page-locked for GPU copies.",
 	       g->gpu_pinned_bytes);
+	put(&o, "# HELP kvfs_gpu_load_wait_seconds_total Time GPU reads waited for chunks to be "
+		"loaded and decoded.\n# TYPE kvfs_gpu_load_wait_seconds_total counter\n"
+		"kvfs_gpu_load_wait_seconds_total %.6f\n", (double)g->gpu_load_wait_ns / 1e9);
+	put(&o, "# HELP kvfs_gpu_copy_wait_seconds_total Time GPU reads waited for copies to the "
+		"device.\n# TYPE kvfs_gpu_copy_wait_seconds_total counter\n"
+		"kvfs_gpu_copy_wait_seconds_total %.6f\n", (double)g->gpu_copy_wait_ns / 1e9);
+	put(&o, "# HELP kvfs_gpu_load_seconds_total Time spent loading and decoding chunks for GPU "
+		"reads, summed over worker threads.\n# TYPE kvfs_gpu_load_seconds_total counter\n"
+		"kvfs_gpu_load_seconds_total %.6f\n", (double)g->gpu_load_ns / 1e9);
+	metric(&o, "kvfs_gpu_loads_total", "counter", "Chunks loaded on the worker pool for GPU reads.",
+	       g->gpu_loads);
 	return (int)o.used;
 }

@@ -10,8 +10,8 @@
  * driver (libcuda.so.1) or the HIP runtime (libamdhip64.so); one vendor per
  * process. Pointers must come from cudaMalloc / hipMalloc (PyTorch's
  * caching allocator qualifies, its expandable segments and cudaMallocAsync
- * pools do not). The calling thread needs a current CUDA context, which
- * any thread that has used the CUDA runtime has.
+ * pools do not). The calling thread needs no current context: libkvfs
+ * works in the context each allocation belongs to.
  *
  * Ordering: the daemon copies on its own stream in its own process. Before
  * a write, finish the work that produces the bytes; before a read, finish

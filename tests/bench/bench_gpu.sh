@@ -58,7 +58,7 @@ for codec in none lz4 zstd; do
 		R[pread_2M]=$(med pread $MNT/bench/ctx/data $M2)
 		R[pinned_2M]=$(med pread-pinned $MNT/bench/ctx/data $M2)
 	fi
-	grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes)' $MNT/.kvfs/stats | sed "s/^/  [$codec cold] /"
+	grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes|gpu_(load|copy)_wait_seconds_total|gpu_load_seconds_total|gpu_loads_total)' $MNT/.kvfs/stats | sed "s/^/  [$codec cold] /"
 	umount_kvfs
 done
 
@@ -68,7 +68,7 @@ cp $DATA $MNT/bench/ctx/data
 R[hot_64M]=$(med ioctl $MNT/bench/ctx/data $M64)
 R[hot_2M]=$(med ioctl $MNT/bench/ctx/data $M2)
 R[write_64M]=$(med ioctl-write $MNT/bench/ctx/data $M64)
-grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes)' $MNT/.kvfs/stats | sed 's/^/  [hot] /'
+grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes|gpu_(load|copy)_wait_seconds_total|gpu_load_seconds_total|gpu_loads_total)' $MNT/.kvfs/stats | sed 's/^/  [hot] /'
 umount_kvfs
 
 gb() { echo "${R[$1]}" | cut -d' ' -f1; }

@@ -120,6 +120,8 @@ static const struct {
 	{ "ram", "0" }, { "ram", "512M" }, { "ram", "2G" },
 	{ "workers", "1" }, { "workers", "64" }, { "workers", "auto" }, { "workers", "3" },
 	{ "segment", "16M" }, { "segment", "1G" }, { "segment", "64G" },
+	{ "gpu", "auto" }, { "gpu", "cuda" }, { "gpu", "hip" }, { "gpu", "off" },
+	{ "gpu", "/usr/lib/kvfs/libkvfs-gpu-cuda.so" },
 };
 
 static void check_config(const struct kv_config *c, const char *name, const char *value)
@@ -139,6 +141,8 @@ static void check_config(const struct kv_config *c, const char *name, const char
 				    !strcmp(value, "off") ? 0 : atoi(value));
 	} else if (!strcmp(name, "workers")) {
 		ok = c->workers == (!strcmp(value, "auto") ? (int)nproc_auto() : atoi(value));
+	} else if (!strcmp(name, "gpu")) {
+		ok = !strcmp(c->gpu, value);
 	} else {
 		size_t want = 0, got = !strcmp(name, "chunk") ? c->chunk :
 				       !strcmp(name, "ram") ? c->ram : c->segment;
@@ -183,6 +187,8 @@ static const struct {
 	{ "workers", "2x" }, { "workers", "many" },
 	{ "segment", "" }, { "segment", "15M" }, { "segment", "1M" }, { "segment", "65G" },
 	{ "segment", "1T" }, { "segment", "x" },
+	{ "gpu", "" }, { "gpu", "CUDA" }, { "gpu", "rocm" }, { "gpu", "libkvfs-gpu-cuda.so" },
+	{ "gpu", "/usr/lib/kvfs/plugin" }, { "gpu", "/x.sox" },
 };
 
 static void bad_opt_case(int _i)
@@ -236,7 +242,8 @@ END_TEST
 START_TEST(test_known)
 {
 	const char *names[] = { "codec",    "shuffle", "chunk", "ram",      "workers", "segment",
-				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth" };
+				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth",
+				"gpu" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		ck_assert_msg(kv_opt_known(names[i]), "%s", names[i]);
@@ -293,7 +300,7 @@ START_TEST(test_format_defaults)
 	snprintf(want, sizeof(want),
 		 "codec=lz4\nshuffle=auto\nchunk=1048576\nram=134217728\nworkers=%zu\n"
 		 "segment=1073741824\ncapacity=0\nhigh=95\nlow=90\nmin_free=0\nttl=0\n"
-		 "context_depth=2\n",
+		 "context_depth=2\ngpu=auto\n",
 		 nproc_auto());
 	ck_assert_str_eq(buf, want);
 }
@@ -303,7 +310,8 @@ START_TEST(test_format_set)
 {
 	struct kv_config c;
 	char buf[512], err[128];
-	const char *tail = "capacity=0\nhigh=95\nlow=90\nmin_free=0\nttl=0\ncontext_depth=2\n";
+	const char *tail = "capacity=0\nhigh=95\nlow=90\nmin_free=0\nttl=0\ncontext_depth=2\n"
+			   "gpu=auto\n";
 	char want[512];
 
 	kv_opt_defaults(&c);
@@ -376,7 +384,8 @@ START_TEST(test_help_tables)
 {
 	char *help = capture(kv_opt_print_help), *md = capture(kv_opt_print_markdown);
 	const char *names[] = { "codec",    "shuffle", "chunk", "ram",      "workers", "segment",
-				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth" };
+				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth",
+				"gpu" };
 	int rows = 0;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -391,7 +400,7 @@ START_TEST(test_help_tables)
 	ck_assert_ptr_nonnull(strstr(md, "| option | values | default | meaning |"));
 	for (const char *p = md; (p = strchr(p, '\n')); p++)
 		rows++;
-	ck_assert_int_eq(rows, 2 + 12); /* header, rule, one row per option */
+	ck_assert_int_eq(rows, 2 + 13); /* header, rule, one row per option */
 	free(help);
 	free(md);
 }
