@@ -196,6 +196,7 @@ struct piece {
 	struct piece_pos pos;
 	struct kv_readv rv;
 	int state, rc;
+	unsigned streams;     /* bit s: the piece's copies used stream s */
 };
 
 struct rd {
@@ -247,7 +248,9 @@ static int retire(struct rd *r, struct kv_gpu_lane *l, int i)
 
 	if (r->p[i].state == P_COPYING) {
 		uint64_t t0 = mono_ns();
-		rc = kv_gpu_wait(l, i);
+		for (int s = 0; s < KV_GPU_NSTREAM; s++)
+			if ((r->p[i].streams & 1u << s) && kv_gpu_wait(l, i, s))
+				rc = -EIO;
 		r->copy_wait += mono_ns() - t0;
 	}
 	if (r->p[i].state != P_FREE)
@@ -264,6 +267,7 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 	struct cursor c = { io, fs->cfg.chunk, 1, 0, 0 };
 	struct piece_pos pos;
 	uint64_t issued = 0, consumed = 0, copied = 0;
+	unsigned turn = 0;
 	int more = 1, rc = 0;
 
 	if (!r)
@@ -276,23 +280,31 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 	for (;;) {
 		struct piece *p;
 		/* Keep up to KV_FAST_AHEAD chunks loading on the worker pool. */
-		while (more && !rc && issued - consumed < KV_FAST_AHEAD &&
-		       (more = next_piece(&c, &pos))) {
+		while (more && !rc && issued - consumed < KV_FAST_AHEAD) {
+			struct cursor save = c;
 			int i = (int)(issued % NPIECE);
 			p = &r->p[i];
 			if (retire(r, l, i))
 				rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
+			/* Chunks in the DRAM tier are taken here, several at a
+			 * time; the others are loaded and decoded on the worker
+			 * pool, one chunk per job, in parallel. */
+			c.step = fs->cfg.chunk * KV_FAST_BATCH;
+			if (!(more = next_piece(&c, &pos)))
+				break;
 			p->r = r;
 			p->pos = pos;
+			p->streams = 0;
 			issued++;
-			/* Chunks in the DRAM tier are taken here; the others are
-			 * loaded and decoded on the worker pool, in parallel. */
 			p->rc = kv_file_read_ex(fs, ino, (off_t)pos.off, pos.len, &p->rv,
 						KV_READ_OWN_COPY | KV_READ_TIER_ONLY);
 			if (p->rc != -EAGAIN) {
 				p->state = P_LOADED;
 				continue;
 			}
+			c = save;
+			c.step = fs->cfg.chunk;
+			next_piece(&c, &p->pos);
 			p->state = P_LOADING;
 			if (kv_pool_submit(fs->pool, load_job, p))
 				load_job(p);
@@ -311,21 +323,25 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 			break;
 		}
 		{
-			/* Pieces take turns on the lane's streams; host ranges that
-			 * happen to be adjacent go as one copy. */
-			int s = (int)(consumed % KV_GPU_NSTREAM);
+			/* Copies take turns on the lane's streams, so one's set-up
+			 * overlaps another's transfer; host ranges that happen to be
+			 * adjacent go as one copy. */
 			uint8_t *dst = base + p->pos.dev;
 			for (int k = 0; k < p->rv.n && !rc;) {
 				uint8_t *src = p->rv.iov[k].iov_base;
 				size_t n = p->rv.iov[k].iov_len;
+				int s = (int)(turn++ % KV_GPU_NSTREAM);
 				for (k++; k < p->rv.n && (uint8_t *)p->rv.iov[k].iov_base == src + n; k++)
 					n += p->rv.iov[k].iov_len;
 				if (kv_gpu_h2d(l, s, dst, src, n))
 					rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
+				p->streams |= 1u << s;
 				dst += n;
 			}
-			if (!rc && kv_gpu_mark(l, (int)(consumed % NPIECE), s))
-				rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
+			for (int s = 0; s < KV_GPU_NSTREAM && !rc; s++)
+				if ((p->streams & 1u << s) &&
+				    kv_gpu_mark(l, (int)(consumed % NPIECE), s))
+					rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
 		}
 		p->state = P_COPYING;
 		consumed++;
@@ -376,7 +392,7 @@ static int gpu_write(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uin
 		struct piece_pos *p = &pos[cur];
 		ssize_t n;
 
-		if (kv_gpu_wait(l, cur)) {
+		if (kv_gpu_wait(l, cur, 0)) {
 			rc = fail(io, -EIO, KVFS_E_COPY, p->seg);
 			break;
 		}

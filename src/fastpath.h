@@ -28,6 +28,8 @@ struct kv_fast;
 #define KV_FAST_THREADS 8
 /* Chunks one read has loading ahead of the copies. */
 #define KV_FAST_AHEAD 16
+/* Chunks already in the DRAM tier are taken this many at a time. */
+#define KV_FAST_BATCH 16
 /* Requests up to this many bytes run in the submitting thread. */
 #define KV_FAST_INLINE (8u << 20)
 

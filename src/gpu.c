@@ -36,7 +36,7 @@ struct kv_gpu_lane {
 	const struct kv_gpu_plugin *p;
 	int dev;
 	void *stream[KV_GPU_NSTREAM];
-	void *ev[KV_GPU_NEV];
+	void *ev[KV_GPU_NEV][KV_GPU_NSTREAM];
 	void *stage[KV_GPU_NSTAGE];
 };
 
@@ -398,8 +398,9 @@ static void lane_free(struct kv_gpu_lane *l)
 		if (l->stage[i])
 			p->host_free(l->stage[i]);
 	for (int i = 0; i < KV_GPU_NEV; i++)
-		if (l->ev[i])
-			p->event_free(l->dev, l->ev[i]);
+		for (int s = 0; s < KV_GPU_NSTREAM; s++)
+			if (l->ev[i][s])
+				p->event_free(l->dev, l->ev[i][s]);
 	for (int i = 0; i < KV_GPU_NSTREAM; i++)
 		if (l->stream[i])
 			p->stream_free(l->dev, l->stream[i]);
@@ -428,8 +429,9 @@ struct kv_gpu_lane *kv_gpu_lane_get(struct kv_gpu *g, int dev)
 		if (g->p->stream_new(dev, &l->stream[i]))
 			goto fail;
 	for (int i = 0; i < KV_GPU_NEV; i++)
-		if (g->p->event_new(dev, &l->ev[i]))
-			goto fail;
+		for (int s = 0; s < KV_GPU_NSTREAM; s++)
+			if (g->p->event_new(dev, &l->ev[i][s]))
+				goto fail;
 	return l;
 fail:
 	kv_err("gpu: cannot create a stream on device %d: %s", dev, g->p->last_error());
@@ -459,10 +461,13 @@ int kv_gpu_d2h(struct kv_gpu_lane *l, void *dst, const void *src, size_t n)
 
 int kv_gpu_mark(struct kv_gpu_lane *l, int slot, int s)
 {
-	return l->p->event_record(l->dev, l->ev[slot], l->stream[s]);
+	return l->p->event_record(l->dev, l->ev[slot][s], l->stream[s]);
 }
 
-int kv_gpu_wait(struct kv_gpu_lane *l, int slot) { return l->p->event_sync(l->dev, l->ev[slot]); }
+int kv_gpu_wait(struct kv_gpu_lane *l, int slot, int s)
+{
+	return l->p->event_sync(l->dev, l->ev[slot][s]);
+}
 int kv_gpu_sync(struct kv_gpu_lane *l)
 {
 	int rc = 0;

@@ -23,11 +23,12 @@ struct kv_gpu_lane;
 /* Pinned staging buffers per lane and their size (GPU -> file). */
 #define KV_GPU_NSTAGE 2
 #define KV_GPU_STAGE (4u << 20)
-/* Events per lane: copies a request may have in flight. */
+/* Event slots per lane (each with one event per stream): pieces a
+ * request may have in flight. */
 #define KV_GPU_NEV 32
 /* Streams per lane: host-to-device copies take turns on them, so one
  * copy's set-up overlaps another's transfer. */
-#define KV_GPU_NSTREAM 4
+#define KV_GPU_NSTREAM 8
 
 struct kv_gpu_stats {
 	uint64_t mappings;      /* imported allocations held now */
@@ -78,10 +79,10 @@ void kv_gpu_lane_put(struct kv_gpu *g, struct kv_gpu_lane *l);
  * copies run on stream 0. */
 int kv_gpu_h2d(struct kv_gpu_lane *l, int s, void *dst, const void *src, size_t n);
 int kv_gpu_d2h(struct kv_gpu_lane *l, void *dst, const void *src, size_t n);
-/* Record event slot (0..KV_GPU_NEV-1) after the copies issued so far on
- * stream s; kv_gpu_wait returns when they have completed. */
+/* Record event slot (0..KV_GPU_NEV-1) of stream s after the copies issued
+ * so far on s; kv_gpu_wait returns when they have completed. */
 int kv_gpu_mark(struct kv_gpu_lane *l, int slot, int s);
-int kv_gpu_wait(struct kv_gpu_lane *l, int slot);
+int kv_gpu_wait(struct kv_gpu_lane *l, int slot, int s);
 /* Wait for every stream of the lane. */
 int kv_gpu_sync(struct kv_gpu_lane *l);
 /* Pinned staging buffer i (0..KV_GPU_NSTAGE-1) of KV_GPU_STAGE bytes, or NULL. */

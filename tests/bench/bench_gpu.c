@@ -8,6 +8,10 @@
  *   pread-pinned pread() into pinned memory + cudaMemcpy
  *   ioctl        KVFS_IOC_GPU_READ straight into the device buffer
  *   ioctl-write  KVFS_IOC_GPU_WRITE of the device buffer into FILE
+ *   dma-chunks   in-process async copies of 1 MiB pieces from a page-locked
+ *                huge-page region on KVFS_BENCH_STREAMS streams (default 8),
+ *                synchronised per request: the bound for chunked copies
+ *   query        KVFS_IOC_QUERY round trips (the ioctl path's fixed cost)
  * The whole file is moved in requests of REQ_SIZE bytes, RUNS times; one
  * line per run ("run N GB/s X us/req Y"), then "median GB/s X us/req Y".
  * The device buffer is checked against the file after the first ioctl run
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,7 +87,7 @@ int main(int argc, char **argv)
 	struct kvfs_gpu_io io;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: kvfs-bench-gpu limit|pread|pread-pinned|ioctl|ioctl-write "
+		fprintf(stderr, "usage: kvfs-bench-gpu limit|pread|pread-pinned|ioctl|ioctl-write|dma-chunks|query "
 				"FILE REQ_SIZE RUNS\n");
 		return 2;
 	}
@@ -109,12 +114,55 @@ int main(int argc, char **argv)
 		host = malloc(req);
 	}
 	prep_io(&io, dev);
+	if (!strcmp(mode, "dma-chunks")) {
+		/* 256 MiB of 2 MiB-aligned, huge-page, registered memory, read
+		 * in 1 MiB pieces round-robin, as the daemon's chunk buffers are. */
+		size_t region = 256u << 20;
+		char *m = mmap(NULL, region + (2u << 20), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		host = (void *)(((uintptr_t)m + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1));
+		madvise(host, region, MADV_HUGEPAGE);
+		memset(host, 1, region);
+		CK(cudaHostRegister(host, region, cudaHostRegisterDefault));
+	}
 
 	for (int r = 0; r < runs; r++) {
 		double t0 = now();
 		size_t nreq = 0;
 		for (size_t off = 0; off < size; off += req, nreq++) {
 			size_t n = size - off < req ? size - off : req;
+			if (!strcmp(mode, "query")) {
+				struct kvfs_query q;
+				memset(&q, 0, sizeof(q));
+				q.abi_version = KVFS_ABI_VERSION;
+				q.struct_size = sizeof(q);
+				if (ioctl(fd, KVFS_IOC_QUERY, &q)) {
+					perror("QUERY");
+					return 1;
+				}
+				continue;
+			}
+			if (!strcmp(mode, "dma-chunks")) {
+				static cudaStream_t strm[64];
+				static int ns;
+				if (!ns) {
+					const char *e = getenv("KVFS_BENCH_STREAMS");
+					ns = e ? atoi(e) : 8;
+					ns = ns < 1 ? 1 : ns > 64 ? 64 : ns;
+					for (int i = 0; i < ns; i++)
+						CK(cudaStreamCreateWithFlags(&strm[i], cudaStreamNonBlocking));
+				}
+				for (size_t k = 0; k < n; k += 1u << 20) {
+					size_t m = n - k < (1u << 20) ? n - k : 1u << 20;
+					size_t piece = (off + k) >> 20;
+					CK(cudaMemcpyAsync((char *)dev + off + k,
+							   (char *)host + ((piece * (1u << 20)) % (256u << 20)),
+							   m, cudaMemcpyHostToDevice, strm[piece % (size_t)ns]));
+				}
+				for (int i = 0; i < ns; i++)
+					CK(cudaStreamSynchronize(strm[i]));
+				continue;
+			}
 			if (!strcmp(mode, "limit")) {
 				CK(cudaMemcpy((char *)dev + off, (char *)host + off, n,
 					      cudaMemcpyHostToDevice));

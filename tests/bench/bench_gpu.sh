@@ -45,6 +45,8 @@ med() { # MODE FILE REQ -> "GB/s us/req"
 declare -A R
 R[limit_64M]=$(med limit $DATA $M64)
 R[limit_2M]=$(med limit $DATA $M2)
+R[chunks_64M]=$(med dma-chunks $DATA $M64)
+R[chunks_2M]=$(med dma-chunks $DATA $M2)
 
 for codec in none lz4 zstd; do
 	mount_kvfs $W/store-$codec "codec=$codec,ram=128M,gpu=cuda"
@@ -68,6 +70,7 @@ cp $DATA $MNT/bench/ctx/data
 R[hot_64M]=$(med ioctl $MNT/bench/ctx/data $M64)
 R[hot_2M]=$(med ioctl $MNT/bench/ctx/data $M2)
 R[write_64M]=$(med ioctl-write $MNT/bench/ctx/data $M64)
+R[query]=$("$B/kvfs-bench-gpu" query $MNT/bench/ctx/data $((4 << 10)) $RUNS | awk '/^median/ {print $5}')
 grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes|gpu_(load|copy)_wait_seconds_total|gpu_load_seconds_total|gpu_loads_total)' $MNT/.kvfs/stats | sed 's/^/  [hot] /'
 umount_kvfs
 
@@ -78,6 +81,7 @@ ratio() { awk -v a="$(gb $1)" -v b="$(gb $2)" 'BEGIN { printf "%.2fx", a / b }';
 	echo "| path (1 GiB, median of $RUNS) | 64 MiB requests GB/s | vs limit | vs pread+memcpy | 2 MiB requests GB/s | us per 2 MiB request |"
 	echo "|---|---|---|---|---|---|"
 	echo "| in-process pinned cudaMemcpy (limit) | $(gb limit_64M) | 1.00x | | $(gb limit_2M) | $(us limit_2M) |"
+	echo "| in-process, 1 MiB async copies from page-locked huge pages, 8 streams | $(gb chunks_64M) | $(ratio chunks_64M limit_64M) | | $(gb chunks_2M) | $(us chunks_2M) |"
 	echo "| pread + cudaMemcpy, pageable | $(gb pread_64M) | $(ratio pread_64M limit_64M) | 1.00x | $(gb pread_2M) | $(us pread_2M) |"
 	echo "| pread + cudaMemcpy, pinned | $(gb pinned_64M) | $(ratio pinned_64M limit_64M) | | $(gb pinned_2M) | $(us pinned_2M) |"
 	echo "| GPU_READ hot (DRAM tier) | $(gb hot_64M) | $(ratio hot_64M limit_64M) | $(ratio hot_64M pread_64M) | $(gb hot_2M) | $(us hot_2M) |"
@@ -85,4 +89,6 @@ ratio() { awk -v a="$(gb $1)" -v b="$(gb $2)" 'BEGIN { printf "%.2fx", a / b }';
 		echo "| GPU_READ cold, codec=$c | $(gb cold_${c}_64M) | $(ratio cold_${c}_64M limit_64M) | $(ratio cold_${c}_64M pread_64M) | $(gb cold_${c}_2M) | $(us cold_${c}_2M) |"
 	done
 	echo "| GPU_WRITE (codec=lz4) | $(gb write_64M) | | | | |"
+	echo
+	echo "A QUERY ioctl round trip (the fixed cost of any ioctl through FUSE): $(echo ${R[query]}) us."
 } | tee $OUT/bench_gpu.md
