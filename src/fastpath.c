@@ -29,6 +29,7 @@ struct kv_fast {
 	pthread_mutex_t lock;
 	pthread_cond_t work;
 	struct fjob *head, *tail;
+	struct rd *free_rd;
 	int nthreads, idle, stopping;
 	pthread_t th[KV_FAST_THREADS];
 	atomic_uint_least64_t requests, errors, read_bytes, write_bytes;
@@ -42,6 +43,8 @@ static uint64_t mono_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+static void rd_free_all(struct kv_fast *f);
 
 static void slab_cb(void *arg, void *p, size_t len) { kv_gpu_register(arg, p, len); }
 
@@ -73,6 +76,7 @@ void kv_fast_free(struct kv_fast *f)
 	for (int i = 0; i < f->nthreads; i++)
 		pthread_join(f->th[i], NULL);
 	kv_bufs_on_slab(f->fs->bufs, NULL, NULL);
+	rd_free_all(f);
 	pthread_cond_destroy(&f->work);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
@@ -200,6 +204,7 @@ struct piece {
 };
 
 struct rd {
+	struct rd *next;      /* on the free list */
 	struct kv_fast *f;
 	struct kv_fs *fs;
 	uint64_t ino;
@@ -208,6 +213,47 @@ struct rd {
 	pthread_cond_t cv;
 	struct piece p[NPIECE];
 };
+
+/* Request states are kept for reuse: a 2 MiB request should not pay for
+ * allocating and clearing one. */
+static struct rd *rd_get(struct kv_fast *f)
+{
+	struct rd *r;
+
+	pthread_mutex_lock(&f->lock);
+	r = f->free_rd;
+	if (r)
+		f->free_rd = r->next;
+	pthread_mutex_unlock(&f->lock);
+	if (r)
+		return r;
+	r = calloc(1, sizeof(*r));
+	if (r) {
+		pthread_mutex_init(&r->lock, NULL);
+		pthread_cond_init(&r->cv, NULL);
+	}
+	return r;
+}
+
+static void rd_put(struct kv_fast *f, struct rd *r)
+{
+	r->load_wait = r->copy_wait = 0;
+	pthread_mutex_lock(&f->lock);
+	r->next = f->free_rd;
+	f->free_rd = r;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void rd_free_all(struct kv_fast *f)
+{
+	while (f->free_rd) {
+		struct rd *r = f->free_rd;
+		f->free_rd = r->next;
+		pthread_cond_destroy(&r->cv);
+		pthread_mutex_destroy(&r->lock);
+		free(r);
+	}
+}
 
 static void load_job(void *arg)
 {
@@ -263,7 +309,7 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 		    struct kvfs_gpu_io *io)
 {
 	struct kv_fs *fs = f->fs;
-	struct rd *r = calloc(1, sizeof(*r));
+	struct rd *r = rd_get(f);
 	struct cursor c = { io, fs->cfg.chunk, 1, 0, 0 };
 	struct piece_pos pos;
 	uint64_t issued = 0, consumed = 0, copied = 0;
@@ -275,8 +321,6 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 	r->f = f;
 	r->fs = fs;
 	r->ino = ino;
-	pthread_mutex_init(&r->lock, NULL);
-	pthread_cond_init(&r->cv, NULL);
 	for (;;) {
 		struct piece *p;
 		/* Keep up to KV_FAST_AHEAD chunks loading on the worker pool. */
@@ -361,9 +405,7 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 		       (unsigned long long)ino, kv_gpu_plugin(f->g)->last_error());
 	atomic_fetch_add(&f->load_wait_ns, r->load_wait);
 	atomic_fetch_add(&f->copy_wait_ns, r->copy_wait);
-	pthread_cond_destroy(&r->cv);
-	pthread_mutex_destroy(&r->lock);
-	free(r);
+	rd_put(f, r);
 	return rc;
 }
 

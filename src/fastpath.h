@@ -27,7 +27,7 @@ struct kv_fast;
 /* Concurrent requests; more wait in a queue. */
 #define KV_FAST_THREADS 8
 /* Chunks one read has loading ahead of the copies. */
-#define KV_FAST_AHEAD 16
+#define KV_FAST_AHEAD 32
 /* Chunks already in the DRAM tier are taken this many at a time. */
 #define KV_FAST_BATCH 16
 /* Requests up to this many bytes run in the submitting thread. */

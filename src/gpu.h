@@ -25,7 +25,7 @@ struct kv_gpu_lane;
 #define KV_GPU_STAGE (4u << 20)
 /* Event slots per lane (each with one event per stream): pieces a
  * request may have in flight. */
-#define KV_GPU_NEV 32
+#define KV_GPU_NEV 64
 /* Streams per lane: host-to-device copies take turns on them, so one
  * copy's set-up overlaps another's transfer. */
 #define KV_GPU_NSTREAM 8
