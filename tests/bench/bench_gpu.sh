@@ -12,6 +12,7 @@ set -euo pipefail
 B=$(cd "$1" && pwd)
 OUT=${2:-.}
 RUNS=${RUNS:-5}
+CHUNK=${CHUNK:-1M}   # the stores' chunk size
 M64=$((64 << 20))
 M2=$((2 << 20))
 W=$(mktemp -d /tmp/kvfs-bgpu.XXXXXX)
@@ -49,7 +50,7 @@ R[chunks_64M]=$(med dma-chunks $DATA $M64)
 R[chunks_2M]=$(med dma-chunks $DATA $M2)
 
 for codec in none lz4 zstd; do
-	mount_kvfs $W/store-$codec "codec=$codec,ram=128M,gpu=cuda"
+	mount_kvfs $W/store-$codec "codec=$codec,chunk=$CHUNK,ram=128M,gpu=cuda"
 	cp $DATA $MNT/bench/ctx/data
 	sync
 	R[cold_${codec}_64M]=$(med ioctl $MNT/bench/ctx/data $M64)
@@ -64,7 +65,7 @@ for codec in none lz4 zstd; do
 	umount_kvfs
 done
 
-mount_kvfs $W/store-hot "codec=lz4,ram=2G,gpu=cuda"
+mount_kvfs $W/store-hot "codec=lz4,chunk=$CHUNK,ram=2G,gpu=cuda"
 cp $DATA $MNT/bench/ctx/data
 "$B/kvfs-bench-gpu" ioctl $MNT/bench/ctx/data $M64 1 >/dev/null   # fills the tier
 R[hot_64M]=$(med ioctl $MNT/bench/ctx/data $M64)
@@ -78,7 +79,7 @@ gb() { echo "${R[$1]}" | cut -d' ' -f1; }
 us() { echo "${R[$1]}" | cut -d' ' -f2; }
 ratio() { awk -v a="$(gb $1)" -v b="$(gb $2)" 'BEGIN { printf "%.2fx", a / b }'; }
 {
-	echo "| path (1 GiB, median of $RUNS) | 64 MiB requests GB/s | vs limit | vs pread+memcpy | 2 MiB requests GB/s | us per 2 MiB request |"
+	echo "| path (1 GiB, chunk=$CHUNK, median of $RUNS) | 64 MiB requests GB/s | vs limit | vs pread+memcpy | 2 MiB requests GB/s | us per 2 MiB request |"
 	echo "|---|---|---|---|---|---|"
 	echo "| in-process pinned cudaMemcpy (limit) | $(gb limit_64M) | 1.00x | | $(gb limit_2M) | $(us limit_2M) |"
 	echo "| in-process, 1 MiB async copies from page-locked huge pages, 8 streams | $(gb chunks_64M) | $(ratio chunks_64M limit_64M) | | $(gb chunks_2M) | $(us chunks_2M) |"
