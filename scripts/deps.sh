@@ -2,16 +2,29 @@
 # Installs kvfs's build and test dependencies on Debian/Ubuntu (as root).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
-      liblz4-dev libzstd-dev libxxhash-dev check attr rsync python3 kmod
-      hipcc libamdhip64-dev)  # the HIP GPU plugin; CUDA's nvcc comes from NVIDIA
+      liblz4-dev libzstd-dev libxxhash-dev check attr rsync python3 kmod)
+# The HIP GPU plugin's compiler and runtime, where the distribution has
+# them (Debian 12 does; CUDA's nvcc comes from NVIDIA, not from here).
+optional=(hipcc libamdhip64-dev)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 missing=()
-for p in "${pkgs[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+for p in "${pkgs[@]}" "${optional[@]}"; do
+	installed "$p" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-	echo "installing: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	want=()
+	for p in "${missing[@]}"; do
+		if [[ " ${optional[*]} " == *" $p "* ]] && ! apt-cache show "$p" >/dev/null 2>&1; then
+			echo "not available here, skipped: $p"
+			continue
+		fi
+		want+=("$p")
+	done
+	if ((${#want[@]})); then
+		echo "installing: ${want[*]}"
+		apt-get install -y -qq --no-install-recommends "${want[@]}"
+	fi
 fi
 [ -e /dev/fuse ] || modprobe fuse
