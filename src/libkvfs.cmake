@@ -19,6 +19,7 @@ install(TARGETS libkvfs_shared libkvfs_static
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY include/kvfs DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h")
+install(FILES src/python/kvfs_client.py DESTINATION ${CMAKE_INSTALL_DATADIR}/kvfs/python)
 
 # The C example of an engine storing and reloading a whole context; it needs
 # the CUDA runtime, so it is built only where the toolkit is found.

@@ -11,6 +11,9 @@ W=$(mktemp -d /tmp/kvfs-gpu.XXXXXX)
 MNT=$W/mnt
 rc=0
 command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 || { echo "SKIP: no NVIDIA GPU"; exit 77; }
+for f in libkvfs-gpu-cuda.so kvfs-test-gpu-cuda kvfs-example-gpu; do
+	[ -e "$B/$f" ] || { echo "SKIP: $B has no $f (build with the CUDA toolkit, -DKVFS_GPU_CUDA=ON)"; exit 77; }
+done
 mkdir -p $MNT
 export PYTHONPATH=$SRC/src/python${PYTHONPATH:+:$PYTHONPATH}
 for codec in none lz4 zstd; do
@@ -21,7 +24,8 @@ for codec in none lz4 zstd; do
 	echo "== codec=$codec"
 	for t in "$B/kvfs-test-gpu-cuda $MNT $SRC/tests/data/kv/gpl3" \
 		 "python3 $SRC/tests/gpu/test_gpu_torch.py $MNT $SRC/tests/data/kv/gpl3" \
-		 "python3 $SRC/examples/gpu_context.py $MNT"; do
+		 "python3 $SRC/examples/gpu_context.py $MNT" \
+		 "$B/kvfs-example-gpu $MNT gpu-example-c 8"; do
 		echo "-- $t"
 		$t; r=$?
 		[ $r -eq 0 ] || { echo "FAILED ($r): $t"; rc=1; }
