@@ -30,7 +30,7 @@ struct kv_fast {
 	pthread_cond_t work;
 	struct fjob *head, *tail;
 	struct rd *free_rd;
-	int nthreads, idle, stopping;
+	int nthreads, idle, queued, stopping;
 	pthread_t th[KV_FAST_THREADS];
 	atomic_uint_least64_t requests, errors, read_bytes, write_bytes;
 	atomic_uint_least64_t load_wait_ns, copy_wait_ns, load_ns, loads;
@@ -538,6 +538,7 @@ static void *fast_main(void *arg)
 		f->head = j->next;
 		if (!f->head)
 			f->tail = NULL;
+		f->queued--;
 		f->idle--;
 		pthread_mutex_unlock(&f->lock);
 		j->done(j->arg, kv_fast_run(f, j->ino, j->mode, j->pid, j->io), j->io);
@@ -555,10 +556,14 @@ int kv_fast_submit(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
 	struct fjob *j;
 	uint64_t total = 0;
 
-	/* A small request costs less than the hand-off to another thread. */
+	/* A small read costs less than the hand-off to another thread. Writes
+	 * never run inline: their completion drops the kernel's cached pages of
+	 * the file, which waits for page locks that reads in flight hold until
+	 * a FUSE thread answers them, so a FUSE thread must not be the one
+	 * waiting. */
 	for (uint32_t i = 0; i < io->nseg && i < KVFS_GPU_MAX_SEGS; i++)
 		total += io->seg[i].len;
-	if (total <= KV_FAST_INLINE) {
+	if (!(mode & KV_FAST_WRITE) && total <= KV_FAST_INLINE) {
 		done(arg, kv_fast_run(f, ino, mode, pid, io), io);
 		return 0;
 	}
@@ -572,7 +577,9 @@ int kv_fast_submit(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
 	else
 		f->head = j;
 	f->tail = j;
-	if (!f->idle && f->nthreads < KV_FAST_THREADS &&
+	f->queued++;
+	/* One more thread while queued requests outnumber idle threads. */
+	if (f->queued > f->idle && f->nthreads < KV_FAST_THREADS &&
 	    !pthread_create(&f->th[f->nthreads], NULL, fast_main, f)) {
 		f->nthreads++;
 		f->idle++;

@@ -30,7 +30,7 @@ struct kv_fast;
 #define KV_FAST_AHEAD 32
 /* Chunks already in the DRAM tier are taken this many at a time. */
 #define KV_FAST_BATCH 16
-/* Requests up to this many bytes run in the submitting thread. */
+/* Reads up to this many bytes run in the submitting thread. */
 #define KV_FAST_INLINE (8u << 20)
 
 struct kv_fast *kv_fast_new(struct kv_fs *fs, struct kv_gpu *g);
@@ -46,8 +46,8 @@ int kv_fast_query(struct kv_fast *f, struct kvfs_query *q);
 int kv_fast_run(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
 		struct kvfs_gpu_io *io);
 
-/* Run it on the fast path's threads (requests up to KV_FAST_INLINE bytes:
- * in this one, before returning); done gets kv_fast_run's result and io,
+/* Run it on the fast path's threads (reads up to KV_FAST_INLINE bytes: in
+ * this one, before returning); done gets kv_fast_run's result and io,
  * which it owns from then on. Returns 0 or -ENOMEM (io not taken). */
 typedef void (*kv_fast_done_fn)(void *arg, int rc, struct kvfs_gpu_io *io);
 int kv_fast_submit(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,

@@ -28,6 +28,7 @@ struct kv_gpu_map {
 	uint32_t pid;
 	uint64_t pid_start;   /* the client's start time, to tell a reused pid */
 	uint32_t refs;
+	int gone;             /* the client had exited when it was imported */
 	int64_t last_used;
 };
 
@@ -289,6 +290,9 @@ int kv_gpu_map_get(struct kv_gpu *g, int dev, const uint8_t handle[64], uint32_t
 	m->size = size;
 	m->pid = pid;
 	m->pid_start = pid ? pid_start(pid) : 0;
+	/* A client already gone when it is imported: closed at the next reap
+	 * (a later process with its pid is not the client). */
+	m->gone = pid && !m->pid_start;
 	m->refs = 1;
 	m->last_used = mono_sec();
 
@@ -332,6 +336,8 @@ void kv_gpu_map_put(struct kv_gpu *g, struct kv_gpu_map *m)
 
 static int client_gone(const struct kv_gpu_map *m)
 {
+	if (m->gone)
+		return 1;
 	if (!m->pid)
 		return 0;
 	if (kill((pid_t)m->pid, 0) && errno == ESRCH)

@@ -1,6 +1,6 @@
 # Unit tests (Check) and integration tests on a real mount.
 if(CHECK_FOUND)
-  foreach(t codec opt store index fs tier pool policy)
+  foreach(t codec opt store index fs tier pool policy gpu)
     add_executable(test_${t} tests/unit/test_${t}.c)
     target_link_libraries(test_${t} PRIVATE kvfscore PkgConfig::CHECK)
     add_test(NAME unit_${t} COMMAND test_${t})
@@ -15,6 +15,10 @@ set_target_properties(kvfs-gpu-fake PROPERTIES PREFIX "lib"
   LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
 add_executable(kvfs-test-gpuio tests/gpu/gpuio.c)
 target_include_directories(kvfs-test-gpuio PRIVATE ${CMAKE_SOURCE_DIR}/include)
+if(CHECK_FOUND)
+  target_compile_definitions(test_gpu PRIVATE KVFS_FAKE_PLUGIN="$<TARGET_FILE:kvfs-gpu-fake>")
+  add_dependencies(test_gpu kvfs-gpu-fake)
+endif()
 
 file(GLOB KVFS_ITESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/test_*.sh)
 foreach(t ${KVFS_ITESTS})
