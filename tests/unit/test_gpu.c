@@ -1598,6 +1598,25 @@ START_TEST(test_submit_inline)
 	ck_assert_uint_eq(io->bytes_done, KV_FAST_INLINE);
 	expect_bytes(a.p, data, KV_FAST_INLINE, "inline GPU_READ of KV_FAST_INLINE bytes");
 
+	/* A small write is not: its end drops the kernel's cached pages,
+	 * which must not wait in a FUSE thread. */
+	{
+		uint64_t out = mkfile(fs, "small-out");
+		io->nseg = 0;
+		seg_add(io, 0, 0, MIB);
+		done_destroy(&d);
+		done_init(&d);
+		pthread_mutex_lock(&d.lock);
+		ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), out, WR, 0, io, on_done, &d), 0);
+		d.returned = 1;
+		pthread_mutex_unlock(&d.lock);
+		ck_assert_int_eq(done_wait(&d), 1);
+		ck_assert(!pthread_equal(d.thread, pthread_self()));
+		ck_assert_int_eq(d.after_return, 1);
+		ck_assert_int_eq(d.rc, 0);
+		expect_file(fs, out, data, MIB);
+	}
+
 	/* A small bad request is answered inline too. */
 	io->abi_version = 9;
 	done_destroy(&d);
@@ -1798,6 +1817,18 @@ START_TEST(test_close_finishes_queued)
 	}
 	/* Closing finishes the queued requests first. */
 	kv_fs_close(fs);
+	{
+		/* A burst is spread over the fast path's threads, not queued
+		 * behind one. */
+		int distinct = 0;
+		for (int i = 0; i < NTHREADS; i++) {
+			int seen = 0;
+			for (int j = 0; j < i; j++)
+				seen |= pthread_equal(d[i].thread, d[j].thread);
+			distinct += !seen;
+		}
+		ck_assert_msg(distinct > 1, "%d requests ran on %d thread(s)", NTHREADS, distinct);
+	}
 	for (int i = 0; i < NTHREADS; i++) {
 		ck_assert_int_eq(d[i].calls, 1);
 		ck_assert_int_eq(d[i].rc, 0);
