@@ -27,3 +27,8 @@ foreach(t ${KVFS_ITESTS})
   set_tests_properties(${name} PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 ENVIRONMENT
     "KVFS=$<TARGET_FILE:kvfs>;KVFSCTL=$<TARGET_FILE:kvfsctl>;KV_DATA=${CMAKE_SOURCE_DIR}/tests/data/kv;KVFS_SRC=${CMAKE_SOURCE_DIR};GPU_FAKE=$<TARGET_FILE:kvfs-gpu-fake>;GPUIO=$<TARGET_FILE:kvfs-test-gpuio>")
 endforeach()
+
+# The fast path on a real NVIDIA GPU (C, PyTorch and example tests for
+# codecs none, lz4 and zstd); skipped with a message where there is none.
+add_test(NAME gpu_device COMMAND bash ${CMAKE_SOURCE_DIR}/tests/gpu/device_run.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(gpu_device PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77)
