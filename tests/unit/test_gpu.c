@@ -884,48 +884,94 @@ static uint8_t *make_data(size_t n, uint64_t seed)
 	return d;
 }
 
+/* What most fast path tests stand on: a new store opened with cfg, size
+ * bytes of make_data(size, seed), and an allocation of alloc_size bytes
+ * filled as alloc_new does with a request io for it (none of either for a
+ * size of 0). */
+struct rig {
+	struct kv_config cfg;
+	char store[600];
+	struct kv_fs *fs;
+	uint8_t *data;
+	size_t size;
+	struct alloc a;
+	struct kvfs_gpu_io *io;
+};
+
+static void rig_open_cfg(struct rig *r, const struct kv_config *cfg, size_t size, uint64_t seed,
+			 size_t alloc_size, int fill)
+{
+	memset(r, 0, sizeof(*r));
+	r->cfg = *cfg;
+	r->fs = new_fs(r->store, sizeof(r->store), &r->cfg);
+	r->size = size;
+	if (size)
+		r->data = make_data(size, seed);
+	if (alloc_size) {
+		alloc_new(&r->a, alloc_size, fill);
+		r->io = io_new(&r->a);
+	}
+}
+
+static void rig_open(struct rig *r, const char *codec, const char *gpu, size_t size,
+		     uint64_t seed, size_t alloc_size, int fill)
+{
+	struct kv_config cfg = config(codec, gpu);
+
+	rig_open_cfg(r, &cfg, size, seed, alloc_size, fill);
+}
+
+/* Closes the store and opens it again (its DRAM tier empty). */
+static void rig_reopen(struct rig *r)
+{
+	kv_fs_close(r->fs);
+	r->fs = open_fs(r->store, &r->cfg);
+}
+
+static void rig_close(struct rig *r)
+{
+	kv_fs_close(r->fs);
+	free(r->io);
+	free(r->data);
+	if (r->io)
+		alloc_free(&r->a);
+}
+
 START_TEST(test_read_segments)
 {
 	const size_t size = 5 * CHUNK + 12345;
-	struct kv_config cfg = config(codecs[_i], KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(size, 100 + (uint64_t)_i), *want;
-	struct alloc a;
-	struct kvfs_gpu_io *io;
-	uint64_t ino = write_file(fs, "f", data, size);
+	struct rig r;
+	uint8_t *want;
+	uint64_t ino;
 
-	alloc_new(&a, 2 * MIB, 0xa5);
-	want = malloc(a.size);
-	io = io_new(&a);
-	seg_add(io, 100, 4096 + 3, 1000);                /* inside chunk 0 */
-	seg_add(io, CHUNK - 777, 200000, 2 * CHUNK + 1554); /* across two boundaries */
-	seg_add(io, 3 * CHUNK, 9, 0);                    /* empty */
-	seg_add(io, size - 5000, 500001, 5000);          /* up to EOF */
-	seg_add(io, 0, 600000, size);                    /* all of it */
-	seg_add(io, size, 7, 0);                         /* empty, at EOF */
-	seg_add(io, 2 * CHUNK + 1, 1 * MIB + 77, 1);     /* one byte */
-	memset(want, 0xa5, a.size);
-	for (uint32_t i = 0; i < io->nseg; i++)
-		memcpy(want + io->seg[i].dev_off, data + io->seg[i].file_off, io->seg[i].len);
-	run_ok(fs, ino, RD, io);
-	expect_bytes(a.p, want, a.size, "GPU_READ (chunks in the tier)");
+	rig_open(&r, codecs[_i], KVFS_FAKE_PLUGIN, size, 100 + (uint64_t)_i, 2 * MIB, 0xa5);
+	ino = write_file(r.fs, "f", r.data, size);
+	want = malloc(r.a.size);
+	seg_add(r.io, 100, 4096 + 3, 1000);                /* inside chunk 0 */
+	seg_add(r.io, CHUNK - 777, 200000, 2 * CHUNK + 1554); /* across two boundaries */
+	seg_add(r.io, 3 * CHUNK, 9, 0);                    /* empty */
+	seg_add(r.io, size - 5000, 500001, 5000);          /* up to EOF */
+	seg_add(r.io, 0, 600000, size);                    /* all of it */
+	seg_add(r.io, size, 7, 0);                         /* empty, at EOF */
+	seg_add(r.io, 2 * CHUNK + 1, 1 * MIB + 77, 1);     /* one byte */
+	memset(want, 0xa5, r.a.size);
+	for (uint32_t i = 0; i < r.io->nseg; i++)
+		memcpy(want + r.io->seg[i].dev_off, r.data + r.io->seg[i].file_off,
+		       r.io->seg[i].len);
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p, want, r.a.size, "GPU_READ (chunks in the tier)");
 
 	/* Cold: from the segments, decoded on the worker pool. */
-	kv_fs_close(fs);
-	fs = open_fs(store, &cfg);
-	ino = lookup(fs, "f");
-	memset(a.p, 0xa5, a.size);
-	run_ok(fs, ino, RD | KV_FAST_CAN_WRITE, io);
-	expect_bytes(a.p, want, a.size, "GPU_READ (cold)");
-	ck_assert_uint_eq(fstats(fs).read_bytes, io_total(io));
-	ck_assert_uint_eq(fstats(fs).requests, 1);
-	ck_assert_uint_eq(fstats(fs).errors, 0);
-	kv_fs_close(fs);
-	free(io);
+	rig_reopen(&r);
+	ino = lookup(r.fs, "f");
+	memset(r.a.p, 0xa5, r.a.size);
+	run_ok(r.fs, ino, RD | KV_FAST_CAN_WRITE, r.io);
+	expect_bytes(r.a.p, want, r.a.size, "GPU_READ (cold)");
+	ck_assert_uint_eq(fstats(r.fs).read_bytes, io_total(r.io));
+	ck_assert_uint_eq(fstats(r.fs).requests, 1);
+	ck_assert_uint_eq(fstats(r.fs).errors, 0);
 	free(want);
-	free(data);
-	alloc_free(&a);
+	rig_close(&r);
 }
 END_TEST
 
@@ -934,187 +980,159 @@ START_TEST(test_read_cold_then_tier)
 	/* More chunks than a request keeps in flight (KV_FAST_AHEAD) and than
 	 * it has piece slots (KV_GPU_NEV), so both wrap. */
 	const size_t size = 70 * CHUNK + 999, nchunks = 71;
-	struct kv_config cfg = config("lz4", KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(size, 5);
-	struct alloc a;
-	struct kvfs_gpu_io *io;
+	struct rig r;
 	uint64_t ino, hits, misses;
 
-	write_file(fs, "f", data, size);
-	kv_fs_close(fs);
-	fs = open_fs(store, &cfg); /* an empty DRAM tier */
-	ino = lookup(fs, "f");
-	alloc_new(&a, 2 * size + 100, 0);
-	io = io_new(&a);
+	rig_open(&r, "lz4", KVFS_FAKE_PLUGIN, size, 5, 2 * size + 100, 0);
+	write_file(r.fs, "f", r.data, size);
+	rig_reopen(&r); /* an empty DRAM tier */
+	ino = lookup(r.fs, "f");
 	/* From an unaligned offset: still one load (and one tier lookup) per
 	 * chunk, as pieces never cross a chunk. */
-	seg_add(io, 100, 100, size - 100);
-	hits = metric(fs, "kvfs_tier_hits_total");
-	misses = metric(fs, "kvfs_tier_misses_total");
-	run_ok(fs, ino, RD, io);
-	expect_bytes(a.p + 100, data + 100, size - 100, "first GPU_READ");
-	ck_assert_uint_eq(fstats(fs).loads, nchunks);
-	ck_assert_uint_eq(metric(fs, "kvfs_gpu_loads_total"), nchunks);
-	ck_assert_uint_eq(metric(fs, "kvfs_tier_misses_total") - misses, nchunks);
-	ck_assert_uint_eq(metric(fs, "kvfs_tier_hits_total") - hits, 0);
+	seg_add(r.io, 100, 100, size - 100);
+	hits = metric(r.fs, "kvfs_tier_hits_total");
+	misses = metric(r.fs, "kvfs_tier_misses_total");
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p + 100, r.data + 100, size - 100, "first GPU_READ");
+	ck_assert_uint_eq(fstats(r.fs).loads, nchunks);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_gpu_loads_total"), nchunks);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_tier_misses_total") - misses, nchunks);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_tier_hits_total") - hits, 0);
 
 	/* Again: every chunk from the DRAM tier, nothing loaded. */
-	io->seg[0] = (struct kvfs_gpu_seg){ 0, size + 100, size };
-	run_ok(fs, ino, RD, io);
-	expect_bytes(a.p + size + 100, data, size, "second GPU_READ");
-	ck_assert_uint_eq(fstats(fs).loads, nchunks);
-	ck_assert_uint_eq(metric(fs, "kvfs_tier_misses_total") - misses, nchunks);
-	ck_assert_uint_eq(metric(fs, "kvfs_tier_hits_total") - hits, nchunks);
+	r.io->seg[0] = (struct kvfs_gpu_seg){ 0, size + 100, size };
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p + size + 100, r.data, size, "second GPU_READ");
+	ck_assert_uint_eq(fstats(r.fs).loads, nchunks);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_tier_misses_total") - misses, nchunks);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_tier_hits_total") - hits, nchunks);
 
-	ck_assert_uint_eq(metric(fs, "kvfs_gpu_requests_total"), 2);
-	ck_assert_uint_eq(metric(fs, "kvfs_gpu_errors_total"), 0);
-	ck_assert_uint_eq(metric(fs, "kvfs_gpu_read_bytes_total"), 2 * size - 100);
-	ck_assert_uint_eq(metric(fs, "kvfs_gpu_written_bytes_total"), 0);
-	ck_assert_uint_eq(metric(fs, "kvfs_gpu_mappings"), 1); /* kept for the next request */
-	ck_assert_uint_eq(metric(fs, "kvfs_gpu_ipc_opens_total"), 1);
-	ck_assert_uint_ge(metric(fs, "kvfs_gpu_pinned_bytes"), CHUNK);
-	kv_fs_close(fs);
-	free(io);
-	free(data);
-	alloc_free(&a);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_gpu_requests_total"), 2);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_gpu_errors_total"), 0);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_gpu_read_bytes_total"), 2 * size - 100);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_gpu_written_bytes_total"), 0);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_gpu_mappings"), 1); /* kept for the next request */
+	ck_assert_uint_eq(metric(r.fs, "kvfs_gpu_ipc_opens_total"), 1);
+	ck_assert_uint_ge(metric(r.fs, "kvfs_gpu_pinned_bytes"), CHUNK);
+	rig_close(&r);
 }
 END_TEST
 
 START_TEST(test_write_roundtrip)
 {
-	struct kv_config cfg = config(codecs[_i], KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	struct alloc a, b;
-	struct kvfs_gpu_io *io, *back;
-	uint64_t ino = mkfile(fs, "w"), end, s1 = 4 * MIB + 12345; /* more than a staging buffer */
+	struct rig r;
+	struct alloc b;
+	struct kvfs_gpu_io *back;
+	uint64_t ino, end, s1 = 4 * MIB + 12345; /* more than a staging buffer */
 	uint8_t *want;
 	size_t size;
 
-	alloc_new(&a, 10 * MIB, 0);
+	rig_open(&r, codecs[_i], KVFS_FAKE_PLUGIN, 0, 0, 10 * MIB, 0);
+	ino = mkfile(r.fs, "w");
 	rng_state = 21 + (uint64_t)_i;
-	fill_fp16like(a.p, 5 * MIB);
-	fill_random(a.p + 5 * MIB, 5 * MIB);
-	io = io_new(&a);
-	seg_add(io, 0, 17, 2 * CHUNK + 5);
-	seg_add(io, 2 * CHUNK + 5, 5 * MIB + 3, s1);
+	fill_fp16like(r.a.p, 5 * MIB);
+	fill_random(r.a.p + 5 * MIB, 5 * MIB);
+	seg_add(r.io, 0, 17, 2 * CHUNK + 5);
+	seg_add(r.io, 2 * CHUNK + 5, 5 * MIB + 3, s1);
 	end = 2 * CHUNK + 5 + s1;
-	seg_add(io, end, MIB, 0);
-	seg_add(io, end, MIB, 3000);
-	seg_add(io, 100, 2 * MIB, 50); /* segments run in order: this one wins */
+	seg_add(r.io, end, MIB, 0);
+	seg_add(r.io, end, MIB, 3000);
+	seg_add(r.io, 100, 2 * MIB, 50); /* segments run in order: this one wins */
 	size = end + 3000;
 	want = malloc(size);
-	for (uint32_t i = 0; i < io->nseg; i++)
-		memcpy(want + io->seg[i].file_off, a.p + io->seg[i].dev_off, io->seg[i].len);
-	run_ok(fs, ino, WR, io);
-	ck_assert_uint_eq(size_of(fs, ino), size);
-	expect_file(fs, ino, want, size);
-	ck_assert_uint_eq(fstats(fs).write_bytes, io_total(io));
+	for (uint32_t i = 0; i < r.io->nseg; i++)
+		memcpy(want + r.io->seg[i].file_off, r.a.p + r.io->seg[i].dev_off,
+		       r.io->seg[i].len);
+	run_ok(r.fs, ino, WR, r.io);
+	ck_assert_uint_eq(size_of(r.fs, ino), size);
+	expect_file(r.fs, ino, want, size);
+	ck_assert_uint_eq(fstats(r.fs).write_bytes, io_total(r.io));
 
 	/* Durable, and readable back to the device. */
-	kv_fs_close(fs);
-	fs = open_fs(store, &cfg);
-	ino = lookup(fs, "w");
-	expect_file(fs, ino, want, size);
+	rig_reopen(&r);
+	ino = lookup(r.fs, "w");
+	expect_file(r.fs, ino, want, size);
 	alloc_new(&b, size, 0);
 	back = io_new(&b);
 	seg_add(back, 0, 0, size);
-	run_ok(fs, ino, RD, back);
+	run_ok(r.fs, ino, RD, back);
 	expect_bytes(b.p, want, size, "GPU_READ of what GPU_WRITE wrote");
-	kv_fs_close(fs);
-	free(io);
 	free(back);
 	free(want);
-	alloc_free(&a);
 	alloc_free(&b);
+	rig_close(&r);
 }
 END_TEST
 
 START_TEST(test_write_past_eof)
 {
 	const size_t s0 = CHUNK + 100, off = s0 + 2 * CHUNK + 33, n = 5000;
-	struct kv_config cfg = config("lz4", KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(s0, 31), *got;
-	uint64_t ino = write_file(fs, "f", data, s0), ino2;
-	struct alloc a;
-	struct kvfs_gpu_io *io;
+	struct rig r;
+	uint8_t *got;
+	uint64_t ino, ino2;
 	size_t len;
 
-	alloc_new(&a, MIB, -1);
-	io = io_new(&a);
-	seg_add(io, off, 4096, n);
-	run_ok(fs, ino, WR | KV_FAST_CAN_READ, io);
-	got = read_all(fs, ino, &len);
+	rig_open(&r, "lz4", KVFS_FAKE_PLUGIN, s0, 31, MIB, -1);
+	ino = write_file(r.fs, "f", r.data, s0);
+	seg_add(r.io, off, 4096, n);
+	run_ok(r.fs, ino, WR | KV_FAST_CAN_READ, r.io);
+	got = read_all(r.fs, ino, &len);
 	ck_assert_uint_eq(len, off + n);
-	expect_bytes(got, data, s0, "old bytes");
+	expect_bytes(got, r.data, s0, "old bytes");
 	ck_assert_msg(all_zero(got + s0, off - s0), "the hole is not zero");
-	expect_bytes(got + off, a.p + 4096, n, "new bytes");
+	expect_bytes(got + off, r.a.p + 4096, n, "new bytes");
 	free(got);
 
 	/* A new file written far from its start. */
-	ino2 = mkfile(fs, "g");
-	io->seg[0] = (struct kvfs_gpu_seg){ 7 * CHUNK + 1, 0, CHUNK };
-	run_ok(fs, ino2, WR, io);
-	got = read_all(fs, ino2, &len);
+	ino2 = mkfile(r.fs, "g");
+	r.io->seg[0] = (struct kvfs_gpu_seg){ 7 * CHUNK + 1, 0, CHUNK };
+	run_ok(r.fs, ino2, WR, r.io);
+	got = read_all(r.fs, ino2, &len);
 	ck_assert_uint_eq(len, 8 * CHUNK + 1);
 	ck_assert(all_zero(got, 7 * CHUNK + 1));
-	expect_bytes(got + 7 * CHUNK + 1, a.p, CHUNK, "written bytes");
+	expect_bytes(got + 7 * CHUNK + 1, r.a.p, CHUNK, "written bytes");
 	free(got);
-	kv_fs_close(fs);
-	free(io);
-	free(data);
-	alloc_free(&a);
+	rig_close(&r);
 }
 END_TEST
 
 START_TEST(test_read_buffered)
 {
 	const size_t size = 3 * CHUNK + 777;
-	struct kv_config cfg = config("lz4", KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(size + CHUNK, 41), patch[100];
-	uint64_t ino = mkfile(fs, "f");
-	struct alloc a;
-	struct kvfs_gpu_io *io;
+	struct rig r;
+	uint8_t patch[100];
+	uint64_t ino;
 
-	alloc_new(&a, MIB, 0);
-	io = io_new(&a);
-	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
-	wr(fs, ino, data, size, 0);
-	seg_add(io, 0, 0, size);
-	seg_add(io, CHUNK - 10, 512 * 1024, 20);
-	run_ok(fs, ino, RD, io);
-	expect_bytes(a.p, data, size, "buffered data");
-	expect_bytes(a.p + 512 * 1024, data + CHUNK - 10, 20, "buffered data, segment 1");
+	rig_open(&r, "lz4", KVFS_FAKE_PLUGIN, size + CHUNK, 41, MIB, 0);
+	ino = mkfile(r.fs, "f");
+	ck_assert_int_eq(kv_file_open(r.fs, ino, 0), 0);
+	wr(r.fs, ino, r.data, size, 0);
+	seg_add(r.io, 0, 0, size);
+	seg_add(r.io, CHUNK - 10, 512 * 1024, 20);
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p, r.data, size, "buffered data");
+	expect_bytes(r.a.p + 512 * 1024, r.data + CHUNK - 10, 20, "buffered data, segment 1");
 
 	/* Overwritten, still unpublished: the new bytes. */
 	memset(patch, 0x3c, sizeof(patch));
-	wr(fs, ino, patch, sizeof(patch), CHUNK - 50);
-	memcpy(data + CHUNK - 50, patch, sizeof(patch));
-	run_ok(fs, ino, RD, io);
-	expect_bytes(a.p, data, size, "overwritten buffered data");
+	wr(r.fs, ino, patch, sizeof(patch), CHUNK - 50);
+	memcpy(r.data + CHUNK - 50, patch, sizeof(patch));
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p, r.data, size, "overwritten buffered data");
 
 	/* Published chunks and newer buffered ones mixed. */
-	ck_assert_int_eq(kv_file_flush(fs, ino), 0);
-	wr(fs, ino, data + size, CHUNK, size);
-	wr(fs, ino, patch, 10, 5);
-	memcpy(data + 5, patch, 10);
-	io->seg[0].len = size + CHUNK;
-	run_ok(fs, ino, RD, io);
-	expect_bytes(a.p, data, size + CHUNK, "published and buffered data");
-	ck_assert_int_eq(kv_file_release(fs, ino), 0);
-	memset(a.p, 0, a.size);
-	run_ok(fs, ino, RD, io);
-	expect_bytes(a.p, data, size + CHUNK, "after release");
-	kv_fs_close(fs);
-	free(io);
-	free(data);
-	alloc_free(&a);
+	ck_assert_int_eq(kv_file_flush(r.fs, ino), 0);
+	wr(r.fs, ino, r.data + size, CHUNK, size);
+	wr(r.fs, ino, patch, 10, 5);
+	memcpy(r.data + 5, patch, 10);
+	r.io->seg[0].len = size + CHUNK;
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p, r.data, size + CHUNK, "published and buffered data");
+	ck_assert_int_eq(kv_file_release(r.fs, ino), 0);
+	memset(r.a.p, 0, r.a.size);
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p, r.data, size + CHUNK, "after release");
+	rig_close(&r);
 }
 END_TEST
 
@@ -1123,43 +1141,32 @@ END_TEST
 /* A store with one file, an allocation and a request reading 100 bytes;
  * counts the requests and failures it sends. */
 struct efix {
-	char store[600];
-	struct kv_fs *fs;
-	uint8_t *data;
-	size_t size;
+	struct rig r;
 	uint64_t ino;
-	struct alloc a;
-	struct kvfs_gpu_io *io;
 	unsigned nreq, nerr;
 	uint64_t read;
 };
 
 static void efix_ok(struct efix *x)
 {
-	run_ok(x->fs, x->ino, RD, x->io);
+	run_ok(x->r.fs, x->ino, RD, x->r.io);
 	x->nreq++;
-	x->read += io_total(x->io);
+	x->read += io_total(x->r.io);
 }
 
 static void efix_open(struct efix *x)
 {
-	struct kv_config cfg = config("lz4", KVFS_FAKE_PLUGIN);
-
 	memset(x, 0, sizeof(*x));
-	x->size = 3 * CHUNK + 10;
-	x->fs = new_fs(x->store, sizeof(x->store), &cfg);
-	x->data = make_data(x->size, 51);
-	x->ino = write_file(x->fs, "f", x->data, x->size);
-	alloc_new(&x->a, MIB, 0);
-	x->io = io_new(&x->a);
-	seg_add(x->io, 0, 0, 100);
+	rig_open(&x->r, "lz4", KVFS_FAKE_PLUGIN, 3 * CHUNK + 10, 51, MIB, 0);
+	x->ino = write_file(x->r.fs, "f", x->r.data, x->r.size);
+	seg_add(x->r.io, 0, 0, 100);
 	efix_ok(x);
 }
 
 static void efix_err_at(struct efix *x, uint64_t ino, unsigned mode, int want, uint32_t detail,
 			uint32_t seg, int line)
 {
-	expect_err_at(x->fs, ino, mode, x->io, want, detail, seg, line);
+	expect_err_at(x->r.fs, ino, mode, x->r.io, want, detail, seg, line);
 	x->nreq++;
 	x->nerr++;
 }
@@ -1169,21 +1176,18 @@ static void efix_err_at(struct efix *x, uint64_t ino, unsigned mode, int want, u
 /* The counters agree, the file is untouched, no mapping is left referenced. */
 static void efix_close(struct efix *x)
 {
-	struct kv_fast_stats st = fstats(x->fs);
+	struct kv_fast_stats st = fstats(x->r.fs);
 
 	ck_assert_uint_eq(st.requests, x->nreq);
 	ck_assert_uint_eq(st.errors, x->nerr);
 	ck_assert_uint_eq(st.read_bytes, x->read);
 	ck_assert_uint_eq(st.write_bytes, 0);
-	ck_assert_uint_eq(metric(x->fs, "kvfs_gpu_requests_total"), x->nreq);
-	ck_assert_uint_eq(metric(x->fs, "kvfs_gpu_errors_total"), x->nerr);
-	expect_file(x->fs, x->ino, x->data, x->size);
-	ck_assert_int_eq(kv_gpu_reap(x->fs->gpu, 0), 1);
-	ck_assert_uint_eq(metric(x->fs, "kvfs_gpu_mappings"), 0);
-	kv_fs_close(x->fs);
-	free(x->io);
-	free(x->data);
-	alloc_free(&x->a);
+	ck_assert_uint_eq(metric(x->r.fs, "kvfs_gpu_requests_total"), x->nreq);
+	ck_assert_uint_eq(metric(x->r.fs, "kvfs_gpu_errors_total"), x->nerr);
+	expect_file(x->r.fs, x->ino, x->r.data, x->r.size);
+	ck_assert_int_eq(kv_gpu_reap(x->r.fs->gpu, 0), 1);
+	ck_assert_uint_eq(metric(x->r.fs, "kvfs_gpu_mappings"), 0);
+	rig_close(&x->r);
 }
 
 START_TEST(test_errors_header)
@@ -1192,7 +1196,7 @@ START_TEST(test_errors_header)
 	struct kvfs_gpu_io *io;
 
 	efix_open(&x);
-	io = x.io;
+	io = x.r.io;
 	io->abi_version = 2;
 	efix_err(&x, RD, -EINVAL, KVFS_E_VERSION, 0);
 	io->abi_version = 0;
@@ -1228,7 +1232,7 @@ START_TEST(test_errors_header)
 	for (uint32_t i = 0; i < KVFS_GPU_MAX_SEGS; i++)
 		seg_add(io, i * 10, 4096 + i * 10, 10);
 	efix_ok(&x);
-	expect_bytes(x.a.p + 4096, x.data, 1600, "160 segments");
+	expect_bytes(x.r.a.p + 4096, x.r.data, 1600, "160 segments");
 	efix_close(&x);
 }
 END_TEST
@@ -1240,9 +1244,9 @@ START_TEST(test_errors_ranges)
 	size_t size, asize;
 
 	efix_open(&x);
-	io = x.io;
-	size = x.size;
-	asize = x.a.size;
+	io = x.r.io;
+	size = x.r.size;
+	asize = x.r.a.size;
 	/* File ranges: the failing segment is named. */
 	seg_add(io, size - 10, 200, 11); /* one byte past EOF */
 	efix_err(&x, RD, -EINVAL, KVFS_E_FILE_RANGE, 1);
@@ -1271,7 +1275,8 @@ START_TEST(test_errors_ranges)
 	io->alloc_size = 10;
 	io->seg[1] = (struct kvfs_gpu_seg){ 0, asize - 100, 100 }; /* exactly the end */
 	efix_ok(&x);
-	expect_bytes(x.a.p + asize - 100, x.data, 100, "segment ending at the allocation's end");
+	expect_bytes(x.r.a.p + asize - 100, x.r.data, 100,
+		     "segment ending at the allocation's end");
 	efix_close(&x);
 }
 END_TEST
@@ -1283,7 +1288,7 @@ START_TEST(test_errors_target)
 	char gone[64];
 
 	efix_open(&x);
-	io = x.io;
+	io = x.r.io;
 	io->vendor = KVFS_GPU_HIP;
 	efix_err(&x, RD, -ENODEV, KVFS_E_VENDOR, 0);
 	io->vendor = KVFS_GPU_CUDA;
@@ -1295,7 +1300,7 @@ START_TEST(test_errors_target)
 	memcpy(io->handle, gone, strlen(gone));
 	efix_err(&x, RD, -EBADF, KVFS_E_HANDLE, 0);
 	efix_err(&x, WR, -EBADF, KVFS_E_HANDLE, 0);
-	memcpy(io->handle, x.a.handle, sizeof(io->handle));
+	memcpy(io->handle, x.r.a.handle, sizeof(io->handle));
 	/* Not a regular file; no such inode. */
 	io->seg[0] = (struct kvfs_gpu_seg){ 0, 0, 0 };
 	efix_err_at(&x, KV_ROOT_INO, WR, -EISDIR, KVFS_E_IO, 0, __LINE__);
@@ -1307,43 +1312,38 @@ END_TEST
 START_TEST(test_errors_no_backend)
 {
 	const size_t size = 2 * CHUNK;
-	struct kv_config cfg = config("lz4", "off");
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(size, 61);
-	uint64_t ino = write_file(fs, "f", data, size);
-	struct alloc a;
-	struct kvfs_gpu_io *io;
+	struct rig r;
+	uint64_t ino;
 	struct kvfs_query q = { .abi_version = KVFS_ABI_VERSION, .struct_size = sizeof(q) };
 
-	alloc_new(&a, MIB, -1);
-	io = io_new(&a);
-	seg_add(io, 0, 0, size);
-	expect_err(fs, ino, RD, io, -ENODEV, KVFS_E_NO_BACKEND, 0);
-	expect_err(fs, ino, WR, io, -ENODEV, KVFS_E_NO_BACKEND, 0);
+	rig_open(&r, "lz4", "off", size, 61, MIB, -1);
+	ino = write_file(r.fs, "f", r.data, size);
+	seg_add(r.io, 0, 0, size);
+	expect_err(r.fs, ino, RD, r.io, -ENODEV, KVFS_E_NO_BACKEND, 0);
+	expect_err(r.fs, ino, WR, r.io, -ENODEV, KVFS_E_NO_BACKEND, 0);
 	/* What can be checked without a backend is still checked first. */
-	io->abi_version = 2;
-	expect_err(fs, ino, RD, io, -EINVAL, KVFS_E_VERSION, 0);
-	io->abi_version = KVFS_ABI_VERSION;
-	io->struct_size = 4;
-	expect_err(fs, ino, RD, io, -EINVAL, KVFS_E_SIZE, 0);
-	io->struct_size = sizeof(*io);
-	io->nseg = 0;
-	expect_err(fs, ino, RD, io, -EINVAL, KVFS_E_ARG, 0);
-	io->nseg = 1;
-	io->vendor = 7;
-	expect_err(fs, ino, RD, io, -EINVAL, KVFS_E_ARG, 0);
-	io->vendor = KVFS_GPU_CUDA;
-	expect_err(fs, ino, KV_FAST_WRITE, io, -EBADF, KVFS_E_ACCESS, 0);
-	io->seg[0].len = size + 1;
-	expect_err(fs, ino, RD, io, -EINVAL, KVFS_E_FILE_RANGE, 0);
-	io->seg[0] = (struct kvfs_gpu_seg){ 0, UINT64_MAX, 2 };
-	expect_err(fs, ino, RD, io, -EFAULT, KVFS_E_DEV_RANGE, 0);
-	ck_assert_uint_eq(fstats(fs).requests, 9);
-	ck_assert_uint_eq(fstats(fs).errors, 9);
-	expect_file(fs, ino, data, size);
+	r.io->abi_version = 2;
+	expect_err(r.fs, ino, RD, r.io, -EINVAL, KVFS_E_VERSION, 0);
+	r.io->abi_version = KVFS_ABI_VERSION;
+	r.io->struct_size = 4;
+	expect_err(r.fs, ino, RD, r.io, -EINVAL, KVFS_E_SIZE, 0);
+	r.io->struct_size = sizeof(*r.io);
+	r.io->nseg = 0;
+	expect_err(r.fs, ino, RD, r.io, -EINVAL, KVFS_E_ARG, 0);
+	r.io->nseg = 1;
+	r.io->vendor = 7;
+	expect_err(r.fs, ino, RD, r.io, -EINVAL, KVFS_E_ARG, 0);
+	r.io->vendor = KVFS_GPU_CUDA;
+	expect_err(r.fs, ino, KV_FAST_WRITE, r.io, -EBADF, KVFS_E_ACCESS, 0);
+	r.io->seg[0].len = size + 1;
+	expect_err(r.fs, ino, RD, r.io, -EINVAL, KVFS_E_FILE_RANGE, 0);
+	r.io->seg[0] = (struct kvfs_gpu_seg){ 0, UINT64_MAX, 2 };
+	expect_err(r.fs, ino, RD, r.io, -EFAULT, KVFS_E_DEV_RANGE, 0);
+	ck_assert_uint_eq(fstats(r.fs).requests, 9);
+	ck_assert_uint_eq(fstats(r.fs).errors, 9);
+	expect_file(r.fs, ino, r.data, size);
 
-	ck_assert_int_eq(kv_fast_query(kv_fs_fast(fs), &q), 0);
+	ck_assert_int_eq(kv_fast_query(kv_fs_fast(r.fs), &q), 0);
 	ck_assert_uint_eq(q.backend, KVFS_GPU_NONE);
 	ck_assert_str_eq(q.backend_name, "none");
 	ck_assert_uint_eq(q.ndevices, 0);
@@ -1351,99 +1351,80 @@ START_TEST(test_errors_no_backend)
 	ck_assert_uint_eq(q.chunk_size, CHUNK);
 	ck_assert_uint_eq(q.abi_version, KVFS_ABI_VERSION);
 	ck_assert_uint_eq(q.struct_size, sizeof(q));
-	ck_assert_uint_eq(metric(fs, "kvfs_gpu_pinned_bytes"), 0);
-	kv_fs_close(fs);
-	free(io);
-	free(data);
-	alloc_free(&a);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_gpu_pinned_bytes"), 0);
+	rig_close(&r);
 }
 END_TEST
 
 START_TEST(test_copy_failure)
 {
 	const size_t size = 40 * CHUNK + 10;
-	struct kv_config cfg = config("lz4", KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(size, 71);
-	uint64_t ino = write_file(fs, "f", data, size), empty = mkfile(fs, "e");
-	struct alloc a;
-	struct kvfs_gpu_io *io;
+	struct rig r;
+	uint64_t ino, empty;
 
-	alloc_new(&a, 8 * MIB, 0);
-	io = io_new(&a);
-	seg_add(io, 0, 0, 0);
-	seg_add(io, 0, 0, size);
+	rig_open(&r, "lz4", KVFS_FAKE_PLUGIN, size, 71, 8 * MIB, 0);
+	ino = write_file(r.fs, "f", r.data, size);
+	empty = mkfile(r.fs, "e");
+	seg_add(r.io, 0, 0, 0);
+	seg_add(r.io, 0, 0, size);
 
 	ck_assert_int_eq(setenv("KVFS_FAKE_GPU_FAIL_COPY", "1", 1), 0);
 	/* From the DRAM tier (the chunks were just written). */
-	expect_err(fs, ino, RD, io, -EIO, KVFS_E_COPY, 1);
-	ck_assert(all_zero(a.p, size));
+	expect_err(r.fs, ino, RD, r.io, -EIO, KVFS_E_COPY, 1);
+	ck_assert(all_zero(r.a.p, size));
 	/* Cold: the loads in flight are waited for (ASan would see them
 	 * write into a request state given back). */
-	kv_fs_close(fs);
-	fs = open_fs(store, &cfg);
-	ino = lookup(fs, "f");
-	empty = lookup(fs, "e");
-	expect_err(fs, ino, RD, io, -EIO, KVFS_E_COPY, 1);
-	ck_assert(all_zero(a.p, size));
+	rig_reopen(&r);
+	ino = lookup(r.fs, "f");
+	empty = lookup(r.fs, "e");
+	expect_err(r.fs, ino, RD, r.io, -EIO, KVFS_E_COPY, 1);
+	ck_assert(all_zero(r.a.p, size));
 
 	/* Writes: nothing reaches the file. */
-	fill_random(a.p, a.size);
-	io->seg[1] = (struct kvfs_gpu_seg){ 5, 0, 1000 };
-	expect_err(fs, ino, WR, io, -EIO, KVFS_E_COPY, 1);
-	io->seg[1] = (struct kvfs_gpu_seg){ 0, 0, 6 * MIB }; /* several staging buffers */
-	expect_err(fs, ino, WR, io, -EIO, KVFS_E_COPY, 1);
-	expect_err(fs, empty, WR, io, -EIO, KVFS_E_COPY, 1);
+	fill_random(r.a.p, r.a.size);
+	r.io->seg[1] = (struct kvfs_gpu_seg){ 5, 0, 1000 };
+	expect_err(r.fs, ino, WR, r.io, -EIO, KVFS_E_COPY, 1);
+	r.io->seg[1] = (struct kvfs_gpu_seg){ 0, 0, 6 * MIB }; /* several staging buffers */
+	expect_err(r.fs, ino, WR, r.io, -EIO, KVFS_E_COPY, 1);
+	expect_err(r.fs, empty, WR, r.io, -EIO, KVFS_E_COPY, 1);
 	ck_assert_int_eq(unsetenv("KVFS_FAKE_GPU_FAIL_COPY"), 0);
-	ck_assert_uint_eq(size_of(fs, empty), 0);
-	expect_file(fs, ino, data, size);
-	ck_assert_uint_eq(fstats(fs).errors, 4);
-	ck_assert_uint_eq(fstats(fs).write_bytes, 0);
-	ck_assert_uint_eq(fstats(fs).read_bytes, 0);
+	ck_assert_uint_eq(size_of(r.fs, empty), 0);
+	expect_file(r.fs, ino, r.data, size);
+	ck_assert_uint_eq(fstats(r.fs).errors, 4);
+	ck_assert_uint_eq(fstats(r.fs).write_bytes, 0);
+	ck_assert_uint_eq(fstats(r.fs).read_bytes, 0);
 
 	/* The device works again: so does the fast path. */
-	memset(a.p, 0, a.size);
-	io->seg[1] = (struct kvfs_gpu_seg){ 0, 0, size };
-	run_ok(fs, ino, RD, io);
-	expect_bytes(a.p, data, size, "GPU_READ after the failures");
-	ck_assert_uint_eq(fstats(fs).errors, 4);
-	ck_assert_uint_eq(fstats(fs).requests, 5);
-	ck_assert_int_eq(kv_gpu_reap(fs->gpu, 0), 1);
-	kv_fs_close(fs);
-	free(io);
-	free(data);
-	alloc_free(&a);
+	memset(r.a.p, 0, r.a.size);
+	r.io->seg[1] = (struct kvfs_gpu_seg){ 0, 0, size };
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p, r.data, size, "GPU_READ after the failures");
+	ck_assert_uint_eq(fstats(r.fs).errors, 4);
+	ck_assert_uint_eq(fstats(r.fs).requests, 5);
+	ck_assert_int_eq(kv_gpu_reap(r.fs->gpu, 0), 1);
+	rig_close(&r);
 }
 END_TEST
 
 START_TEST(test_write_enospc)
 {
 	struct kv_config cfg = config("none", KVFS_FAKE_PLUGIN);
-	char store[600], err[256];
-	struct kv_fs *fs;
-	uint8_t *data = make_data(1000, 75);
+	char err[256];
+	struct rig r;
 	uint64_t ino;
-	struct alloc a;
-	struct kvfs_gpu_io *io;
 
 	ck_assert_int_eq(kv_opt_set(&cfg, "capacity", "1M", err, sizeof(err)), 0);
-	fs = new_fs(store, sizeof(store), &cfg);
-	ino = write_file(fs, "f", data, 1000);
-	alloc_new(&a, 2 * MIB, -1);
-	io = io_new(&a);
-	seg_add(io, 0, 0, 0);
-	seg_add(io, 0, 0, MIB + MIB / 2); /* more than the capacity */
-	expect_err(fs, ino, WR, io, -ENOSPC, KVFS_E_IO, 1);
-	expect_file(fs, ino, data, 1000);
+	rig_open_cfg(&r, &cfg, 1000, 75, 2 * MIB, -1);
+	ino = write_file(r.fs, "f", r.data, 1000);
+	seg_add(r.io, 0, 0, 0);
+	seg_add(r.io, 0, 0, MIB + MIB / 2); /* more than the capacity */
+	expect_err(r.fs, ino, WR, r.io, -ENOSPC, KVFS_E_IO, 1);
+	expect_file(r.fs, ino, r.data, 1000);
 	/* What fits is written. */
-	io->seg[1].len = 100 * 1024;
-	run_ok(fs, ino, WR, io);
-	expect_file(fs, ino, a.p, 100 * 1024);
-	kv_fs_close(fs);
-	free(io);
-	free(data);
-	alloc_free(&a);
+	r.io->seg[1].len = 100 * 1024;
+	run_ok(r.fs, ino, WR, r.io);
+	expect_file(r.fs, ino, r.a.p, 100 * 1024);
+	rig_close(&r);
 }
 END_TEST
 
@@ -1562,147 +1543,125 @@ static int done_wait(struct done_rec *d)
 	return n;
 }
 
+/* Submits io with d (initialized here), holding d's lock until the call has
+ * returned, so that an answer before the return is seen; waits for it. */
+static void submit_wait(struct kv_fs *fs, uint64_t ino, unsigned mode, struct kvfs_gpu_io *io,
+			struct done_rec *d)
+{
+	done_init(d);
+	pthread_mutex_lock(&d->lock);
+	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), ino, mode, 0, io, on_done, d), 0);
+	d->returned = 1;
+	pthread_mutex_unlock(&d->lock);
+	ck_assert_int_eq(done_wait(d), 1);
+}
+
 START_TEST(test_submit_inline)
 {
-	struct kv_config cfg = config("lz4", KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(BIG, 81);
-	uint64_t ino = write_file(fs, "f", data, BIG);
-	struct alloc a;
-	struct kvfs_gpu_io *io;
+	struct rig r;
+	uint64_t ino;
 	struct done_rec d;
 
-	alloc_new(&a, BIG, 0);
-	io = io_new(&a);
-	seg_add(io, 0, 0, MIB);
+	rig_open(&r, "lz4", KVFS_FAKE_PLUGIN, BIG, 81, BIG, 0);
+	ino = write_file(r.fs, "f", r.data, BIG);
+	seg_add(r.io, 0, 0, MIB);
 	done_init(&d);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), ino, RD, 0, io, on_done, &d), 0);
+	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
 	ck_assert_int_eq(d.calls, 1); /* before returning */
 	ck_assert(pthread_equal(d.thread, pthread_self()));
 	ck_assert_int_eq(d.rc, 0);
-	ck_assert_ptr_eq(d.io, io);
-	ck_assert_uint_eq(io->bytes_done, MIB);
-	expect_bytes(a.p, data, MIB, "inline GPU_READ");
+	ck_assert_ptr_eq(d.io, r.io);
+	ck_assert_uint_eq(r.io->bytes_done, MIB);
+	expect_bytes(r.a.p, r.data, MIB, "inline GPU_READ");
 
 	/* Exactly KV_FAST_INLINE bytes, in two segments: still inline. */
-	io->nseg = 0;
-	seg_add(io, 0, 0, KV_FAST_INLINE / 2);
-	seg_add(io, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2);
+	r.io->nseg = 0;
+	seg_add(r.io, 0, 0, KV_FAST_INLINE / 2);
+	seg_add(r.io, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2);
 	done_destroy(&d);
 	done_init(&d);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), ino, RD, 0, io, on_done, &d), 0);
+	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
 	ck_assert_int_eq(d.calls, 1);
 	ck_assert(pthread_equal(d.thread, pthread_self()));
 	ck_assert_int_eq(d.rc, 0);
-	ck_assert_uint_eq(io->bytes_done, KV_FAST_INLINE);
-	expect_bytes(a.p, data, KV_FAST_INLINE, "inline GPU_READ of KV_FAST_INLINE bytes");
+	ck_assert_uint_eq(r.io->bytes_done, KV_FAST_INLINE);
+	expect_bytes(r.a.p, r.data, KV_FAST_INLINE, "inline GPU_READ of KV_FAST_INLINE bytes");
 
 	/* A small write is not: its end drops the kernel's cached pages,
 	 * which must not wait in a FUSE thread. */
 	{
-		uint64_t out = mkfile(fs, "small-out");
-		io->nseg = 0;
-		seg_add(io, 0, 0, MIB);
+		uint64_t out = mkfile(r.fs, "small-out");
+		r.io->nseg = 0;
+		seg_add(r.io, 0, 0, MIB);
 		done_destroy(&d);
-		done_init(&d);
-		pthread_mutex_lock(&d.lock);
-		ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), out, WR, 0, io, on_done, &d), 0);
-		d.returned = 1;
-		pthread_mutex_unlock(&d.lock);
-		ck_assert_int_eq(done_wait(&d), 1);
+		submit_wait(r.fs, out, WR, r.io, &d);
 		ck_assert(!pthread_equal(d.thread, pthread_self()));
 		ck_assert_int_eq(d.after_return, 1);
 		ck_assert_int_eq(d.rc, 0);
-		expect_file(fs, out, data, MIB);
+		expect_file(r.fs, out, r.data, MIB);
 	}
 
 	/* A small bad request is answered inline too. */
-	io->abi_version = 9;
+	r.io->abi_version = 9;
 	done_destroy(&d);
 	done_init(&d);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), ino, RD, 0, io, on_done, &d), 0);
+	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
 	ck_assert_int_eq(d.calls, 1);
 	ck_assert_int_eq(d.rc, -EINVAL);
-	ck_assert_uint_eq(io->detail, KVFS_E_VERSION);
+	ck_assert_uint_eq(r.io->detail, KVFS_E_VERSION);
 	done_destroy(&d);
-	kv_fs_close(fs);
-	free(io);
-	free(data);
-	alloc_free(&a);
+	rig_close(&r);
 }
 END_TEST
 
 START_TEST(test_submit_async)
 {
-	struct kv_config cfg = config("lz4", KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(BIG, 91);
-	uint64_t ino = write_file(fs, "f", data, BIG), out = mkfile(fs, "out");
-	struct alloc a;
-	struct kvfs_gpu_io *io;
+	struct rig r;
+	uint64_t ino, out;
 	struct done_rec d;
 
-	alloc_new(&a, BIG, 0);
-	io = io_new(&a);
+	rig_open(&r, "lz4", KVFS_FAKE_PLUGIN, BIG, 91, BIG, 0);
+	ino = write_file(r.fs, "f", r.data, BIG);
+	out = mkfile(r.fs, "out");
 	/* KV_FAST_INLINE + 1 bytes: handed to a fast path thread. */
-	seg_add(io, 0, 0, KV_FAST_INLINE / 2);
-	seg_add(io, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2 + 1);
-	done_init(&d);
-	pthread_mutex_lock(&d.lock);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), ino, RD, 0, io, on_done, &d), 0);
-	d.returned = 1;
-	pthread_mutex_unlock(&d.lock);
-	ck_assert_int_eq(done_wait(&d), 1);
+	seg_add(r.io, 0, 0, KV_FAST_INLINE / 2);
+	seg_add(r.io, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2 + 1);
+	submit_wait(r.fs, ino, RD, r.io, &d);
 	ck_assert(!pthread_equal(d.thread, pthread_self()));
 	ck_assert_int_eq(d.after_return, 1);
 	ck_assert_int_eq(d.rc, 0);
-	ck_assert_ptr_eq(d.io, io);
-	ck_assert_uint_eq(io->bytes_done, KV_FAST_INLINE + 1);
-	expect_bytes(a.p, data, KV_FAST_INLINE + 1, "GPU_READ of KV_FAST_INLINE + 1 bytes");
+	ck_assert_ptr_eq(d.io, r.io);
+	ck_assert_uint_eq(r.io->bytes_done, KV_FAST_INLINE + 1);
+	expect_bytes(r.a.p, r.data, KV_FAST_INLINE + 1, "GPU_READ of KV_FAST_INLINE + 1 bytes");
 
 	/* The whole file, then written to another by GPU_WRITE. */
-	io->nseg = 0;
-	seg_add(io, 0, 0, BIG);
-	memset(a.p, 0, a.size);
+	r.io->nseg = 0;
+	seg_add(r.io, 0, 0, BIG);
+	memset(r.a.p, 0, r.a.size);
 	done_destroy(&d);
-	done_init(&d);
-	pthread_mutex_lock(&d.lock);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), ino, RD, 0, io, on_done, &d), 0);
-	d.returned = 1;
-	pthread_mutex_unlock(&d.lock);
-	ck_assert_int_eq(done_wait(&d), 1);
+	submit_wait(r.fs, ino, RD, r.io, &d);
 	ck_assert_int_eq(d.after_return, 1);
 	ck_assert_int_eq(d.rc, 0);
-	expect_bytes(a.p, data, BIG, "GPU_READ of a 9 MiB file");
+	expect_bytes(r.a.p, r.data, BIG, "GPU_READ of a 9 MiB file");
 
 	done_destroy(&d);
-	done_init(&d);
-	pthread_mutex_lock(&d.lock);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), out, WR, 0, io, on_done, &d), 0);
-	d.returned = 1;
-	pthread_mutex_unlock(&d.lock);
-	ck_assert_int_eq(done_wait(&d), 1);
+	submit_wait(r.fs, out, WR, r.io, &d);
 	ck_assert(!pthread_equal(d.thread, pthread_self()));
 	ck_assert_int_eq(d.after_return, 1);
 	ck_assert_int_eq(d.rc, 0);
-	ck_assert_uint_eq(io->bytes_done, BIG);
-	expect_file(fs, out, data, BIG);
+	ck_assert_uint_eq(r.io->bytes_done, BIG);
+	expect_file(r.fs, out, r.data, BIG);
 
 	/* A large bad request fails on the thread, with its details. */
-	io->seg[0].len = BIG + 1;
+	r.io->seg[0].len = BIG + 1;
 	done_destroy(&d);
 	done_init(&d);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), ino, RD, 0, io, on_done, &d), 0);
+	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
 	ck_assert_int_eq(done_wait(&d), 1);
 	ck_assert_int_eq(d.rc, -EINVAL);
-	ck_assert_uint_eq(io->detail, KVFS_E_FILE_RANGE);
+	ck_assert_uint_eq(r.io->detail, KVFS_E_FILE_RANGE);
 	done_destroy(&d);
-	kv_fs_close(fs);
-	free(io);
-	free(data);
-	alloc_free(&a);
+	rig_close(&r);
 }
 END_TEST
 
@@ -1759,21 +1718,20 @@ static void *worker_main(void *arg)
 
 START_TEST(test_submit_concurrent)
 {
-	struct kv_config cfg = config("lz4", KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(BIG, 101);
-	uint64_t src = write_file(fs, "src", data, BIG);
+	struct rig r;
+	uint64_t src;
 	struct alloc a[NTHREADS];
 	struct worker w[NTHREADS];
 	pthread_t th[NTHREADS];
 	struct kv_fast_stats st;
 
+	rig_open(&r, "lz4", KVFS_FAKE_PLUGIN, BIG, 101, 0, 0);
+	src = write_file(r.fs, "src", r.data, BIG);
 	for (int i = 0; i < NTHREADS; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "dst%d", i);
 		alloc_new(&a[i], BIG, 0);
-		w[i] = (struct worker){ fs, src, mkfile(fs, name), &a[i], data, "" };
+		w[i] = (struct worker){ r.fs, src, mkfile(r.fs, name), &a[i], r.data, "" };
 	}
 	for (int i = 0; i < NTHREADS; i++)
 		ck_assert_int_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
@@ -1782,41 +1740,40 @@ START_TEST(test_submit_concurrent)
 	for (int i = 0; i < NTHREADS; i++)
 		ck_assert_msg(!w[i].fail[0], "worker %d: %s", i, w[i].fail);
 	for (int i = 0; i < NTHREADS; i++)
-		expect_file(fs, w[i].dst, data, BIG);
-	st = fstats(fs);
+		expect_file(r.fs, w[i].dst, r.data, BIG);
+	st = fstats(r.fs);
 	ck_assert_uint_eq(st.requests, NTHREADS * 4);
 	ck_assert_uint_eq(st.errors, 0);
 	ck_assert_uint_eq(st.read_bytes, (uint64_t)NTHREADS * 2 * BIG);
 	ck_assert_uint_eq(st.write_bytes, (uint64_t)NTHREADS * 2 * BIG);
-	ck_assert_uint_eq(metric(fs, "kvfs_gpu_mappings"), NTHREADS);
-	kv_fs_close(fs);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_gpu_mappings"), NTHREADS);
+	rig_close(&r);
 	for (int i = 0; i < NTHREADS; i++)
 		alloc_free(&a[i]);
-	free(data);
 }
 END_TEST
 
 START_TEST(test_close_finishes_queued)
 {
-	struct kv_config cfg = config("none", KVFS_FAKE_PLUGIN);
-	char store[600];
-	struct kv_fs *fs = new_fs(store, sizeof(store), &cfg);
-	uint8_t *data = make_data(BIG, 111);
-	uint64_t src = write_file(fs, "src", data, BIG);
+	struct rig r;
+	uint64_t src;
 	struct alloc a;
 	struct kvfs_gpu_io *io[NTHREADS];
 	struct done_rec d[NTHREADS];
 
+	rig_open(&r, "none", KVFS_FAKE_PLUGIN, BIG, 111, 0, 0);
+	src = write_file(r.fs, "src", r.data, BIG);
 	alloc_new(&a, (size_t)NTHREADS * BIG, 0);
 	for (int i = 0; i < NTHREADS; i++) {
 		io[i] = io_new(&a);
 		seg_add(io[i], 0, (uint64_t)i * BIG, BIG);
 		done_init(&d[i]);
-		ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), src, RD, 0, io[i], on_done, &d[i]),
-				 0);
+		ck_assert_int_eq(
+			kv_fast_submit(kv_fs_fast(r.fs), src, RD, 0, io[i], on_done, &d[i]), 0);
 	}
 	/* Closing finishes the queued requests first. */
-	kv_fs_close(fs);
+	kv_fs_close(r.fs);
+	r.fs = NULL;
 	{
 		/* A burst is spread over the fast path's threads, not queued
 		 * behind one. */
@@ -1833,12 +1790,12 @@ START_TEST(test_close_finishes_queued)
 		ck_assert_int_eq(d[i].calls, 1);
 		ck_assert_int_eq(d[i].rc, 0);
 		ck_assert_uint_eq(io[i]->bytes_done, BIG);
-		expect_bytes(a.p + (size_t)i * BIG, data, BIG, "GPU_READ finished by close");
+		expect_bytes(a.p + (size_t)i * BIG, r.data, BIG, "GPU_READ finished by close");
 		done_destroy(&d[i]);
 		free(io[i]);
 	}
 	alloc_free(&a);
-	free(data);
+	rig_close(&r);
 }
 END_TEST
 
