@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "fs_int.h"
@@ -115,13 +116,27 @@ static int fail(struct kvfs_gpu_io *io, int rc, uint32_t detail, uint32_t seg)
 	return rc;
 }
 
-/* Everything that can be checked without the GPU, then the backend, the
- * device and the allocation. On success *dev is the device index. */
-static int check(struct kv_fast *f, uint64_t ino, unsigned mode, struct kvfs_gpu_io *io,
-		 int *dev)
+int kv_fast_cmd(unsigned cmd, size_t in_size, size_t out_size)
 {
-	struct kv_attr a;
-	int rc, write = mode & KV_FAST_WRITE;
+	unsigned nr = _IOC_NR(cmd);
+
+	if (_IOC_TYPE(cmd) != KVFS_IOC_MAGIC)
+		return -ENOTTY;
+	if (nr == _IOC_NR(KVFS_IOC_QUERY))
+		return cmd == KVFS_IOC_QUERY && in_size == sizeof(struct kvfs_query) &&
+			       out_size == sizeof(struct kvfs_query) ? KV_FAST_QUERY : -EINVAL;
+	if (nr != _IOC_NR(KVFS_IOC_GPU_READ) && nr != _IOC_NR(KVFS_IOC_GPU_WRITE))
+		return -ENOTTY;
+	/* The same command number with another size is an ABI mismatch. */
+	if ((cmd != KVFS_IOC_GPU_READ && cmd != KVFS_IOC_GPU_WRITE) ||
+	    in_size != sizeof(struct kvfs_gpu_io) || out_size != sizeof(struct kvfs_gpu_io))
+		return -EINVAL;
+	return cmd == KVFS_IOC_GPU_READ ? KV_FAST_READ : KV_FAST_WRITE_CMD;
+}
+
+int kv_fast_validate(struct kvfs_gpu_io *io, unsigned mode, uint64_t file_size)
+{
+	int write = mode & KV_FAST_WRITE;
 
 	if (io->abi_version != KVFS_ABI_VERSION)
 		return fail(io, -EINVAL, KVFS_E_VERSION, 0);
@@ -132,17 +147,30 @@ static int check(struct kv_fast *f, uint64_t ino, unsigned mode, struct kvfs_gpu
 		return fail(io, -EINVAL, KVFS_E_ARG, 0);
 	if (!(mode & (write ? KV_FAST_CAN_WRITE : KV_FAST_CAN_READ)))
 		return fail(io, -EBADF, KVFS_E_ACCESS, 0);
-	rc = kv_fs_getattr(f->fs, ino, &a);
-	if (rc)
-		return fail(io, rc, KVFS_E_IO, 0);
 	for (uint32_t i = 0; i < io->nseg; i++) {
 		const struct kvfs_gpu_seg *s = &io->seg[i];
 		uint64_t fend = s->file_off + s->len;
-		if (fend < s->file_off || fend > (uint64_t)INT64_MAX || (!write && fend > a.size))
+		if (fend < s->file_off || fend > (uint64_t)INT64_MAX || (!write && fend > file_size))
 			return fail(io, -EINVAL, KVFS_E_FILE_RANGE, i);
 		if (s->dev_off + s->len < s->dev_off)
 			return fail(io, -EFAULT, KVFS_E_DEV_RANGE, i);
 	}
+	return 0;
+}
+
+/* The request's own checks, then the backend, the device and the
+ * allocation. On success *dev is the device index. */
+static int check(struct kv_fast *f, uint64_t ino, unsigned mode, struct kvfs_gpu_io *io,
+		 int *dev)
+{
+	struct kv_attr a;
+	int rc = kv_fs_getattr(f->fs, ino, &a);
+
+	if (rc)
+		return fail(io, rc, KVFS_E_IO, 0);
+	rc = kv_fast_validate(io, mode, a.size);
+	if (rc)
+		return rc;
 	if (kv_gpu_start(f->g))
 		return fail(io, -ENODEV, KVFS_E_NO_BACKEND, 0);
 	if (io->vendor != kv_gpu_vendor(f->g))

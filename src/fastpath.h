@@ -11,6 +11,7 @@
 #ifndef KV_FASTPATH_H
 #define KV_FASTPATH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kvfs/ioctl.h"
@@ -32,6 +33,16 @@ struct kv_fast;
 #define KV_FAST_BATCH 16
 /* Reads up to this many bytes run in the submitting thread. */
 #define KV_FAST_INLINE (8u << 20)
+
+/* An ioctl command as FUSE hands it over: KV_FAST_QUERY, KV_FAST_READ or
+ * KV_FAST_WRITE_CMD, -ENOTTY for a command that is not ours, -EINVAL for
+ * one of ours with another size (an ABI mismatch). */
+enum { KV_FAST_QUERY = 1, KV_FAST_READ = 2, KV_FAST_WRITE_CMD = 3 };
+int kv_fast_cmd(unsigned cmd, size_t in_size, size_t out_size);
+/* The checks of a GPU request that need neither the GPU nor the file but
+ * its size: version, size, flags, segment count, vendor, fd mode, ranges.
+ * 0, or a negative errno with io's error, detail and error_seg set. */
+int kv_fast_validate(struct kvfs_gpu_io *io, unsigned mode, uint64_t file_size);
 
 struct kv_fast *kv_fast_new(struct kv_fs *fs, struct kv_gpu *g);
 /* Finishes the queued requests, then stops. */

@@ -242,8 +242,10 @@ static struct kv_tier_ent *load(struct kv_fs *fs, uint64_t ino, uint64_t idx,
 		*err = -ENOMEM;
 		return NULL;
 	}
-	*err = kv_store_read(fs->st, loc, ino, idx, buf, raw);
+	*err = kv_fs_quarantined(fs, loc) ? -EIO : kv_store_read(fs->st, loc, ino, idx, buf, raw);
 	if (*err) {
+		if (*err == -EIO)
+			kv_fs_quarantine(fs, ino, idx, loc);
 		kv_buf_put(fs->bufs, buf);
 		return NULL;
 	}

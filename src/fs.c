@@ -31,6 +31,88 @@ int64_t kv_now(void)
 
 struct kv_fast *kv_fs_fast(struct kv_fs *fs) { return fs->fast; }
 
+char *kv_fs_path(struct kv_fs *fs, uint64_t ino, char *buf, size_t len)
+{
+	size_t at = len - 1;
+	char name[256];
+
+	if (!len)
+		return buf;
+	buf[at] = 0;
+	for (int depth = 0; ino != KV_ROOT_INO && depth < 256; depth++) {
+		uint64_t parent;
+		char part[300];
+		size_t n;
+		if (kv_index_entry_of(fs->ix, ino, &parent, name))
+			snprintf(part, sizeof(part), "<inode %llu>", (unsigned long long)ino);
+		else
+			snprintf(part, sizeof(part), "/%s", name);
+		n = strlen(part);
+		if (n > at)
+			break;
+		at -= n;
+		memcpy(buf + at, part, n);
+		if (part[0] == '<')
+			break;
+		ino = parent;
+	}
+	if (at == len - 1 && at) /* the root itself */
+		buf[--at] = '/';
+	memmove(buf, buf + at, len - at);
+	return buf;
+}
+
+int kv_fs_quarantined(struct kv_fs *fs, const struct kv_loc *loc)
+{
+	int bad = 0;
+
+	pthread_mutex_lock(&fs->bad_lock);
+	for (size_t i = 0; i < fs->nbad && !bad; i++)
+		bad = fs->bad[i].seg == loc->seg && fs->bad[i].off == loc->off;
+	pthread_mutex_unlock(&fs->bad_lock);
+	return bad;
+}
+
+void kv_fs_quarantine(struct kv_fs *fs, uint64_t ino, uint64_t idx, const struct kv_loc *loc)
+{
+	char path[1024];
+	int fresh;
+
+	pthread_mutex_lock(&fs->bad_lock);
+	fresh = 1;
+	for (size_t i = 0; i < fs->nbad && fresh; i++)
+		fresh = !(fs->bad[i].seg == loc->seg && fs->bad[i].off == loc->off);
+	if (fresh && fs->nbad == fs->bad_cap) {
+		size_t cap = fs->bad_cap ? 2 * fs->bad_cap : 16;
+		struct kv_loc *b = realloc(fs->bad, cap * sizeof(*b));
+		if (b) {
+			fs->bad = b;
+			fs->bad_cap = cap;
+		}
+	}
+	if (fresh && fs->nbad < fs->bad_cap)
+		fs->bad[fs->nbad++] = *loc;
+	pthread_mutex_unlock(&fs->bad_lock);
+	if (!fresh)
+		return;
+	kv_stat_add(&fs->stats.checksum_errors, 1);
+	kv_err("%s (inode %llu) chunk %llu: damaged record (segment %08x offset %llu): readers "
+	       "get EIO until the chunk is rewritten or the file repaired (kvfsctl fsck --repair)",
+	       kv_fs_path(fs, ino, path, sizeof(path)), (unsigned long long)ino,
+	       (unsigned long long)idx, loc->seg, (unsigned long long)loc->off);
+}
+
+static void unquarantine(struct kv_fs *fs, const struct kv_loc *loc)
+{
+	pthread_mutex_lock(&fs->bad_lock);
+	for (size_t i = 0; i < fs->nbad; i++)
+		if (fs->bad[i].seg == loc->seg && fs->bad[i].off == loc->off) {
+			fs->bad[i] = fs->bad[--fs->nbad];
+			break;
+		}
+	pthread_mutex_unlock(&fs->bad_lock);
+}
+
 const struct kv_config *kv_fs_config(const struct kv_fs *fs) { return &fs->cfg; }
 
 /* ---- inode table ---- */
@@ -277,6 +359,7 @@ static void unlinked(struct kv_fs *fs, uint64_t ino, uint32_t nlink)
 
 void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc)
 {
+	unquarantine(fs, loc);
 	kv_tier_forget(fs->tier, loc);
 	kv_store_free(fs->st, loc);
 }
@@ -659,6 +742,7 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 	fs->lockfd = -1;
 	pthread_mutex_init(&fs->itab, NULL);
 	pthread_mutex_init(&fs->inval_lock, NULL);
+	pthread_mutex_init(&fs->bad_lock, NULL);
 	if (cfg->low >= cfg->high) {
 		snprintf(err, errlen, "low=%d must be below high=%d", cfg->low, cfg->high);
 		rc = -EINVAL;
@@ -724,6 +808,8 @@ void kv_fs_close(struct kv_fs *fs)
 		close(fs->lockfd);
 	pthread_mutex_destroy(&fs->itab);
 	pthread_mutex_destroy(&fs->inval_lock);
+	pthread_mutex_destroy(&fs->bad_lock);
+	free(fs->bad);
 	free(fs->inval);
 	free(fs);
 }

@@ -40,6 +40,9 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len);
 /* Publishes every open file and closes the store. */
 void kv_fs_close(struct kv_fs *fs);
 const struct kv_config *kv_fs_config(const struct kv_fs *fs);
+/* The path of ino from the mount's root ("/ns/ctx/file"), or
+ * "<inode N>" for a part that has no name (unlinked); returns buf. */
+char *kv_fs_path(struct kv_fs *fs, uint64_t ino, char *buf, size_t len);
 /* The GPU fast path of this mount (fastpath.h). */
 struct kv_fast *kv_fs_fast(struct kv_fs *fs);
 

@@ -80,6 +80,12 @@ struct kv_fs {
 	struct kv_fast *fast;
 	uint64_t topo_gen;     /* bumped when a rename moves a tree to another depth */
 
+	/* Records that failed their checks: never read again (reads get EIO at
+	 * once) until they are freed, i.e. the chunk is rewritten or removed. */
+	pthread_mutex_t bad_lock;
+	struct kv_loc *bad;
+	size_t nbad, bad_cap;
+
 	/* Kernel entries to invalidate after evictions, sent by the evictor. */
 	pthread_mutex_t inval_lock;
 	struct kv_inval { uint64_t parent; char name[256]; } *inval;
@@ -96,6 +102,10 @@ int64_t kv_now(void);
 /* The context ino belongs to (0: none), from the mount's context_depth,
  * and its depth (root = 0) in *depth when not NULL. */
 uint64_t kv_fs_ctx_of(struct kv_fs *fs, struct kv_inode *in, int *depth);
+/* A record that failed its checks when read for chunk idx of ino: counted,
+ * logged once with the file's path, and refused from now on. */
+void kv_fs_quarantine(struct kv_fs *fs, uint64_t ino, uint64_t idx, const struct kv_loc *loc);
+int kv_fs_quarantined(struct kv_fs *fs, const struct kv_loc *loc);
 /* Free a record: store space and tier entry. */
 void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc);
 /* Delete an inode that has no links and no users (index rows and records). */

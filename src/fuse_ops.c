@@ -646,23 +646,18 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		     size_t out_bufsz)
 {
 	struct kv_fast *f = kv_fs_fast(kfs(req));
-	unsigned nr = _IOC_NR(cmd), mode = 0;
+	int kind = kv_ctl_is(ino) ? -ENOTTY : kv_fast_cmd(cmd, in_bufsz, out_bufsz);
+	unsigned mode = 0;
 	struct kvfs_gpu_io *io;
 	struct fast_req *r;
 
 	(void)arg;
-	if (_IOC_TYPE(cmd) != KVFS_IOC_MAGIC || kv_ctl_is(ino) ||
-	    (nr != _IOC_NR(KVFS_IOC_QUERY) && nr != _IOC_NR(KVFS_IOC_GPU_READ) &&
-	     nr != _IOC_NR(KVFS_IOC_GPU_WRITE))) {
-		fuse_reply_err(req, ENOTTY);
+	if (kind < 0) {
+		fuse_reply_err(req, -kind);
 		return;
 	}
-	if (nr == _IOC_NR(KVFS_IOC_QUERY)) {
+	if (kind == KV_FAST_QUERY) {
 		struct kvfs_query q;
-		if (cmd != KVFS_IOC_QUERY || in_bufsz != sizeof(q) || out_bufsz != sizeof(q)) {
-			fuse_reply_err(req, EINVAL);
-			return;
-		}
 		memcpy(&q, in_buf, sizeof(q));
 		if (kv_fast_query(f, &q))
 			fuse_reply_err(req, EINVAL);
@@ -670,17 +665,11 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			fuse_reply_ioctl(req, 0, &q, sizeof(q));
 		return;
 	}
-	/* The same command number with another size is an ABI mismatch. */
-	if ((cmd != KVFS_IOC_GPU_READ && cmd != KVFS_IOC_GPU_WRITE) ||
-	    in_bufsz != sizeof(*io) || out_bufsz != sizeof(*io)) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
 	if (flags & FUSE_IOCTL_DIR) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (cmd == KVFS_IOC_GPU_WRITE)
+	if (kind == KV_FAST_WRITE_CMD)
 		mode |= KV_FAST_WRITE;
 	if ((fi->fh & FH_FILE) && (fi->fh & O_ACCMODE) != O_WRONLY)
 		mode |= KV_FAST_CAN_READ;
@@ -695,7 +684,7 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		return;
 	}
 	memcpy(io, in_buf, sizeof(*io));
-	*r = (struct fast_req){ req, ino, cmd == KVFS_IOC_GPU_WRITE };
+	*r = (struct fast_req){ req, ino, kind == KV_FAST_WRITE_CMD };
 	if (kv_fast_submit(f, ino, mode, (uint32_t)fuse_req_ctx(req)->pid, io, fast_done, r)) {
 		free(io);
 		free(r);

@@ -63,6 +63,9 @@ int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *b
 	       g->tier_bytes);
 	metric(&o, "kvfs_enospc_total", "counter", "Writes refused because nothing could be evicted.",
 	       get(&s->enospc));
+	metric(&o, "kvfs_checksum_errors_total", "counter",
+	       "Chunk records that failed their checksums or owner checks on read (readers got EIO).",
+	       get(&s->checksum_errors));
 	metric(&o, "kvfs_gpu_requests_total", "counter", "GPU_READ and GPU_WRITE ioctls.",
 	       g->gpu_requests);
 	metric(&o, "kvfs_gpu_errors_total", "counter", "GPU ioctls that failed.", g->gpu_errors);

@@ -14,6 +14,7 @@ struct kv_stats {
 	atomic_uint_least64_t hits, misses;
 	atomic_uint_least64_t read_bytes, written_bytes;
 	atomic_uint_least64_t enospc;
+	atomic_uint_least64_t checksum_errors;
 };
 
 /* Gauges sampled when the stats file is opened. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -473,5 +474,64 @@ int kv_store_sync(struct kv_store *st)
 		}
 		close(fds[i]);
 	}
+	return rc;
+}
+
+int kv_seg_scan_buf(const uint8_t *buf, size_t len, uint32_t seg, kv_scan_fn cb, void *arg)
+{
+	static const uint8_t magic[4] = { KV_REC_MAGIC & 0xff, (KV_REC_MAGIC >> 8) & 0xff,
+					  (KV_REC_MAGIC >> 16) & 0xff, KV_REC_MAGIC >> 24 };
+	size_t off = 0;
+
+	while (len >= KV_REC_HDR && off <= len - KV_REC_HDR) {
+		const uint8_t *p = memmem(buf + off, len - off, magic, sizeof(magic));
+		struct kv_rec r;
+		size_t at;
+
+		if (!p)
+			break;
+		at = (size_t)(p - buf);
+		if (at > len - KV_REC_HDR)
+			break;
+		if (!kv_rec_decode(p, &r) && r.stored_len <= len - at - KV_REC_HDR) {
+			struct kv_loc loc = { seg, KV_REC_HDR + r.stored_len, at };
+			const uint8_t *payload = p + KV_REC_HDR;
+			int ok = XXH3_64bits(payload, r.stored_len) == r.payload_hash;
+			int rc = cb(arg, &loc, &r, payload, ok);
+			if (rc)
+				return rc;
+			off = at + KV_REC_HDR + r.stored_len;
+		} else {
+			off = at + 1;
+		}
+	}
+	return 0;
+}
+
+int kv_seg_scan_file(const char *path, uint32_t seg, kv_scan_fn cb, void *arg)
+{
+	struct stat st;
+	void *m;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st)) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		return 0;
+	}
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	rc = m == MAP_FAILED ? -errno : 0;
+	close(fd);
+	if (rc)
+		return rc;
+	madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
+	rc = kv_seg_scan_buf(m, (size_t)st.st_size, seg, cb, arg);
+	munmap(m, (size_t)st.st_size);
 	return rc;
 }

@@ -78,6 +78,21 @@ uint64_t kv_store_live(struct kv_store *st);
 /* Make every record appended so far durable. */
 int kv_store_sync(struct kv_store *st);
 
+/* Walking the records of a segment without the index (rebuild, fsck,
+ * fuzzing). The scanner looks for record headers anywhere in buf (the
+ * bytes of segment seg, its own header included): a candidate counts when
+ * its header checksum is right and it fits in buf; it is then handed to cb
+ * with its location, decoded header and payload (payload_ok: the payload
+ * checksum matches too), and the scan goes on after it; otherwise the scan
+ * moves on by one byte, so punched holes and torn tails are skipped. cb
+ * returns 0 to go on, anything else stops the scan and is returned. */
+typedef int (*kv_scan_fn)(void *arg, const struct kv_loc *loc, const struct kv_rec *r,
+			  const uint8_t *payload, int payload_ok);
+int kv_seg_scan_buf(const uint8_t *buf, size_t len, uint32_t seg, kv_scan_fn cb, void *arg);
+/* The same over segment file path (mapped read-only). -errno if it cannot
+ * be opened or mapped. */
+int kv_seg_scan_file(const char *path, uint32_t seg, kv_scan_fn cb, void *arg);
+
 /* Header (de)serialisation, exposed for tests and tools. */
 void kv_rec_encode(uint8_t hdr[KV_REC_HDR], const struct kv_rec *r);
 int kv_rec_decode(const uint8_t hdr[KV_REC_HDR], struct kv_rec *r);
