@@ -519,6 +519,28 @@ int kv_fs_gc(struct kv_fs *fs, uint64_t *freed)
 	return rc;
 }
 
+/* A mount that did not end cleanly (killed, power lost) may have left
+ * records that no index row names: chunks appended for a publish that never
+ * came. Give their space back before serving, then mark the store in use;
+ * kv_fs_close marks it clean again. */
+static int recover(struct kv_fs *fs)
+{
+	int64_t clean = 0;
+	int rc = kv_index_meta_get(fs->ix, "clean", &clean);
+
+	/* No mark: a new store, or one from before the mark existed. */
+	if (rc == -ENOENT)
+		rc = 0, clean = -1;
+	if (!rc && clean <= 0) {
+		uint64_t freed = 0;
+		rc = kv_fs_gc(fs, &freed);
+		if (!rc && (clean == 0 || freed))
+			kv_info("store %s was not unmounted cleanly: %llu bytes of unpublished "
+				"records given back", fs->store_path, (unsigned long long)freed);
+	}
+	return rc ? rc : kv_index_meta_set(fs->ix, "clean", 0);
+}
+
 int kv_fs_evict_to(struct kv_fs *fs, uint64_t target)
 {
 	return kv_policy_evict_to(fs->pol, target, KV_EVICT_MANUAL);
@@ -708,6 +730,8 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	}
 	if (!rc)
 		rc = kv_index_orphans(fs->ix, drop_orphan, fs);
+	if (!rc && fs->cfg.mount)
+		rc = recover(fs);
 	if (!rc)
 		rc = settle_contexts(fs);
 	if (!rc) {
@@ -775,6 +799,8 @@ fail:
 
 void kv_fs_close(struct kv_fs *fs)
 {
+	int unclean = 0;
+
 	if (!fs)
 		return;
 	/* GPU requests end first; the backend lets go of the chunk buffers
@@ -788,7 +814,7 @@ void kv_fs_close(struct kv_fs *fs)
 			struct kv_inode *next = in->hnext;
 			pthread_mutex_lock(&in->lock);
 			while (in->users)
-				kv_file_detach(fs, in);
+				unclean |= kv_file_detach(fs, in) != 0;
 			pthread_mutex_unlock(&in->lock);
 			if (in->attr.nlink == 0)
 				kv_fs_drop(fs, in->ino);
@@ -799,6 +825,9 @@ void kv_fs_close(struct kv_fs *fs)
 	free(fs->hash);
 	kv_policy_free(fs->pol);
 	kv_pool_stop(fs->pool);
+	/* Every record is referenced now, unless a publish failed. */
+	if (fs->cfg.mount && fs->ix && fs->st && !unclean)
+		kv_index_meta_set(fs->ix, "clean", 1);
 	kv_tier_free(fs->tier);
 	kv_bufs_free(fs->bufs);
 	free(fs->zeros);

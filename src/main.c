@@ -165,6 +165,7 @@ static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 		fprintf(stderr, "kvfs: mountpoint %s: %s\n", c->mountpoint, strerror(errno));
 		goto out;
 	}
+	c->cfg.mount = 1;
 	if (kv_fs_open(c->store, &c->cfg, &m.fs, err, sizeof(err))) {
 		fprintf(stderr, "kvfs: %s\n", err);
 		goto out;

@@ -28,6 +28,7 @@ struct kv_config {
 	int context_depth;/* directory depth of a context; 0 = every file */
 	char gpu[256];    /* GPU backend: auto, cuda, hip, off or a plugin path */
 	unsigned given;   /* options set by the user, one bit per table row */
+	int mount;        /* not an option: opened by the daemon (recovers after a crash) */
 };
 
 /* Fill cfg with the defaults from the table. */
