@@ -753,6 +753,36 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	return 0;
 }
 
+int kv_fs_open_existing(const char *store, struct kv_fs **out, char *err, size_t errlen)
+{
+	struct kv_config cfg;
+	struct kv_index *ix;
+	struct stat sb;
+	char db[4200];
+	int64_t depth;
+	int rc;
+
+	snprintf(db, sizeof(db), "%s/kvfs.db", store);
+	if (stat(db, &sb)) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", db,
+			 errno == ENOENT ? "not found: not a kvfs store" : strerror(errno));
+		return rc;
+	}
+	rc = kv_index_check(db, err, errlen);
+	if (!rc)
+		rc = kv_index_open(db, 0, &ix, err, errlen);
+	if (rc)
+		return rc;
+	/* The context depth of the last mount: at another one kv_fs_open
+	 * would rebuild the policy rows, losing pins and TTLs. */
+	kv_opt_defaults(&cfg);
+	if (!kv_index_meta_get(ix, "context_depth", &depth) && depth >= 0 && depth <= 16)
+		cfg.context_depth = (int)depth;
+	kv_index_close(ix);
+	return kv_fs_open(store, &cfg, out, err, errlen);
+}
+
 int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out,
 	       char *err, size_t errlen)
 {

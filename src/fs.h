@@ -37,6 +37,11 @@ int kv_fs_gc(struct kv_fs *fs, uint64_t *freed);
 int kv_fs_evict_to(struct kv_fs *fs, uint64_t target);
 /* The Prometheus text of .kvfs/stats into buf; returns its length. */
 int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len);
+/* Open an existing store offline (tools: gc, fsck) with the settings of its
+ * last mount (the context depth: another one would rebuild the context
+ * rows, losing pins and TTLs). -ENOENT, without creating anything, when
+ * STORE is not a kvfs store; -EBUSY when a daemon holds it. */
+int kv_fs_open_existing(const char *store, struct kv_fs **out, char *err, size_t errlen);
 /* Publishes every open file and closes the store. */
 void kv_fs_close(struct kv_fs *fs);
 const struct kv_config *kv_fs_config(const struct kv_fs *fs);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "fs.h"
+#include "fsck.h"
 #include "index.h"
 #include "log.h"
 
@@ -24,6 +25,8 @@ static void usage(FILE *out)
 		"    evict MOUNT --to SIZE  evict least recently used contexts down to SIZE stored\n"
 		"    pin PATH, unpin PATH   keep a context from eviction, or stop keeping it\n"
 		"    gc STORE               give back space left by a crash (store not mounted)\n"
+		"    fsck STORE [--repair]  verify every chunk (store not mounted); exit 1 if any is\n"
+		"                           damaged; --repair truncates or removes damaged files\n"
 		"    help                   this text\n");
 }
 
@@ -295,14 +298,12 @@ static int cmd_pin(const char *path, int pin)
 
 static int cmd_gc(const char *store)
 {
-	struct kv_config cfg;
 	struct kv_fs *fs;
 	char err[512], h[32];
 	uint64_t freed = 0;
 	int rc;
 
-	kv_opt_defaults(&cfg);
-	rc = kv_fs_open(store, &cfg, &fs, err, sizeof(err));
+	rc = kv_fs_open_existing(store, &fs, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "kvfsctl: %s\n", err);
 		return 1;
@@ -316,6 +317,100 @@ static int cmd_gc(const char *store)
 	human(h, sizeof(h), (double)freed);
 	printf("reclaimed %s (%llu bytes)\n", h, (unsigned long long)freed);
 	return 0;
+}
+
+/* Chunk indexes as ranges: "0-3 7 9-10". */
+static void print_chunks(const uint64_t *v, size_t n)
+{
+	for (size_t i = 0, j; i < n; i = j + 1) {
+		for (j = i; j + 1 < n && v[j + 1] == v[j] + 1; j++)
+			;
+		printf(j > i ? " %llu-%llu" : " %llu", (unsigned long long)v[i],
+		       (unsigned long long)v[j]);
+	}
+}
+
+static int fsck_repair(struct kv_fs *fs, const struct kv_fsck_report *r)
+{
+	unsigned long long cut = 0, gone = 0;
+	int failed = 0;
+
+	for (size_t i = 0; i < r->nbad; i++) {
+		char path[4096];
+		uint64_t size;
+		int rc;
+		kv_fs_path(fs, r->bad[i].ino, path, sizeof(path));
+		rc = kv_fsck_repair(fs, &r->bad[i], &size);
+		if (rc == KV_FSCK_TRUNCATED)
+			printf("%s: truncated from %llu to %llu bytes (chunks %llu and up freed)\n",
+			       path, (unsigned long long)r->bad[i].size, (unsigned long long)size,
+			       (unsigned long long)r->bad[i].bad[0]);
+		else if (rc == KV_FSCK_REMOVED)
+			printf("%s: removed (chunk 0 damaged)\n", path);
+		else
+			fprintf(stderr, "kvfsctl: fsck: cannot repair %s: %s\n", path, strerror(-rc));
+		cut += rc == KV_FSCK_TRUNCATED;
+		gone += rc == KV_FSCK_REMOVED;
+		failed |= rc < 0;
+	}
+	printf("repaired %llu files: %llu truncated, %llu removed\n", cut + gone, cut, gone);
+	return failed;
+}
+
+/* Damaged segments, then each damaged file once, then the totals. */
+static void fsck_print(struct kv_fs *fs, const struct kv_fsck_report *r, double seconds)
+{
+	char path[4096], h[32];
+
+	for (size_t i = 0; i < r->nsegs; i++)
+		if (r->segs[i].missing)
+			printf("segment %08x.seg: missing\n", r->segs[i].seg);
+		else
+			printf("segment %08x.seg: %llu bytes, too short for the records the index "
+			       "names in it\n", r->segs[i].seg, (unsigned long long)r->segs[i].size);
+	for (size_t i = 0; i < r->nbad; i++) {
+		printf("%s: damaged chunk%s", kv_fs_path(fs, r->bad[i].ino, path, sizeof(path)),
+		       r->bad[i].nbad > 1 ? "s" : "");
+		print_chunks(r->bad[i].bad, r->bad[i].nbad);
+		printf("\n");
+	}
+	human(h, sizeof(h), (double)r->bytes);
+	printf("checked %llu files, %llu chunks, %s (%llu bytes) in %.1f s: %zu damaged files, "
+	       "%llu damaged chunks\n", (unsigned long long)r->files, (unsigned long long)r->chunks,
+	       h, (unsigned long long)r->bytes, seconds, r->nbad,
+	       (unsigned long long)r->bad_chunks);
+}
+
+/* Exit status: 0 clean, 1 damaged (repaired or not), 2 could not check or
+ * repair. */
+static int cmd_fsck(const char *store, int repair)
+{
+	struct kv_fsck_report r;
+	struct timespec t0, t1;
+	struct kv_fs *fs;
+	char err[512];
+	int rc;
+
+	rc = kv_fs_open_existing(store, &fs, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "kvfsctl: fsck: %s\n", err);
+		return 2;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = kv_fsck_check(fs, 0, &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (rc) {
+		fprintf(stderr, "kvfsctl: fsck %s: %s\n", store, strerror(-rc));
+		kv_fs_close(fs);
+		return 2;
+	}
+	fsck_print(fs, &r, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	rc = r.nbad ? 1 : 0;
+	if (repair && r.nbad && fsck_repair(fs, &r))
+		rc = 2;
+	kv_fsck_report_free(&r);
+	kv_fs_close(fs);
+	return rc;
 }
 
 int main(int argc, char *argv[])
@@ -343,6 +438,10 @@ int main(int argc, char *argv[])
 		return cmd_pin(argv[2], !strcmp(cmd, "pin"));
 	if (!strcmp(cmd, "gc") && argc == 3)
 		return cmd_gc(argv[2]);
+	if (!strcmp(cmd, "fsck") && argc == 3)
+		return cmd_fsck(argv[2], 0);
+	if (!strcmp(cmd, "fsck") && argc == 4 && !strcmp(argv[3], "--repair"))
+		return cmd_fsck(argv[2], 1);
 	fprintf(stderr, "kvfsctl: unknown command or arguments: %s\n", cmd);
 	usage(stderr);
 	return 2;

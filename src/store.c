@@ -65,7 +65,9 @@ static int seg_grow(struct kv_store *st, uint32_t seg)
 }
 
 /* Returns the fd of segment seg, opening it on first use. Locked. */
-static int seg_fd(struct kv_store *st, uint32_t seg)
+/* The segment's fd, opened on first use; a missing segment is logged
+ * unless the caller only frees space in it (nothing to give back). */
+static int seg_fd_open(struct kv_store *st, uint32_t seg, int quiet)
 {
 	char name[32];
 	int fd;
@@ -77,12 +79,16 @@ static int seg_fd(struct kv_store *st, uint32_t seg)
 	seg_name(name, sizeof(name), seg);
 	fd = openat(st->dirfd, name, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
-		kv_err("segment %s: %s", name, strerror(errno));
-		return -errno;
+		int e = errno;
+		if (!quiet || e != ENOENT)
+			kv_err("segment %s: %s", name, strerror(e));
+		return -e;
 	}
 	st->segs[seg].fd = fd;
 	return fd;
 }
+
+static int seg_fd(struct kv_store *st, uint32_t seg) { return seg_fd_open(st, seg, 0); }
 
 static void seg_header(const struct kv_store *st, uint32_t seg, uint8_t h[KV_SEG_HDR])
 {
@@ -377,7 +383,7 @@ void kv_store_free(struct kv_store *st, const struct kv_loc *loc)
 			s->fd = -1;
 			unlinkat(st->dirfd, name, 0);
 		} else {
-			fd = seg_fd(st, loc->seg);
+			fd = seg_fd_open(st, loc->seg, 1);
 		}
 	}
 	pthread_mutex_unlock(&st->lock);
