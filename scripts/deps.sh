@@ -3,9 +3,10 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
       liblz4-dev libzstd-dev libxxhash-dev check attr rsync python3 kmod)
-# The HIP GPU plugin's compiler and runtime, where the distribution has
-# them (Debian 12 does; CUDA's nvcc comes from NVIDIA, not from here).
-optional=(hipcc libamdhip64-dev)
+# Where the distribution has them (Debian 12 does): the HIP GPU plugin's
+# compiler and runtime (CUDA's nvcc comes from NVIDIA, not from here), and
+# clang with libFuzzer for the fuzz targets.
+optional=(hipcc libamdhip64-dev clang-14 libfuzzer-14-dev)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 missing=()
 for p in "${pkgs[@]}" "${optional[@]}"; do

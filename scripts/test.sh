@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds kvfs twice (optimised, and with
-# AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test in both.
+# AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test in both,
+# then builds the libFuzzer targets with clang and runs each for a while.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -20,3 +21,13 @@ for cfg in release asan; do
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j 1)
 done
+# Each fuzzer gets 20 s on its seed corpus (tests/fuzz/README.md).
+if command -v clang-14 >/dev/null; then
+	echo "== fuzz build"
+	cmake -S . -B build-ci-fuzz -DCMAKE_C_COMPILER=clang-14 -DKVFS_FUZZ=ON -DKVFS_WERROR=ON >/dev/null
+	cmake --build build-ci-fuzz -j "$jobs" --target kvfs-fuzz
+	echo "== fuzz"
+	bash tests/fuzz/run.sh build-ci-fuzz 20
+else
+	echo "== fuzz: skipped, clang-14 and libfuzzer-14-dev are not available here"
+fi

@@ -320,6 +320,25 @@ int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 	return rc;
 }
 
+int kv_rec_verify(struct kv_codec_ctx *cc, const uint8_t h[KV_REC_HDR], const uint8_t *payload,
+		  uint32_t stored, uint32_t seg, uint64_t ino, uint64_t idx, void *dst,
+		  uint32_t raw_len)
+{
+	int raw = stored == raw_len;
+	struct kv_rec r;
+
+	if (kv_rec_decode(h, &r) || r.type != KV_REC_TYPE_CHUNK || r.ino != ino || r.idx != idx ||
+	    r.raw_len != raw_len || r.stored_len != stored || r.seg != seg ||
+	    (raw && r.codec != KV_CODEC_NONE) || r.payload_hash != XXH3_64bits(payload, stored))
+		return -EIO;
+	if (raw) {
+		if (payload != dst)
+			memcpy(dst, payload, raw_len);
+		return 0;
+	}
+	return kv_codec_decode(cc, r.codec, r.elem, payload, stored, dst, raw_len) < 0 ? -EIO : 0;
+}
+
 int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
 		  uint64_t idx, void *dst, uint32_t raw_len)
 {
@@ -328,9 +347,7 @@ int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
 	uint8_t *buf = cc ? kv_codec_inbuf(cc, &bufcap) : NULL;
 	uint8_t h[KV_REC_HDR];
 	uint32_t stored = loc->len - KV_REC_HDR;
-	int raw = stored == raw_len;
 	struct iovec iov[2];
-	struct kv_rec r;
 	ssize_t n;
 	int fd;
 
@@ -343,8 +360,9 @@ int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
 	pthread_mutex_unlock(&st->lock);
 	if (fd < 0)
 		return -EIO;
+	/* A record stored raw is read straight into place. */
 	iov[0] = (struct iovec){ h, sizeof(h) };
-	iov[1] = (struct iovec){ raw ? dst : buf, stored };
+	iov[1] = (struct iovec){ stored == raw_len ? dst : buf, stored };
 	n = preadv(fd, iov, 2, (off_t)loc->off);
 	if (n < 0) {
 		int e = errno;
@@ -352,12 +370,8 @@ int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
 		       strerror(e));
 		return -e;
 	}
-	if (n != (ssize_t)loc->len || kv_rec_decode(h, &r) || r.type != KV_REC_TYPE_CHUNK ||
-	    r.ino != ino || r.idx != idx || r.raw_len != raw_len || r.stored_len != stored ||
-	    r.seg != loc->seg || (raw && r.codec != KV_CODEC_NONE) ||
-	    r.payload_hash != XXH3_64bits(iov[1].iov_base, stored) ||
-	    (!raw && kv_codec_decode(cc, r.codec, r.elem, buf, stored,
-				     dst, raw_len) < 0)) {
+	if (n != (ssize_t)loc->len ||
+	    kv_rec_verify(cc, h, iov[1].iov_base, stored, loc->seg, ino, idx, dst, raw_len)) {
 		kv_err("inode %" PRIu64 " chunk %" PRIu64 ": damaged record at segment %08" PRIx32
 		       " offset %" PRIu64, ino, idx, loc->seg, loc->off);
 		return -EIO;

@@ -58,6 +58,14 @@ int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
 		  uint64_t idx, void *dst, uint32_t raw_len);
 
+/* kv_store_read's checks and decoding of a record already in memory:
+ * header h and its stored payload bytes, expected to be chunk idx of ino
+ * with raw_len bytes, written to segment seg. Decodes into dst (a payload
+ * stored raw is copied, unless it already is dst). 0 or -EIO. */
+int kv_rec_verify(struct kv_codec_ctx *cc, const uint8_t h[KV_REC_HDR], const uint8_t *payload,
+		  uint32_t stored, uint32_t seg, uint64_t ino, uint64_t idx, void *dst,
+		  uint32_t raw_len);
+
 void kv_store_free(struct kv_store *st, const struct kv_loc *loc);
 
 /* Start reading the record at loc into the page cache, without waiting. */

@@ -510,7 +510,7 @@ static void *w_writer(void *arg)
 		} else {
 			pthread_mutex_lock(&F.lock);
 			F.size[ino] += W_REC;
-			s = (F.stored += W_REC);
+			s = atomic_fetch_add(&F.stored, W_REC) + W_REC;
 			pthread_mutex_unlock(&F.lock);
 			for (uint64_t m = atomic_load(&w_max); s > m && !atomic_compare_exchange_weak(&w_max, &m, s);)
 				;
