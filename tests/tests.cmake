@@ -28,6 +28,13 @@ foreach(t ${KVFS_ITESTS})
     "KVFS=$<TARGET_FILE:kvfs>;KVFSCTL=$<TARGET_FILE:kvfsctl>;KV_DATA=${CMAKE_SOURCE_DIR}/tests/data/kv;KVFS_SRC=${CMAKE_SOURCE_DIR};GPU_FAKE=$<TARGET_FILE:kvfs-gpu-fake>;GPUIO=$<TARGET_FILE:kvfs-test-gpuio>")
 endforeach()
 
+# Long tests: under ASan on a busy 2-core machine they run for minutes.
+foreach(t test_gpu_ioctl test_gpu_data)
+  if(TEST ${t})
+    set_tests_properties(${t} PROPERTIES TIMEOUT 900)
+  endif()
+endforeach()
+
 # The fast path on a real NVIDIA GPU (C, PyTorch and example tests for
 # codecs none, lz4 and zstd); skipped with a message where there is none.
 add_test(NAME gpu_device COMMAND bash ${CMAKE_SOURCE_DIR}/tests/gpu/device_run.sh ${CMAKE_BINARY_DIR})
