@@ -415,14 +415,27 @@ int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 {
 	struct kv_chunk *c = NULL;
+	struct kv_attr snap;
+	uint64_t keep, size;
 	size_t n = 0, nc = 0;
 	int rc = 0;
 
+again:
 	for (uint64_t i = 0; !rc && i < in->nmap; i++)
 		if (in->map[i].buf && !in->map[i].inflight)
 			rc = submit(fs, in, i);
+	/* The size published is the file's size now: every byte below it is
+	 * in a record or on its way to one. Writers may go on while the
+	 * records are made (the lock is dropped below); a size they reach is
+	 * published next time, never one that covers bytes not yet stored. */
+	size = in->attr.size;
+	keep = in->keep;
 	while (in->inflight)
 		pthread_cond_wait(&in->idle, &in->lock);
+	if (!rc && in->keep != keep)
+		goto again; /* truncated meanwhile: publish that instead */
+	snap = in->attr;
+	snap.size = size;
 	if (!rc)
 		rc = in->error;
 	in->error = 0;
@@ -442,7 +455,7 @@ int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 	if (durable)
 		rc = kv_store_sync(fs->st);
 	if (!rc)
-		rc = kv_index_publish(fs->ix, &in->attr, in->keep, c, n, durable);
+		rc = kv_index_publish(fs->ix, &snap, keep, c, n, durable);
 	free(c);
 	if (rc) {
 		kv_err("inode %" PRIu64 ": publish failed: %s", in->ino, strerror(-rc));
@@ -456,7 +469,7 @@ int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 	}
 	free_garbage(fs, in);
 	in->keep = UINT64_MAX;
-	in->meta_dirty = 0;
+	in->meta_dirty = in->attr.size != size;
 	return 0;
 }
 
