@@ -397,6 +397,7 @@ void kv_fs_drop(struct kv_fs *fs, uint64_t ino)
 	free(l.v);
 	if (fs->pol)
 		kv_policy_removed(fs->pol, ino);
+	kv_index_ctx_del(fs->ix, ino);
 }
 
 /* ---- eviction ---- */
@@ -1029,8 +1030,10 @@ int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir)
 		return rc;
 	refresh(fs, parent);
 	unlinked(fs, ino, nlink);
-	if (dir)
+	if (dir) {
 		kv_policy_removed(fs->pol, ino);
+		kv_index_ctx_del(fs->ix, ino);
+	}
 	return 0;
 }
 

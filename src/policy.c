@@ -312,7 +312,7 @@ static int evict_one(struct kv_policy *p, uint64_t ino, enum kv_evict_reason why
 	int rc = p->h.evict(p->h.arg, ino);
 
 	pthread_mutex_lock(&p->lock);
-	if (rc) {
+	if (rc && rc != -ENOENT) {
 		struct kv_pctx *c = find(p, ino);
 		if (c)
 			c->dead = 0;
@@ -322,6 +322,9 @@ static int evict_one(struct kv_policy *p, uint64_t ino, enum kv_evict_reason why
 	pthread_mutex_unlock(&p->lock);
 	if (!rc)
 		kv_stat_add(&p->stats->evictions[why], 1);
+	else if (rc == -ENOENT)
+		/* Removed by someone else meanwhile: forget it, row and all. */
+		kv_index_ctx_del(p->ix, ino);
 	else
 		kv_err("context inode %" PRIu64 ": eviction failed: %s", ino, strerror(-rc));
 	return rc;
