@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016  # check() evals its condition string later
+# shellcheck disable=SC2016,SC2017  # check() evals its condition string later; a/100*p: the daemon's arithmetic
 # Concurrency stress under a small cap (tests/reliability/stress.py): writer
 # processes and threads replace and rewrite overlapping contexts while
 # reader processes and threads read them and eviction runs all the time. A

@@ -6,15 +6,24 @@
   2. writer processes create, rewrite (O_TRUNC, in place, append), truncate
      and delete files of their own contexts <ns>/c-UID/layer_N, stage new
      contexts as <ns>/.tmp-UID and rename them into place, and remove
-     contexts; reader threads in another process read whatever they find
-     and check every byte (kvgen.check_bytes); in eviction iterations a
-     thread also writes sizes to .kvfs/evict;
+     contexts (every 5th iteration instead: files of 1-3 MiB in 4 KiB
+     writes); reader threads in another process read whatever they find,
+     half the time the files being written, and check every byte
+     (kvgen.check_bytes); "closer" threads open() and close() the files
+     being written back to back, so that they are published halfway; in
+     eviction iterations (every 4th, under a 1.5-4 MiB cap) a thread also
+     writes a size to .kvfs/evict;
   3. SIGKILL the daemon after a random delay (in eviction iterations often a
-     few milliseconds after a manual eviction starts);
+     few milliseconds after a manual eviction starts); kvfs must be gone
+     within 10 s (else its threads are reported and its connection aborted
+     through fusectl, so that the loop can go on; --allow-stuck-kill only
+     counts such kills);
   4. reap everything, `fusermount3 -uz` the dead mount, start kvfs again on
-     the same STORE (it must start), check the whole tree against the
-     journal, unmount cleanly, run `kvfsctl info STORE`, measure the space
-     the segments take.
+     the same STORE without a cap (it must start), check the whole tree
+     against the journals, unmount cleanly, run `kvfsctl info STORE`, and
+     (--expect-reclaim) check that the segments hold no more than the live
+     records and the blocks they share: the restart gives back what the
+     crash left (docs/reliability.md).
 
 Every writer step is journaled (outside the mount, fsync'ed) before it
 starts and again when it has returned; a write's "done" comes only after its
@@ -42,9 +51,20 @@ any descriptor, fsync() and release; namespace operations commit at once):
   * in eviction iterations a context may also be gone, but only whole: if
     its directory exists, its files follow the rules above.
 
+With --strict-publish, a write in flight at the kill may leave only the old
+or the new content (and, for a create, an empty file): what
+docs/reliability.md says, but not what kvfs does, since any close() of the
+file, on any descriptor, publishes what the daemon holds of it.
+
+Reads while the daemon runs (reader threads) must return, for each byte,
+the byte at that offset of some write to that file; a read that raced a
+truncate of the file may also see zeros where the truncate cut it (the
+kernel's doing: see truncated_meanwhile()).
+
 Usage (see tests/integration/test_crash.sh):
     crash.py loop --kvfs K --kvfsctl C --store S --mnt M --work DIR
                   --seed N [--iters N] [--seconds S] [--min-iters N]
+                  [--expect-reclaim] [--strict-publish] [--allow-stuck-kill]
     crash.py verify --mnt M --work DIR      (the model of the last loop)
 Exit status 1 on any violation (all are printed), 0 otherwise.
 """
@@ -924,7 +944,10 @@ def iteration(a, it, rng, problems, stats):
     if not alive:
         problems.append("it%d: the daemon died before the kill (status %s); log:\n%s" % (
             it, d.p.returncode, tail(d.log)))
-    if stuck:
+    if stuck and a.allow_stuck_kill:
+        stats["stuck_kills"] += 1
+        print("      SIGKILL did not end kvfs within 10 s (allowed): %s" % stuck, flush=True)
+    elif stuck:
         problems.append("it%d: SIGKILL (%s) did not end kvfs within 10 s: a thread stuck in the kernel "
                         "kept the FUSE connection open and every process using the mount waiting, until "
                         "the connection was aborted through /sys/fs/fuse/connections; the threads were:\n"
@@ -1004,7 +1027,7 @@ def iteration(a, it, rng, problems, stats):
 def cmd_loop(a):
     os.makedirs(a.work, exist_ok=True)
     rng = random.Random(a.seed)
-    problems, stats = [], {"kills": 0, "steps": 0, "reads": 0, "du": [], "trunc_zeros": 0}
+    problems, stats = [], {"kills": 0, "steps": 0, "reads": 0, "du": [], "trunc_zeros": 0, "stuck_kills": 0}
     t0 = now()
     it = 0
     print("crash: seed %d, %s" % (a.seed, "%d iterations" % a.iters if a.iters else
@@ -1025,6 +1048,8 @@ def cmd_loop(a):
           "(%d read(s) saw zeros where a concurrent truncate cut the file: allowed)" % (
               it, stats["kills"], stats["steps"], stats["reads"], now() - t0, stats["trunc_zeros"]),
           flush=True)
+    if stats["stuck_kills"]:
+        print("crash: %d kill(s) left kvfs stuck until its connection was aborted" % stats["stuck_kills"], flush=True)
     if stats["du"]:
         extra = [du - live for du, live in stats["du"]]
         print("crash: segments beyond the live records after each restart (no gc): first %d, max %d, "
@@ -1063,6 +1088,8 @@ def main():
     ap.add_argument("--max-delay", type=float, default=2.5)
     ap.add_argument("--expect-reclaim", action="store_true",
                     help="fail when a restart leaves more than the live records in the segments")
+    ap.add_argument("--allow-stuck-kill", action="store_true",
+                    help="only count kills after which kvfs had to be freed by aborting its connection")
     ap.add_argument("--strict-publish", action="store_true",
                     help="a write in flight at the kill leaves the old or the new content, no prefix")
     a = ap.parse_args()
