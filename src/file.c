@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "meta.h"
 
 /* Buffered chunks an open file may hold beyond those being compressed. */
 #define KV_FILE_BUFFERED 4
@@ -67,9 +68,11 @@ int kv_file_attach(struct kv_fs *fs, struct kv_inode *in)
 
 	if (!S_ISREG(in->attr.mode) || in->users++)
 		return 0;
-	rc = kv_index_chunks(fs->ix, in->ino, load_chunk, in);
+	rc = kv_index_file_chunks(fs->ix, in->ino, load_chunk, in);
 	if (rc) {
-		kv_err("inode %" PRIu64 ": cannot load chunk list: %s", in->ino, strerror(-rc));
+		if (rc != -ENOENT) /* ENOENT: evicted meanwhile */
+			kv_err("inode %" PRIu64 ": cannot load chunk list: %s", in->ino,
+			       strerror(-rc));
 		in->users--;
 		free(in->map);
 		in->map = NULL;
@@ -104,10 +107,21 @@ int kv_file_detach(struct kv_fs *fs, struct kv_inode *in)
 		if (e->stored && !e->published)
 			kv_fs_free_loc(fs, &e->loc);
 	}
-	if (rc)
+	if (rc) {
+		struct kv_attr a;
 		kv_err("inode %" PRIu64 ": changes lost: %s", in->ino, strerror(-rc));
-	else
+		/* The file is what was last published: size and stored bytes too. */
+		if (!kv_index_getattr(fs->ix, in->ino, &a)) {
+			in->attr.size = a.size;
+			in->attr.stored = a.stored;
+			in->attr.mtime = a.mtime;
+			in->attr.ctime = a.ctime;
+		}
+		/* Superseded records stay: the index still names them. */
+		in->ngarbage = 0;
+	} else {
 		free_garbage(fs, in);
+	}
 	free(in->map);
 	in->map = NULL;
 	in->nmap = 0;
@@ -161,8 +175,8 @@ static void compress_job(void *arg)
 		rc = kv_store_append(fs->st, in->ino, j->idx, &enc, j->len, &loc);
 	pthread_mutex_lock(&in->lock);
 	e = &in->map[j->idx];
-	if (!rc)
-		rc = retire(fs, in, e);
+	if (!rc && (rc = retire(fs, in, e)))
+		kv_fs_free_loc(fs, &loc);
 	if (!rc) {
 		e->loc = loc;
 		e->raw = j->len;
@@ -173,17 +187,18 @@ static void compress_job(void *arg)
 		in->meta_dirty = 1;
 		/* The raw bytes are exactly what a read of the record yields. */
 		kv_tier_release(fs->tier, kv_tier_put(fs->tier, &loc, e->buf, j->len));
+		e->buf = NULL;
+		e->fill = 0;
+		in->nbuf--;
 	} else {
+		/* The bytes stay buffered: the next flush, fsync or spill tries
+		 * again, and no publish covers them until one succeeds. */
 		if (!in->error)
 			in->error = rc;
 		if (rc != -ENOSPC)
 			kv_err("inode %" PRIu64 " chunk %" PRIu64 ": %s", in->ino, j->idx, strerror(-rc));
-		kv_buf_put(fs->bufs, e->buf);
 	}
-	e->buf = NULL;
-	e->fill = 0;
 	e->inflight = 0;
-	in->nbuf--;
 	in->inflight--;
 	pthread_cond_broadcast(&in->idle);
 	pthread_mutex_unlock(&in->lock);
@@ -330,8 +345,9 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 	if (off < 0 || end < pos || end > (uint64_t)INT64_MAX)
 		return -EFBIG;
 	/* Room is made before the data is taken: a write past the cap evicts
-	 * other contexts now, or fails. */
-	rc = kv_policy_admit(fs->pol, size);
+	 * other contexts now, or fails. Each chunk touched costs a record. */
+	rc = kv_policy_admit(fs->pol, size + KV_REC_HDR * (size ? chunk_of(fs, end - 1) -
+								    chunk_of(fs, pos) + 1 : 0));
 	if (rc)
 		return rc;
 	kv_stat_add(&fs->stats.written_bytes, size);
@@ -412,8 +428,41 @@ int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 	return 0;
 }
 
+/* Append the inode record of in as snap publishes it: names, xattrs and
+ * policy settings from the index, attributes from snap, chunks from the
+ * map. Locked, with fs->meta_lock. */
+static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_attr *snap,
+			struct kv_loc *loc)
+{
+	struct kv_meta m;
+	struct kv_loc cur;
+	int rc = kv_index_meta(fs->ix, in->ino, &m, &cur);
+
+	if (rc) {
+		kv_fs_meta_failed(in->ino, rc);
+		return rc;
+	}
+	m.attr.size = snap->size;
+	m.attr.stored = snap->stored;
+	m.attr.mtime = snap->mtime;
+	m.attr.ctime = snap->ctime;
+	m.nchunks = 0;
+	for (uint64_t i = 0; !rc && i < in->nmap; i++) {
+		struct kv_centry *e = &in->map[i];
+		if (e->stored)
+			rc = kv_meta_add_chunk(&m, &(struct kv_chunk){ i, e->loc, e->raw, e->codec });
+	}
+	if (!rc)
+		rc = kv_fs_write_meta(fs, &m, loc);
+	kv_meta_free(&m);
+	if (rc)
+		kv_fs_meta_failed(in->ino, rc);
+	return rc;
+}
+
 int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 {
+	struct kv_loc rec, old;
 	struct kv_chunk *c = NULL;
 	struct kv_attr snap;
 	uint64_t keep, size;
@@ -445,17 +494,26 @@ again:
 		nc += in->map[i].changed;
 	if (!nc && !in->meta_dirty && in->keep == UINT64_MAX)
 		return durable ? kv_store_sync(fs->st) : 0;
-	if (nc && !(c = malloc(nc * sizeof(*c))))
+	if (!(c = malloc((nc + 1) * sizeof(*c))))
 		return -ENOMEM;
 	for (uint64_t i = 0; i < in->nmap; i++) {
 		struct kv_centry *e = &in->map[i];
 		if (e->changed)
 			c[n++] = (struct kv_chunk){ i, e->loc, e->raw, e->codec };
 	}
+	pthread_mutex_lock(&fs->meta_lock);
+	/* The inode record of the state published, named in the same commit. */
+	if (!inode_record(fs, in, &snap, &rec))
+		c[n++] = (struct kv_chunk){ KV_REC_IDX_INODE, rec, 0, 0 };
 	if (durable)
 		rc = kv_store_sync(fs->st);
 	if (!rc)
-		rc = kv_index_publish(fs->ix, &snap, keep, c, n, durable);
+		rc = kv_index_publish(fs->ix, &snap, keep, c, n, durable, &old);
+	if (rc && n && c[n - 1].idx == KV_REC_IDX_INODE)
+		kv_fs_free_irec(fs, &rec);
+	else if (!rc && old.len && n && c[n - 1].idx == KV_REC_IDX_INODE)
+		kv_fs_free_irec(fs, &old);
+	pthread_mutex_unlock(&fs->meta_lock);
 	free(c);
 	if (rc) {
 		kv_err("inode %" PRIu64 ": publish failed: %s", in->ino, strerror(-rc));

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "meta.h"
 
 #define KV_NAME_MAX 255
 #define KV_XATTR_VALUE_MAX 65536
@@ -272,6 +273,10 @@ uint64_t kv_fs_ctx_of(struct kv_fs *fs, struct kv_inode *in, int *depth)
 		ctx = S_ISREG(in->attr.mode) ? in->ino : 0;
 	else if (d >= D)
 		ctx = chain[d - D];
+	/* A walk that stopped short of the root (the tree was evicted or
+	 * removed meanwhile) is not remembered. */
+	if (chain[n - 1] != KV_ROOT_INO)
+		goto out;
 	pthread_mutex_lock(&fs->itab);
 	in->ctx = ctx;
 	in->depth = d;
@@ -367,6 +372,7 @@ void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc)
 struct loc_list {
 	struct kv_loc *v;
 	size_t n, cap;
+	uint64_t irec;  /* bytes of inode records among them */
 };
 
 static int collect_loc(void *arg, const struct kv_chunk *c)
@@ -382,7 +388,25 @@ static int collect_loc(void *arg, const struct kv_chunk *c)
 		l->cap = cap;
 	}
 	l->v[l->n++] = c->loc;
+	if (c->idx == KV_REC_IDX_INODE)
+		l->irec += c->loc.len;
 	return 0;
+}
+
+/* Free the records of l (after the index stopped naming them). */
+static void free_list(struct kv_fs *fs, struct loc_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		kv_fs_free_loc(fs, &l->v[i]);
+	__atomic_sub_fetch(&fs->irec_bytes, l->irec, __ATOMIC_RELAXED);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+void kv_fs_free_irec(struct kv_fs *fs, const struct kv_loc *loc)
+{
+	__atomic_sub_fetch(&fs->irec_bytes, loc->len, __ATOMIC_RELAXED);
+	kv_fs_free_loc(fs, loc);
 }
 
 void kv_fs_drop(struct kv_fs *fs, uint64_t ino)
@@ -392,13 +416,63 @@ void kv_fs_drop(struct kv_fs *fs, uint64_t ino)
 
 	if (rc)
 		kv_err("inode %" PRIu64 ": cannot delete: %s", ino, strerror(-rc));
-	for (size_t i = 0; !rc && i < l.n; i++)
-		kv_fs_free_loc(fs, &l.v[i]);
+	else
+		free_list(fs, &l);
 	free(l.v);
+	/* kv_index_drop deleted its context row too. */
 	if (fs->pol)
 		kv_policy_removed(fs->pol, ino);
-	kv_index_ctx_del(fs->ix, ino);
 }
+
+/* ---- inode records (src/meta.h) ---- */
+
+int kv_fs_write_meta(struct kv_fs *fs, const struct kv_meta *m, struct kv_loc *loc)
+{
+	size_t len;
+	uint8_t *p = kv_meta_encode(m, &len);
+	int rc;
+
+	if (!p)
+		return -ENOMEM;
+	rc = len > UINT32_MAX - KV_REC_HDR ? -EFBIG
+					   : kv_store_append_inode(fs->st, m->attr.ino, p, (uint32_t)len, loc);
+	free(p);
+	if (!rc)
+		__atomic_add_fetch(&fs->irec_bytes, loc->len, __ATOMIC_RELAXED);
+	return rc;
+}
+
+void kv_fs_meta_failed(uint64_t ino, int rc)
+{
+	/* A full disk fails every one of them: not worth a line each. */
+	if (rc == -ENOSPC)
+		kv_debug("inode %" PRIu64 ": inode record not written: %s", ino, strerror(-rc));
+	else if (rc != -ENOENT)
+		kv_err("inode %" PRIu64 ": inode record not written: %s", ino, strerror(-rc));
+}
+
+void kv_fs_note(struct kv_fs *fs, uint64_t ino)
+{
+	struct kv_meta m;
+	struct kv_loc cur, loc;
+	int rc;
+
+	pthread_mutex_lock(&fs->meta_lock);
+	rc = kv_index_meta(fs->ix, ino, &m, &cur);
+	if (!rc) {
+		rc = kv_fs_write_meta(fs, &m, &loc);
+		kv_meta_free(&m);
+		if (!rc && (rc = kv_index_set_irec(fs->ix, ino, &cur, &loc)))
+			kv_fs_free_irec(fs, &loc);
+		else if (!rc && cur.len)
+			kv_fs_free_irec(fs, &cur);
+	}
+	pthread_mutex_unlock(&fs->meta_lock);
+	if (rc)
+		kv_fs_meta_failed(ino, rc);
+}
+
+static void note_cb(void *arg, uint64_t ino) { kv_fs_note(arg, ino); }
 
 /* ---- eviction ---- */
 
@@ -412,15 +486,30 @@ static void mark_gone(void *arg, uint64_t ino)
 	struct evict_ctx *e = arg;
 	struct kv_inode *in;
 
-	pthread_mutex_lock(&e->fs->itab);
-	in = itab_find(e->fs, ino);
-	pthread_mutex_unlock(&e->fs->itab);
+	struct kv_fs *fs = e->fs;
+
+	pthread_mutex_lock(&fs->itab);
+	in = itab_find(fs, ino);
+	pthread_mutex_unlock(&fs->itab);
 	if (!in)
 		return;
 	pthread_mutex_lock(&in->lock);
 	in->gone = 1;
 	in->attr.nlink = 0;
 	pthread_mutex_unlock(&in->lock);
+	/* In the table: the kernel may cache it. */
+	pthread_mutex_lock(&fs->inval_lock);
+	if (fs->ninval == fs->inval_cap) {
+		size_t cap = fs->inval_cap ? 2 * fs->inval_cap : 16;
+		uint64_t *v = realloc(fs->inval, cap * sizeof(*v));
+		if (v) {
+			fs->inval = v;
+			fs->inval_cap = cap;
+		}
+	}
+	if (fs->ninval < fs->inval_cap)
+		fs->inval[fs->ninval++] = ino;
+	pthread_mutex_unlock(&fs->inval_lock);
 }
 
 static int evict_tree(void *arg, uint64_t ino)
@@ -433,35 +522,22 @@ static int evict_tree(void *arg, uint64_t ino)
 
 	if (!rc)
 		rc = kv_index_drop_tree(fs->ix, ino, kv_now(), collect_loc, mark_gone, &e);
-	for (size_t i = 0; !rc && i < e.l.n; i++)
-		kv_fs_free_loc(fs, &e.l.v[i]);
+	if (!rc)
+		free_list(fs, &e.l);
 	free(e.l.v);
-	if (rc)
-		return rc;
-	refresh(fs, parent);
-	pthread_mutex_lock(&fs->inval_lock);
-	if (fs->ninval == fs->inval_cap) {
-		size_t cap = fs->inval_cap ? 2 * fs->inval_cap : 16;
-		struct kv_inval *v = realloc(fs->inval, cap * sizeof(*v));
-		if (v) {
-			fs->inval = v;
-			fs->inval_cap = cap;
-		}
-	}
-	if (fs->ninval < fs->inval_cap) {
-		fs->inval[fs->ninval].parent = parent;
-		memcpy(fs->inval[fs->ninval++].name, name, sizeof(name));
-	}
-	pthread_mutex_unlock(&fs->inval_lock);
-	return 0;
+	if (!rc)
+		refresh(fs, parent);
+	return rc;
 }
 
-/* On the evictor thread, with no lock held: the kernel forgets the entries
- * of evicted contexts now rather than when its cache times out. */
+/* On the evictor thread, with no lock held. Entries are not invalidated:
+ * a lookup of an evicted name finds the inode gone (ENOENT), creating it
+ * again revalidates the entry (exclusive create), and cached entries
+ * expire within the mount's 1-s timeout. */
 static void send_invalidations(void *arg)
 {
 	struct kv_fs *fs = arg;
-	struct kv_inval *v;
+	uint64_t *v;
 	size_t n;
 
 	pthread_mutex_lock(&fs->inval_lock);
@@ -471,7 +547,7 @@ static void send_invalidations(void *arg)
 	fs->ninval = fs->inval_cap = 0;
 	pthread_mutex_unlock(&fs->inval_lock);
 	for (size_t i = 0; fs->notify && i < n; i++)
-		fs->notify(fs->notify_arg, v[i].parent, v[i].name);
+		fs->notify(fs->notify_arg, v[i]);
 	free(v);
 }
 
@@ -482,9 +558,14 @@ static uint64_t ctx_bytes(void *arg, uint64_t ino)
 	return kv_index_usage(((struct kv_fs *)arg)->ix, ino, &u) ? 1 : u.stored;
 }
 
+/* Bytes of chunk records: what the cap, eviction targets and the stats
+ * count. Inode records (a few hundred bytes an inode) are not counted. */
 static uint64_t stored_bytes(void *arg)
 {
-	return kv_store_live(((struct kv_fs *)arg)->st);
+	struct kv_fs *fs = arg;
+	uint64_t live = kv_store_live(fs->st), irec = __atomic_load_n(&fs->irec_bytes, __ATOMIC_RELAXED);
+
+	return live > irec ? live - irec : 0;
 }
 
 static int backing_space(void *arg, uint64_t *avail, uint64_t *total)
@@ -558,7 +639,8 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
 	kv_tier_stats(fs->tier, &ts);
 	g.logical = is.logical;
 	g.files = is.files;
-	g.stored = kv_store_live(fs->st);
+	g.irec = __atomic_load_n(&fs->irec_bytes, __ATOMIC_RELAXED);
+	g.stored = stored_bytes(fs);
 	g.capacity = fs->cfg.capacity;
 	g.tier_hits = ts.hits;
 	g.tier_misses = ts.misses;
@@ -713,6 +795,8 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	}
 	rc = kv_index_segments(fs->ix, account_seg, fs->st);
 	if (!rc)
+		rc = kv_index_irec_bytes(fs->ix, &fs->irec_bytes);
+	if (!rc)
 		rc = kv_pool_start(fs->cfg.workers, 4 * fs->cfg.workers, &fs->pool);
 	if (!rc) {
 		fs->bufs = kv_bufs_new(fs->cfg.chunk, (size_t)fs->cfg.workers * 4 + 8);
@@ -735,9 +819,13 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 		rc = recover(fs);
 	if (!rc)
 		rc = settle_contexts(fs);
+	/* A store written before inode records existed gets them now, so that
+	 * kvfsctl rebuild can recover it. */
+	if (!rc && fs->cfg.mount)
+		rc = kv_index_without_irec(fs->ix, note_cb, fs);
 	if (!rc) {
 		struct kv_policy_hooks h = { fs, evict_tree, stored_bytes, backing_space,
-					     send_invalidations, ctx_bytes };
+					     send_invalidations, ctx_bytes, 1 };
 		rc = kv_policy_new(&fs->cfg, fs->ix, &fs->stats, &h, &fs->pol);
 	}
 	if (!rc)
@@ -797,6 +885,7 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 	fs->lockfd = -1;
 	pthread_mutex_init(&fs->itab, NULL);
 	pthread_mutex_init(&fs->inval_lock, NULL);
+	pthread_mutex_init(&fs->meta_lock, NULL);
 	pthread_mutex_init(&fs->bad_lock, NULL);
 	if (cfg->low >= cfg->high) {
 		snprintf(err, errlen, "low=%d must be below high=%d", cfg->low, cfg->high);
@@ -868,6 +957,7 @@ void kv_fs_close(struct kv_fs *fs)
 		close(fs->lockfd);
 	pthread_mutex_destroy(&fs->itab);
 	pthread_mutex_destroy(&fs->inval_lock);
+	pthread_mutex_destroy(&fs->meta_lock);
 	pthread_mutex_destroy(&fs->bad_lock);
 	free(fs->bad);
 	free(fs->inval);
@@ -981,6 +1071,8 @@ int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *a, unsig
 		in->attr = next;
 	*out = in->attr;
 	pthread_mutex_unlock(&in->lock);
+	if (!rc)
+		kv_fs_note(fs, ino);
 	return rc;
 }
 
@@ -1015,6 +1107,7 @@ int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mo
 	kv_fs_ref(fs, out);
 	if (S_ISDIR(mode) && fs->cfg.context_depth && at_ctx_depth(fs, parent))
 		kv_policy_created(fs->pol, out->ino);
+	kv_fs_note(fs, out->ino);
 	return 0;
 }
 
@@ -1082,12 +1175,15 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 		refresh(fs, a.ino);
 		if (newparent != parent)
 			moved(fs, a.ino, parent, newparent);
+		kv_fs_note(fs, a.ino);
 	}
 	if (newparent != parent)
 		refresh(fs, newparent);
 	if ((flags & RENAME_EXCHANGE) &&
-	    !kv_index_lookup(fs->ix, parent, name, strlen(name), &a))
+	    !kv_index_lookup(fs->ix, parent, name, strlen(name), &a)) {
 		refresh(fs, a.ino);
+		kv_fs_note(fs, a.ino);
+	}
 	if (victim) {
 		unlinked(fs, victim, nlink);
 		if (!nlink)
@@ -1221,8 +1317,10 @@ static int policy_set(struct kv_fs *fs, uint64_t ino, int which, const char *val
 	n = strtoll(v, &end, 10);
 	if (*v < '0' || *v > '9' || *end || errno || (which == 1 && n > 1) || n > KV_TTL_MAX)
 		return -EINVAL;
-	return which == 1 ? kv_policy_set_pin(fs->pol, ctx, (int)n)
-			  : kv_policy_set_ttl(fs->pol, ctx, n);
+	rc = which == 1 ? kv_policy_set_pin(fs->pol, ctx, (int)n) : kv_policy_set_ttl(fs->pol, ctx, n);
+	if (!rc)
+		kv_fs_note(fs, ctx);
+	return rc;
 }
 
 int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void *value,
@@ -1234,6 +1332,8 @@ int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void 
 		return policy_set(fs, ino, which, value, size);
 	if (!rc)
 		rc = kv_index_setxattr(fs->ix, ino, name, value, size, flags);
+	if (!rc)
+		kv_fs_note(fs, ino);
 	return rc;
 }
 
@@ -1276,5 +1376,8 @@ int kv_fs_removexattr(struct kv_fs *fs, uint64_t ino, const char *name)
 		return rc == -EOPNOTSUPP ? -ENODATA : rc;
 	if (policy_attr(name) >= 0)
 		return -EPERM;
-	return kv_index_removexattr(fs->ix, ino, name);
+	rc = kv_index_removexattr(fs->ix, ino, name);
+	if (!rc)
+		kv_fs_note(fs, ino);
+	return rc;
 }

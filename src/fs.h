@@ -27,8 +27,11 @@ struct kv_cred {
 
 int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out,
 	       char *err, size_t errlen);
-/* How evictions tell the kernel that an entry is gone. */
-typedef void (*kv_fs_notify_fn)(void *arg, uint64_t parent, const char *name);
+/* How evictions tell the kernel to drop the cached attributes of an inode
+ * they deleted, so that its next stat asks (and gets ENOENT). It must not
+ * block: entry invalidations, which wait for the parent directory's lock,
+ * could hang a killed daemon in the kernel (docs/reliability.md). */
+typedef void (*kv_fs_notify_fn)(void *arg, uint64_t ino);
 void kv_fs_set_notify(struct kv_fs *fs, kv_fs_notify_fn fn, void *arg);
 /* Give back the space of segment bytes no index row names (left by a
  * crash); the store must not be mounted. Adds the bytes to *freed. */

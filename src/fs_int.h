@@ -1,7 +1,8 @@
 /* Internals shared by fs.c (namespace) and file.c (data path).
  *
  * Lock order, outermost first:
- *   kv_inode.lock  ->  kv_index (its own mutex)  ->  kv_store / kv_tier / kv_bufs
+ *   kv_inode.lock  ->  kv_fs.meta_lock  ->  kv_index (its own mutex)  ->
+ *   kv_store / kv_tier / kv_bufs
  * fs->itab is a leaf: it guards the inode table and the nlookup/nopen
  * counts, and nothing else is locked while it is held. */
 #ifndef KV_FS_INT_H
@@ -86,9 +87,16 @@ struct kv_fs {
 	struct kv_loc *bad;
 	size_t nbad, bad_cap;
 
-	/* Kernel entries to invalidate after evictions, sent by the evictor. */
+	/* Serialises writing inode records and naming them in the index, so
+	 * that the newest record of an inode holds its newest state. Taken
+	 * inside kv_inode.lock (publish), outside the index and store. */
+	pthread_mutex_t meta_lock;
+	uint64_t irec_bytes;   /* live bytes of inode records (atomic) */
+
+	/* Inodes known to the kernel that evictions deleted: their cached
+	 * attributes are dropped by the evictor, with no lock held. */
 	pthread_mutex_t inval_lock;
-	struct kv_inval { uint64_t parent; char name[256]; } *inval;
+	uint64_t *inval;
 	size_t ninval, inval_cap;
 	kv_fs_notify_fn notify;
 	void *notify_arg;
@@ -110,6 +118,16 @@ int kv_fs_quarantined(struct kv_fs *fs, const struct kv_loc *loc);
 void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc);
 /* Delete an inode that has no links and no users (index rows and records). */
 void kv_fs_drop(struct kv_fs *fs, uint64_t ino);
+
+/* Inode records (src/meta.h): append one for ino with its state in the
+ * index and name it there, freeing the one it replaces. Best effort: a
+ * failure is logged and the operation that changed the inode stands. */
+struct kv_meta;
+void kv_fs_note(struct kv_fs *fs, uint64_t ino);
+int kv_fs_write_meta(struct kv_fs *fs, const struct kv_meta *m, struct kv_loc *loc);
+void kv_fs_meta_failed(uint64_t ino, int rc);
+/* Free an inode record the index no longer names. */
+void kv_fs_free_irec(struct kv_fs *fs, const struct kv_loc *loc);
 
 /* file.c: attach/detach the data path state of a regular file. Locked. */
 int kv_file_attach(struct kv_fs *fs, struct kv_inode *in);

@@ -1,4 +1,5 @@
 #include "index.h"
+#include "meta.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,7 @@ enum {
 	Q_SET_NLINK, Q_TOUCH_DIR, Q_HAS_CHILD, Q_READLINK, Q_READDIR, Q_CHUNKS,
 	Q_DEL_CHUNKS_FROM, Q_PUT_CHUNK, Q_PUBLISH, Q_DEL_INODE, Q_DEL_XATTRS,
 	Q_ORPHANS, Q_SEGS, Q_GETX, Q_PUTX, Q_INSX, Q_LISTX, Q_DELX, Q_MOVE_DENTRY,
-	Q_SET_DENTRY_INO, Q_COUNT
+	Q_SET_DENTRY_INO, Q_RECS, Q_DEL_RECS, Q_GET_IREC, Q_COUNT
 };
 
 static const char *const kv_sql[Q_COUNT] = {
@@ -41,7 +42,7 @@ static const char *const kv_sql[Q_COUNT] = {
 	[Q_READDIR] = "SELECT d.id,d.name,i.ino,i.mode,i.uid,i.gid,i.nlink,i.size,i.stored,i.rdev,i.atime,"
 		      "i.mtime,i.ctime FROM dentry d JOIN inode i ON i.ino=d.ino "
 		      "WHERE d.parent=?1 AND d.id>?2 ORDER BY d.id",
-	[Q_CHUNKS] = "SELECT idx,seg,off,len,raw,codec FROM chunk WHERE ino=?1 ORDER BY idx",
+	[Q_CHUNKS] = "SELECT idx,seg,off,len,raw,codec FROM chunk WHERE ino=?1 AND idx>=0 ORDER BY idx",
 	[Q_DEL_CHUNKS_FROM] = "DELETE FROM chunk WHERE ino=?1 AND idx>=?2",
 	[Q_PUT_CHUNK] = "INSERT OR REPLACE INTO chunk(ino,idx,seg,off,len,raw,codec) VALUES(?1,?2,?3,?4,?5,?6,?7)",
 	[Q_PUBLISH] = "UPDATE inode SET size=?2, stored=?3, mtime=?4, ctime=?5 WHERE ino=?1",
@@ -56,6 +57,10 @@ static const char *const kv_sql[Q_COUNT] = {
 	[Q_DELX] = "DELETE FROM xattr WHERE ino=?1 AND name=?2",
 	[Q_MOVE_DENTRY] = "UPDATE dentry SET parent=?3, name=?4 WHERE parent=?1 AND name=?2",
 	[Q_SET_DENTRY_INO] = "UPDATE dentry SET ino=?3 WHERE parent=?1 AND name=?2",
+	/* Every record of an inode: its chunks and its inode record (idx -1). */
+	[Q_RECS] = "SELECT idx,seg,off,len,raw,codec FROM chunk WHERE ino=?1 ORDER BY idx",
+	[Q_DEL_RECS] = "DELETE FROM chunk WHERE ino=?1",
+	[Q_GET_IREC] = "SELECT seg,off,len FROM chunk WHERE ino=?1 AND idx=-1",
 };
 
 struct kv_index {
@@ -815,9 +820,9 @@ int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_d
 	return rc;
 }
 
-static int each_chunk(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg)
+static int each_rec(struct kv_index *ix, int which, uint64_t ino, kv_index_chunk_cb cb, void *arg)
 {
-	sqlite3_stmt *s = q(ix, Q_CHUNKS);
+	sqlite3_stmt *s = q(ix, which);
 	int rc, stop = 0;
 
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
@@ -837,6 +842,11 @@ static int each_chunk(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, v
 	return rc;
 }
 
+static int each_chunk(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg)
+{
+	return each_rec(ix, Q_CHUNKS, ino, cb, arg);
+}
+
 int kv_index_chunks(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg)
 {
 	int rc;
@@ -847,8 +857,44 @@ int kv_index_chunks(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, voi
 	return rc;
 }
 
+int kv_index_file_chunks(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg)
+{
+	struct kv_attr a;
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	/* Under the same lock as the rows: an inode deleted meanwhile (evicted)
+	 * is ENOENT, never an empty chunk list. */
+	s = q(ix, Q_GETATTR);
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = fetch_attr(ix, s, &a);
+	if (!rc)
+		rc = each_chunk(ix, ino, cb, arg);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+/* The location of ino's inode record in *loc (len 0: none). Locked. */
+static int get_irec(struct kv_index *ix, uint64_t ino, struct kv_loc *loc)
+{
+	sqlite3_stmt *s = q(ix, Q_GET_IREC);
+	int rc;
+
+	memset(loc, 0, sizeof(*loc));
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		loc->seg = (uint32_t)sqlite3_column_int64(s, 0);
+		loc->off = (uint64_t)sqlite3_column_int64(s, 1);
+		loc->len = (uint32_t)sqlite3_column_int64(s, 2);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 int kv_index_publish(struct kv_index *ix, const struct kv_attr *a, uint64_t keep,
-		     const struct kv_chunk *c, size_t n, int durable)
+		     const struct kv_chunk *c, size_t n, int durable, struct kv_loc *old_rec)
 {
 	sqlite3_stmt *s;
 	int rc;
@@ -859,7 +905,9 @@ int kv_index_publish(struct kv_index *ix, const struct kv_attr *a, uint64_t keep
 	rc = begin(ix);
 	if (rc)
 		goto out;
-	if (keep <= (uint64_t)INT64_MAX) {
+	if (old_rec)
+		rc = get_irec(ix, a->ino, old_rec);
+	if (!rc && keep <= (uint64_t)INT64_MAX) {
 		s = q(ix, Q_DEL_CHUNKS_FROM);
 		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
 		sqlite3_bind_int64(s, 2, (int64_t)keep);
@@ -903,19 +951,14 @@ static int by_ino(struct kv_index *ix, int which, uint64_t ino)
 
 int kv_index_drop(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg)
 {
-	sqlite3_stmt *s;
 	int rc;
 
 	pthread_mutex_lock(&ix->lock);
 	rc = begin(ix);
 	if (!rc)
-		rc = each_chunk(ix, ino, cb, arg);
-	if (!rc) {
-		s = q(ix, Q_DEL_CHUNKS_FROM);
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		sqlite3_bind_int64(s, 2, 0);
-		rc = q_exec(ix, s);
-	}
+		rc = each_rec(ix, Q_RECS, ino, cb, arg);
+	if (!rc)
+		rc = by_ino(ix, Q_DEL_RECS, ino);
 	if (!rc)
 		rc = by_ino(ix, Q_DEL_XATTRS, ino);
 	if (!rc)
@@ -927,16 +970,15 @@ int kv_index_drop(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void 
 	return rc;
 }
 
-int kv_index_orphans(struct kv_index *ix, kv_index_ino_cb cb, void *arg)
+/* The inodes a query returns, handed to cb after the lock is dropped. */
+static int each_ino(struct kv_index *ix, sqlite3_stmt *s, kv_index_ino_cb cb, void *arg)
 {
 	uint64_t *inos = NULL;
 	size_t n = 0, cap = 0;
-	sqlite3_stmt *s;
 	int rc;
 
-	/* Collected first: the callback drops inodes through the index. */
+	/* Collected first: the callback may change the index. */
 	pthread_mutex_lock(&ix->lock);
-	s = q(ix, Q_ORPHANS);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (n == cap) {
 			uint64_t *p = realloc(inos, (cap = cap ? cap * 2 : 64) * sizeof(*p));
@@ -952,6 +994,25 @@ int kv_index_orphans(struct kv_index *ix, kv_index_ino_cb cb, void *arg)
 	for (size_t i = 0; !rc && i < n; i++)
 		cb(arg, inos[i]);
 	free(inos);
+	return rc;
+}
+
+int kv_index_orphans(struct kv_index *ix, kv_index_ino_cb cb, void *arg)
+{
+	return each_ino(ix, q(ix, Q_ORPHANS), cb, arg);
+}
+
+int kv_index_without_irec(struct kv_index *ix, kv_index_ino_cb cb, void *arg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(ix->db, "SELECT ino FROM inode WHERE nlink>0 AND ino NOT IN "
+				       "(SELECT ino FROM chunk WHERE idx=-1) ORDER BY ino",
+			       -1, &s, NULL) != SQLITE_OK)
+		return -EIO;
+	rc = each_ino(ix, s, cb, arg);
+	sqlite3_finalize(s);
 	return rc;
 }
 
@@ -1183,16 +1244,32 @@ int kv_index_ctx_get(struct kv_index *ix, uint64_t ino, struct kv_ctx_row *r)
 	return rc ? rc : r->ino == ino ? 0 : -ENOENT;
 }
 
-int kv_index_ctx_add(struct kv_index *ix, const struct kv_ctx_row *r)
+static int row_found(sqlite3_stmt *s, void *arg)
 {
-	int rc;
+	(void)s;
+	*(int *)arg = 1;
+	return 1;
+}
+
+static int ctx_add(struct kv_index *ix, const struct kv_ctx_row *r, int must_exist)
+{
+	int rc = 0, found = 0;
 
 	pthread_mutex_lock(&ix->lock);
-	rc = each_row(ix, "INSERT OR IGNORE INTO context(ino,last_access) VALUES(?1,?2)",
-		      (int64_t)r->ino, r->last_access, 0, NULL, NULL);
+	if (must_exist)
+		rc = each_row(ix, "SELECT 1 FROM inode WHERE ino=?1", (int64_t)r->ino, 0, 0,
+			      row_found, &found);
+	if (!rc && must_exist && !found)
+		rc = -ENOENT;
+	if (!rc)
+		rc = each_row(ix, "INSERT OR IGNORE INTO context(ino,last_access) VALUES(?1,?2)",
+			      (int64_t)r->ino, r->last_access, 0, NULL, NULL);
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
 }
+
+int kv_index_ctx_add(struct kv_index *ix, const struct kv_ctx_row *r) { return ctx_add(ix, r, 0); }
+int kv_index_ctx_new(struct kv_index *ix, const struct kv_ctx_row *r) { return ctx_add(ix, r, 1); }
 
 int kv_index_ctx_save(struct kv_index *ix, const struct kv_ctx_row *r, size_t n)
 {
@@ -1336,7 +1413,7 @@ int kv_index_drop_tree(struct kv_index *ix, uint64_t ino, int64_t now, kv_index_
 		       kv_index_ino_cb ino_cb, void *arg)
 {
 	static const char *const del[] = {
-		"DELETE FROM chunk WHERE ino=?1 AND idx>=0", "DELETE FROM xattr WHERE ino=?1",
+		"DELETE FROM chunk WHERE ino=?1", "DELETE FROM xattr WHERE ino=?1",
 		"DELETE FROM context WHERE ino=?1", "DELETE FROM dentry WHERE parent=?1",
 		"DELETE FROM inode WHERE ino=?1",
 	};
@@ -1362,7 +1439,7 @@ int kv_index_drop_tree(struct kv_index *ix, uint64_t ino, int64_t now, kv_index_
 		rc = each_row(ix, SUBTREE "SELECT ino FROM sub", (int64_t)ino, 0, 0, row_collect, &l);
 	}
 	for (size_t i = 0; !rc && i < l.n; i++) {
-		rc = each_chunk(ix, l.v[i], cb, arg);
+		rc = each_rec(ix, Q_RECS, l.v[i], cb, arg);
 		for (size_t k = 0; !rc && k < sizeof(del) / sizeof(*del); k++)
 			rc = each_row(ix, del[k], (int64_t)l.v[i], 0, 0, NULL, NULL);
 	}
@@ -1460,8 +1537,261 @@ int kv_index_codecs(struct kv_index *ix, uint64_t ino, char *buf, size_t len)
 	buf[0] = 0;
 	pthread_mutex_lock(&ix->lock);
 	rc = each_row(ix, SUBTREE "SELECT DISTINCT c.codec FROM sub JOIN chunk c ON c.ino = sub.ino "
-			  "ORDER BY 1",
+			  "WHERE c.idx >= 0 ORDER BY 1",
 		      (int64_t)ino, 0, 0, row_codec, &c);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+/* ---- inode records ---- */
+
+static int row_link(sqlite3_stmt *s, void *arg)
+{
+	return kv_meta_add_link(arg, (uint64_t)sqlite3_column_int64(s, 0),
+				sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1)) ? -1 : 0;
+}
+
+static int row_xattr(sqlite3_stmt *s, void *arg)
+{
+	char name[256];
+	int n = sqlite3_column_bytes(s, 0);
+
+	n = n < 255 ? n : 255;
+	memcpy(name, sqlite3_column_blob(s, 0), (size_t)n);
+	name[n] = 0;
+	return kv_meta_add_xattr(arg, name, sqlite3_column_blob(s, 1),
+				 (uint32_t)sqlite3_column_bytes(s, 1)) ? -1 : 0;
+}
+
+static int row_meta_ctx(sqlite3_stmt *s, void *arg)
+{
+	struct kv_meta *m = arg;
+
+	m->flags |= KV_META_HAS_CTX;
+	m->pin = (uint8_t)sqlite3_column_int64(s, 0);
+	m->ttl = sqlite3_column_type(s, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 1);
+	return 1;
+}
+
+static int meta_chunk(void *arg, const struct kv_chunk *c)
+{
+	return kv_meta_add_chunk(arg, c);
+}
+
+int kv_index_meta(struct kv_index *ix, uint64_t ino, struct kv_meta *m, struct kv_loc *cur)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	m->ttl = -1;
+	pthread_mutex_lock(&ix->lock);
+	s = q(ix, Q_GETATTR);
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = fetch_attr(ix, s, &m->attr);
+	if (!rc && S_ISLNK(m->attr.mode)) {
+		s = q(ix, Q_READLINK);
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_bytes(s, 0) > 0) {
+			int n = sqlite3_column_bytes(s, 0);
+			if ((m->target = malloc((size_t)n + 1))) {
+				memcpy(m->target, sqlite3_column_blob(s, 0), (size_t)n);
+				m->target[n] = 0;
+			} else {
+				rc = -ENOMEM;
+			}
+		}
+		sqlite3_reset(s);
+	}
+	if (!rc)
+		rc = each_row(ix, "SELECT parent, name FROM dentry WHERE ino=?1 ORDER BY id",
+			      (int64_t)ino, 0, 0, row_link, m);
+	if (!rc)
+		rc = each_row(ix, "SELECT name, value FROM xattr WHERE ino=?1 ORDER BY name",
+			      (int64_t)ino, 0, 0, row_xattr, m);
+	if (!rc)
+		rc = each_row(ix, "SELECT pin, ttl FROM context WHERE ino=?1", (int64_t)ino, 0, 0,
+			      row_meta_ctx, m);
+	if (!rc && S_ISREG(m->attr.mode))
+		rc = each_chunk(ix, ino, meta_chunk, m);
+	if (!rc)
+		rc = get_irec(ix, ino, cur);
+	pthread_mutex_unlock(&ix->lock);
+	if (rc)
+		kv_meta_free(m);
+	return rc < 0 ? rc : rc ? -ENOMEM : 0;
+}
+
+int kv_index_set_irec(struct kv_index *ix, uint64_t ino, const struct kv_loc *expect,
+		      const struct kv_loc *loc)
+{
+	struct kv_loc now;
+	struct kv_attr a;
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (!rc) {
+		s = q(ix, Q_GETATTR);
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		rc = fetch_attr(ix, s, &a);
+	}
+	if (!rc)
+		rc = get_irec(ix, ino, &now);
+	if (!rc && (now.seg != expect->seg || now.off != expect->off || now.len != expect->len))
+		rc = -ESTALE;
+	if (!rc) {
+		s = q(ix, Q_PUT_CHUNK);
+		sqlite3_bind_int64(s, 1, (int64_t)ino);
+		sqlite3_bind_int64(s, 2, -1);
+		sqlite3_bind_int64(s, 3, loc->seg);
+		sqlite3_bind_int64(s, 4, (int64_t)loc->off);
+		sqlite3_bind_int64(s, 5, loc->len);
+		sqlite3_bind_int64(s, 6, 0);
+		sqlite3_bind_int64(s, 7, 0);
+		rc = q_exec(ix, s);
+	}
+	rc = end(ix, rc);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_begin(struct kv_index *ix)
+{
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = begin(ix);
+	if (rc)
+		pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_commit(struct kv_index *ix, int rc)
+{
+	rc = end(ix, rc);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+static int put_chunk(struct kv_index *ix, uint64_t ino, int64_t idx, const struct kv_loc *loc,
+		     uint32_t raw, uint8_t codec)
+{
+	sqlite3_stmt *s = q(ix, Q_PUT_CHUNK);
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	sqlite3_bind_int64(s, 2, idx);
+	sqlite3_bind_int64(s, 3, loc->seg);
+	sqlite3_bind_int64(s, 4, (int64_t)loc->off);
+	sqlite3_bind_int64(s, 5, loc->len);
+	sqlite3_bind_int64(s, 6, raw);
+	sqlite3_bind_int64(s, 7, codec);
+	return q_exec(ix, s);
+}
+
+int kv_index_restore(struct kv_index *ix, const struct kv_meta *m, const struct kv_loc *rec)
+{
+	const struct kv_attr *a = &m->attr;
+	sqlite3_stmt *s = NULL;
+	int rc = 0;
+
+	/* Inode 1 exists in every new index: replaced. */
+	if (sqlite3_prepare_v2(ix->db,
+			"INSERT OR REPLACE INTO inode(ino,mode,uid,gid,nlink,size,stored,rdev,atime,"
+			"mtime,ctime,target) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+			-1, &s, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (int64_t)a->ino);
+	sqlite3_bind_int64(s, 2, a->mode);
+	sqlite3_bind_int64(s, 3, a->uid);
+	sqlite3_bind_int64(s, 4, a->gid);
+	sqlite3_bind_int64(s, 5, a->nlink);
+	sqlite3_bind_int64(s, 6, (int64_t)a->size);
+	sqlite3_bind_int64(s, 7, (int64_t)a->stored);
+	sqlite3_bind_int64(s, 8, (int64_t)a->rdev);
+	sqlite3_bind_int64(s, 9, a->atime);
+	sqlite3_bind_int64(s, 10, a->mtime);
+	sqlite3_bind_int64(s, 11, a->ctime);
+	if (m->target)
+		sqlite3_bind_blob(s, 12, m->target, (int)strlen(m->target), SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, 12);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		rc = -EIO;
+	sqlite3_finalize(s);
+	for (size_t i = 0; !rc && i < m->nlinks; i++) {
+		s = q(ix, Q_INS_DENTRY);
+		sqlite3_bind_int64(s, 1, (int64_t)m->links[i].parent);
+		sqlite3_bind_blob(s, 2, m->links[i].name, m->links[i].len, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, (int64_t)a->ino);
+		rc = q_exec(ix, s);
+	}
+	for (size_t i = 0; !rc && i < m->nx; i++) {
+		s = q(ix, Q_INSX);
+		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
+		sqlite3_bind_blob(s, 2, m->x[i].name, (int)strlen(m->x[i].name), SQLITE_STATIC);
+		sqlite3_bind_blob(s, 3, m->x[i].value, (int)m->x[i].len, SQLITE_STATIC);
+		rc = q_exec(ix, s);
+	}
+	for (size_t i = 0; !rc && i < m->nchunks; i++)
+		rc = put_chunk(ix, a->ino, (int64_t)m->chunks[i].idx, &m->chunks[i].loc,
+			       m->chunks[i].raw, m->chunks[i].codec);
+	if (!rc && rec)
+		rc = put_chunk(ix, a->ino, -1, rec, 0, 0);
+	if (!rc && (m->flags & KV_META_HAS_CTX)) {
+		s = NULL;
+		if (sqlite3_prepare_v2(ix->db, "INSERT OR REPLACE INTO context(ino,last_access,pin,ttl) "
+					       "VALUES(?1,?2,?3,?4)", -1, &s, NULL) != SQLITE_OK)
+			return -EIO;
+		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
+		sqlite3_bind_int64(s, 2, a->mtime);
+		sqlite3_bind_int64(s, 3, m->pin);
+		if (m->ttl >= 0)
+			sqlite3_bind_int64(s, 4, m->ttl);
+		else
+			sqlite3_bind_null(s, 4);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rc = -EIO;
+		sqlite3_finalize(s);
+	}
+	return rc;
+}
+
+int kv_index_set_store_id(struct kv_index *ix, const uint8_t id[16])
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = sqlite3_prepare_v2(ix->db, "UPDATE meta SET value=?1 WHERE key='store_id'", -1, &s,
+				NULL) == SQLITE_OK ? 0 : -EIO;
+	if (!rc) {
+		sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+		sqlite3_finalize(s);
+	}
+	if (!rc)
+		memcpy(ix->id, id, 16);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int kv_index_set_next_ino(struct kv_index *ix, uint64_t next)
+{
+	/* AUTOINCREMENT hands out max(seq, largest ino) + 1. In the caller's
+	 * transaction. */
+	return each_row(ix, "UPDATE sqlite_sequence SET seq=max(seq, ?1) WHERE name='inode'",
+			(int64_t)next - 1, 0, 0, NULL, NULL);
+}
+
+int kv_index_irec_bytes(struct kv_index *ix, uint64_t *n)
+{
+	int rc;
+
+	*n = 0;
+	pthread_mutex_lock(&ix->lock);
+	rc = each_row(ix, "SELECT coalesce(sum(len),0) FROM chunk WHERE idx=-1", 0, 0, 0, row_count, n);
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
 }

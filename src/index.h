@@ -119,12 +119,40 @@ int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_d
 /* All chunks of ino, in index order. */
 typedef int (*kv_index_chunk_cb)(void *arg, const struct kv_chunk *c);
 int kv_index_chunks(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg);
+/* The same for a file that must exist: -ENOENT if the inode is gone. */
+int kv_index_file_chunks(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg);
 
 /* Publish a file in one transaction: drop chunks with idx >= keep, write
- * the n chunks given, set size/stored/mtime/ctime. durable: commit with a
- * full sync of the WAL. */
+ * the n chunks given (one of them may be the inode record, idx
+ * KV_REC_IDX_INODE), set size/stored/mtime/ctime. durable: commit with a
+ * full sync of the WAL. old_rec (may be NULL) gets the inode record the
+ * index named before (len 0: none). */
 int kv_index_publish(struct kv_index *ix, const struct kv_attr *a, uint64_t keep,
-		     const struct kv_chunk *c, size_t n, int durable);
+		     const struct kv_chunk *c, size_t n, int durable, struct kv_loc *old_rec);
+
+/* ---- inode records (src/meta.h) ---- */
+struct kv_meta;
+/* Everything an inode record of ino holds, read in one go: attributes,
+ * names, target, xattrs, context settings and chunks; *cur gets the inode
+ * record the index names now (len 0: none). -ENOENT if ino is gone. */
+int kv_index_meta(struct kv_index *ix, uint64_t ino, struct kv_meta *m, struct kv_loc *cur);
+/* Name loc as ino's inode record if the index still names *expect (len 0:
+ * none) and ino exists: 0, or -ESTALE / -ENOENT when it does not (the
+ * caller frees loc). */
+int kv_index_set_irec(struct kv_index *ix, uint64_t ino, const struct kv_loc *expect,
+		      const struct kv_loc *loc);
+/* Rebuild: insert inode m->attr.ino as it is (rows of inode, names,
+ * xattrs, chunks, context) with rec as its inode record. In the caller's
+ * transaction (kv_index_begin / kv_index_commit). */
+int kv_index_restore(struct kv_index *ix, const struct kv_meta *m, const struct kv_loc *rec);
+int kv_index_begin(struct kv_index *ix);
+int kv_index_commit(struct kv_index *ix, int rc);
+/* Inode numbers handed out from now on are at least next (in the caller's
+ * transaction), and the store's identity is id (a rebuilt index). */
+int kv_index_set_next_ino(struct kv_index *ix, uint64_t next);
+int kv_index_set_store_id(struct kv_index *ix, const uint8_t id[16]);
+/* Bytes of the inode records the index names. */
+int kv_index_irec_bytes(struct kv_index *ix, uint64_t *n);
 
 /* Delete an inode with no links left: its row, chunks (each passed to cb
  * first, so their records can be freed) and xattrs. */
@@ -133,6 +161,8 @@ int kv_index_drop(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void 
 /* Inodes with no links (left by a crash while they were open). */
 typedef void (*kv_index_ino_cb)(void *arg, uint64_t ino);
 int kv_index_orphans(struct kv_index *ix, kv_index_ino_cb cb, void *arg);
+/* Inodes that have no inode record (a store from before they existed). */
+int kv_index_without_irec(struct kv_index *ix, kv_index_ino_cb cb, void *arg);
 
 /* Every chunk record, ordered by segment and offset. */
 int kv_index_extents(struct kv_index *ix, kv_index_chunk_cb cb, void *arg);
@@ -155,8 +185,10 @@ int kv_index_stats(struct kv_index *ix, struct kv_index_stats *s);
 /* ---- contexts (schema 2) ---- */
 /* Read a context row; -ENOENT when ino has none. */
 int kv_index_ctx_get(struct kv_index *ix, uint64_t ino, struct kv_ctx_row *r);
-/* Create rows that do not exist yet, with r->last_access. */
+/* Create the row of ino with r->last_access if it has none. */
 int kv_index_ctx_add(struct kv_index *ix, const struct kv_ctx_row *r);
+/* The same, atomically only if inode ino exists: -ENOENT otherwise. */
+int kv_index_ctx_new(struct kv_index *ix, const struct kv_ctx_row *r);
 /* Write last_access, hits, pin and ttl of n rows in one transaction. */
 int kv_index_ctx_save(struct kv_index *ix, const struct kv_ctx_row *r, size_t n);
 /* Unpinned contexts, least recently used first: at most max of them,

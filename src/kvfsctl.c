@@ -10,6 +10,7 @@
 
 #include "fs.h"
 #include "fsck.h"
+#include "rebuild.h"
 #include "index.h"
 #include "log.h"
 
@@ -27,6 +28,8 @@ static void usage(FILE *out)
 		"    gc STORE               give back space left by a crash (store not mounted)\n"
 		"    fsck STORE [--repair]  verify every chunk (store not mounted); exit 1 if any is\n"
 		"                           damaged; --repair truncates or removes damaged files\n"
+		"    rebuild STORE          recreate a lost or corrupt index from the segments\n"
+		"                           (store not mounted; the old kvfs.db is kept aside)\n"
 		"    help                   this text\n");
 }
 
@@ -413,6 +416,32 @@ static int cmd_fsck(const char *store, int repair)
 	return rc;
 }
 
+/* Exit status: 0 rebuilt and nothing lost, 1 rebuilt with files cut short
+ * or moved to /lost+found, 2 not rebuilt. */
+static int cmd_rebuild(const char *store)
+{
+	struct kv_rebuild_report r;
+	char err[512];
+	int rc = kv_rebuild(store, stdout, &r, err, sizeof(err));
+
+	if (rc) {
+		fprintf(stderr, "kvfsctl: rebuild: %s\n", err);
+		return 2;
+	}
+	if (*r.old_db)
+		printf("old index moved to %s\n", r.old_db);
+	printf("scanned %llu segments: %llu chunk records, %llu inode records, %llu damaged\n",
+	       (unsigned long long)r.segments, (unsigned long long)r.chunk_records,
+	       (unsigned long long)r.inode_records, (unsigned long long)r.bad_records);
+	printf("rebuilt %llu files (%llu bytes in %llu chunks), %llu directories, %llu others; "
+	       "%llu cut short, %llu in /lost+found\n",
+	       (unsigned long long)r.files, (unsigned long long)r.bytes,
+	       (unsigned long long)r.chunks, (unsigned long long)r.dirs,
+	       (unsigned long long)r.others, (unsigned long long)r.damaged,
+	       (unsigned long long)r.lost);
+	return r.damaged || r.lost ? 1 : 0;
+}
+
 int main(int argc, char *argv[])
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -442,6 +471,8 @@ int main(int argc, char *argv[])
 		return cmd_fsck(argv[2], 0);
 	if (!strcmp(cmd, "fsck") && argc == 4 && !strcmp(argv[3], "--repair"))
 		return cmd_fsck(argv[2], 1);
+	if (!strcmp(cmd, "rebuild") && argc == 3)
+		return cmd_rebuild(argv[2]);
 	fprintf(stderr, "kvfsctl: unknown command or arguments: %s\n", cmd);
 	usage(stderr);
 	return 2;

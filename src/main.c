@@ -144,9 +144,9 @@ static void daemon_ready(int notify, char status)
 	close(notify);
 }
 
-static void forget_entry(void *arg, uint64_t parent, const char *name)
+static void forget_attr(void *arg, uint64_t ino)
 {
-	fuse_lowlevel_notify_inval_entry(arg, parent, name, strlen(name));
+	fuse_lowlevel_notify_inval_inode(arg, ino, -1, 0);
 }
 
 static int serve(struct cmdline *c, struct fuse_args *args, int notify)
@@ -172,7 +172,7 @@ static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 	}
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, m.mountpoint))
 		goto out;
-	kv_fs_set_notify(m.fs, forget_entry, se);
+	kv_fs_set_notify(m.fs, forget_attr, se);
 	m.se = se;
 	daemon_ready(notify, 0);
 	if (c->single) {

@@ -77,9 +77,10 @@ static void grow(struct kv_policy *p)
 	free(oh);
 }
 
-/* The state of ctx, loaded from the index (or created) on first use.
+/* The state of ctx, loaded from the index (or created) on first use;
+ * NULL with *err set if it cannot be (-ENOENT: the context is gone).
  * Locked. */
-static struct kv_pctx *get(struct kv_policy *p, uint64_t ino)
+static struct kv_pctx *get(struct kv_policy *p, uint64_t ino, int *err)
 {
 	struct kv_pctx *c = find(p, ino);
 	int rc;
@@ -87,15 +88,18 @@ static struct kv_pctx *get(struct kv_policy *p, uint64_t ino)
 	if (c)
 		return c;
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		*err = -ENOMEM;
 		return NULL;
+	}
 	rc = kv_index_ctx_get(p->ix, ino, &c->row);
 	if (rc == -ENOENT) {
 		c->row = (struct kv_ctx_row){ .ino = ino, .last_access = now_ns(), .ttl = -1 };
-		rc = kv_index_ctx_add(p->ix, &c->row);
+		rc = p->h.inodes ? kv_index_ctx_new(p->ix, &c->row) : kv_index_ctx_add(p->ix, &c->row);
 	}
 	if (rc) {
 		free(c);
+		*err = rc;
 		return NULL;
 	}
 	if (p->count >= p->nhash)
@@ -153,12 +157,10 @@ int kv_policy_open(struct kv_policy *p, uint64_t ctx)
 	int rc = 0;
 
 	pthread_mutex_lock(&p->lock);
-	c = get(p, ctx);
-	if (!c)
-		rc = -EIO;
-	else if (c->dead)
+	c = get(p, ctx, &rc);
+	if (c && c->dead)
 		rc = -ENOENT;
-	else {
+	else if (c) {
 		c->nopen++;
 		c->row.hits++;
 		c->row.last_access = now_ns();
@@ -194,8 +196,10 @@ void kv_policy_close(struct kv_policy *p, uint64_t ctx)
 
 void kv_policy_created(struct kv_policy *p, uint64_t ctx)
 {
+	int rc;
+
 	pthread_mutex_lock(&p->lock);
-	get(p, ctx);
+	get(p, ctx, &rc);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -209,21 +213,23 @@ void kv_policy_removed(struct kv_policy *p, uint64_t ctx)
 int kv_policy_get(struct kv_policy *p, uint64_t ctx, struct kv_ctx_row *r)
 {
 	struct kv_pctx *c;
+	int rc = 0;
 
 	pthread_mutex_lock(&p->lock);
-	c = get(p, ctx);
+	c = get(p, ctx, &rc);
 	if (c)
 		*r = c->row;
 	pthread_mutex_unlock(&p->lock);
-	return c ? 0 : -EIO;
+	return rc;
 }
 
 static int set_field(struct kv_policy *p, uint64_t ctx, int pin, int64_t ttl)
 {
 	struct kv_pctx *c;
+	int rc = 0;
 
 	pthread_mutex_lock(&p->lock);
-	c = get(p, ctx);
+	c = get(p, ctx, &rc);
 	if (c) {
 		if (pin >= 0)
 			c->row.pin = pin;
@@ -235,7 +241,7 @@ static int set_field(struct kv_policy *p, uint64_t ctx, int pin, int64_t ttl)
 	}
 	pthread_mutex_unlock(&p->lock);
 	/* Settings reach the index at once: they are rare and must last. */
-	return c ? kv_policy_flush(p) : -EIO;
+	return c ? kv_policy_flush(p) : rc;
 }
 
 int kv_policy_set_pin(struct kv_policy *p, uint64_t ctx, int pin) { return set_field(p, ctx, pin, -1); }
@@ -294,12 +300,12 @@ uint64_t kv_policy_limit(struct kv_policy *p)
 static int claim(struct kv_policy *p, uint64_t ino, int for_room)
 {
 	struct kv_pctx *c;
-	int ok;
+	int ok, rc;
 
 	if (for_room && p->h.bytes && !p->h.bytes(p->h.arg, ino))
 		return 0;
 	pthread_mutex_lock(&p->lock);
-	c = get(p, ino);
+	c = get(p, ino, &rc);
 	ok = c && !c->dead && !c->nopen && !c->row.pin;
 	if (ok)
 		c->dead = 1;

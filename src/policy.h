@@ -31,6 +31,9 @@ struct kv_policy_hooks {
 	 * context just made, whose files are not open yet, frees nothing);
 	 * manual and TTL eviction do not. NULL: no such check. */
 	uint64_t (*bytes)(void *arg, uint64_t ino);
+	/* Contexts are inodes of the index: a row is made only for one that
+	 * exists (an open racing an eviction gets ENOENT). */
+	int inodes;
 };
 
 int kv_policy_new(const struct kv_config *cfg, struct kv_index *ix, struct kv_stats *stats,

@@ -41,7 +41,10 @@ int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *b
 	       g->logical);
 	metric(&o, "kvfs_stored_bytes", "gauge", "Bytes of chunk records in the segment files.",
 	       g->stored);
-	metric(&o, "kvfs_capacity_bytes", "gauge", "Cap on stored bytes (0 = none).", g->capacity);
+	metric(&o, "kvfs_inode_record_bytes", "gauge",
+	       "Bytes of inode records (metadata for kvfsctl rebuild) in the segment files.", g->irec);
+	metric(&o, "kvfs_capacity_bytes", "gauge",
+	       "Cap on stored bytes (0 = none).", g->capacity);
 	metric(&o, "kvfs_contexts", "gauge", "Contexts in the store.", g->contexts);
 	metric(&o, "kvfs_files", "gauge", "Regular files in the store.", g->files);
 	put(&o, "# HELP kvfs_evictions_total Contexts evicted, by reason.\n"

@@ -101,6 +101,7 @@ static void seg_header(const struct kv_store *st, uint32_t seg, uint8_t h[KV_SEG
 	kv_put32(h + 12, seg);
 	memcpy(h + 16, st->id, 16);
 	kv_put64(h + 32, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+	kv_put32(h + 40, (uint32_t)st->max_chunk);
 	kv_put64(h + 56, XXH3_64bits(h, 56));
 }
 
@@ -277,17 +278,15 @@ int kv_rec_decode(const uint8_t h[KV_REC_HDR], struct kv_rec *r)
 	return 0;
 }
 
-int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
-		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc)
+/* Append record r (all but seg and payload_hash filled in) with its
+ * payload of r->stored_len bytes. */
+static int append(struct kv_store *st, struct kv_rec *rec, const void *data, struct kv_loc *loc)
 {
+	struct kv_rec r = *rec;
+	uint64_t ino = r.ino, idx = r.idx;
 	uint8_t h[KV_REC_HDR];
-	struct kv_rec r = {
-		.type = KV_REC_TYPE_CHUNK, .codec = enc->codec, .elem = enc->elem,
-		.raw_len = raw_len, .stored_len = enc->len, .ino = ino, .idx = idx,
-		.payload_hash = XXH3_64bits(enc->data, enc->len),
-	};
-	struct iovec iov[2] = { { h, sizeof(h) }, { (void *)enc->data, enc->len } };
-	uint64_t len = KV_REC_HDR + (uint64_t)enc->len;
+	struct iovec iov[2] = { { h, sizeof(h) }, { (void *)data, r.stored_len } };
+	uint64_t len = KV_REC_HDR + (uint64_t)r.stored_len;
 	ssize_t n;
 	int fd, rc = 0;
 
@@ -308,6 +307,7 @@ int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 	if (rc)
 		return rc;
 	r.seg = loc->seg;
+	r.payload_hash = XXH3_64bits(data, r.stored_len);
 	kv_rec_encode(h, &r);
 	n = pwritev(fd, iov, 2, (off_t)loc->off);
 	if (n == (ssize_t)len)
@@ -318,6 +318,36 @@ int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 		       loc->seg, ino, idx, strerror(-rc));
 	kv_store_free(st, loc);
 	return rc;
+}
+
+int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
+		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc)
+{
+	struct kv_rec r = { .type = KV_REC_TYPE_CHUNK, .codec = enc->codec, .elem = enc->elem,
+			    .raw_len = raw_len, .stored_len = enc->len, .ino = ino, .idx = idx };
+
+	return append(st, &r, enc->data, loc);
+}
+
+int kv_store_append_inode(struct kv_store *st, uint64_t ino, const void *data, uint32_t len,
+			  struct kv_loc *loc)
+{
+	struct kv_rec r = { .type = KV_REC_TYPE_INODE, .raw_len = len, .stored_len = len,
+			    .ino = ino, .idx = KV_REC_IDX_INODE };
+
+	return append(st, &r, data, loc);
+}
+
+int kv_seg_header_read(const uint8_t h[KV_SEG_HDR], uint32_t *seg, uint8_t id[16],
+		       uint32_t *chunk)
+{
+	if (memcmp(h, KV_SEG_MAGIC, 8) || kv_get32(h + 8) != KV_SEG_VERSION ||
+	    kv_get64(h + 56) != XXH3_64bits(h, 56))
+		return -EIO;
+	*seg = kv_get32(h + 12);
+	memcpy(id, h + 16, 16);
+	*chunk = kv_get32(h + 40);
+	return 0;
 }
 
 int kv_rec_verify(struct kv_codec_ctx *cc, const uint8_t h[KV_REC_HDR], const uint8_t *payload,
@@ -401,9 +431,16 @@ void kv_store_free(struct kv_store *st, const struct kv_loc *loc)
 		}
 	}
 	pthread_mutex_unlock(&st->lock);
+	/* Punching zeroes the whole range, partial blocks included, so a freed
+	 * record cannot be found again by a scan (rebuild). Where holes are not
+	 * supported, the header is erased instead. */
 	if (fd >= 0 &&
-	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)loc->off, loc->len))
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)loc->off, loc->len)) {
+		static const uint8_t zero[KV_REC_HDR];
 		kv_debug("punch hole in segment %08" PRIx32 ": %s", loc->seg, strerror(errno));
+		if (pwrite(fd, zero, sizeof(zero), (off_t)loc->off) != (ssize_t)sizeof(zero))
+			kv_debug("erase record in segment %08" PRIx32 ": %s", loc->seg, strerror(errno));
+	}
 }
 
 static uint64_t allocated(int fd)

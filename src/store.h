@@ -17,6 +17,8 @@
 #define KV_REC_VERSION 1
 #define KV_REC_HDR 64
 #define KV_REC_TYPE_CHUNK 1
+#define KV_REC_TYPE_INODE 2        /* an inode's metadata (src/meta.h) */
+#define KV_REC_IDX_INODE UINT64_MAX /* the idx of inode records (index: -1) */
 #define KV_SEG_MAGIC "KVFSSEG"
 #define KV_SEG_VERSION 1
 #define KV_SEG_HDR 64
@@ -51,6 +53,16 @@ void kv_store_drop_empty(struct kv_store *st);
 
 int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc);
+
+/* Append inode record of ino: len bytes of payload (src/meta.h), stored
+ * as they are. */
+int kv_store_append_inode(struct kv_store *st, uint64_t ino, const void *data, uint32_t len,
+			  struct kv_loc *loc);
+
+/* Decode a segment header: its id, the store id and the chunk size of the
+ * store (0 in segments written before it was recorded). 0 or -EIO. */
+int kv_seg_header_read(const uint8_t h[KV_SEG_HDR], uint32_t *seg, uint8_t id[16],
+		       uint32_t *chunk);
 
 /* Read the record at loc, check that it is chunk idx of ino with raw_len
  * bytes and that both checksums match, and decode it into dst.

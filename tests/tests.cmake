@@ -29,7 +29,7 @@ foreach(t ${KVFS_ITESTS})
 endforeach()
 
 # Long tests: under ASan on a busy 2-core machine they run for minutes.
-foreach(t test_gpu_ioctl test_gpu_data)
+foreach(t test_gpu_ioctl test_gpu_data test_crash)
   if(TEST ${t})
     set_tests_properties(${t} PROPERTIES TIMEOUT 900)
   endif()

@@ -40,7 +40,7 @@ def chunks(store):
     db = sqlite3.connect('file:%s/kvfs.db?mode=ro' % store, uri=True)
     names = {ino: (parent, name if isinstance(name, str) else bytes(name).decode())
              for parent, name, ino in db.execute('SELECT parent, name, ino FROM dentry')}
-    rows = db.execute('SELECT ino, idx, seg, off, len, raw FROM chunk').fetchall()
+    rows = db.execute('SELECT ino, idx, seg, off, len, raw FROM chunk WHERE idx >= 0').fetchall()
     db.close()
 
     def path(ino):

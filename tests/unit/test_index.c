@@ -622,7 +622,7 @@ static void publish(struct kv_index *ix, struct kv_attr *a, uint64_t keep, const
 	a->size = size;
 	a->stored = stored;
 	a->mtime = a->ctime = T0 + 100;
-	ck_assert_int_eq(kv_index_publish(ix, a, keep, c, n, 0), 0);
+	ck_assert_int_eq(kv_index_publish(ix, a, keep, c, n, 0, NULL), 0);
 }
 
 START_TEST(test_publish_chunks)
@@ -681,7 +681,7 @@ START_TEST(test_publish_chunks)
 	/* Durable publishing works the same way. */
 	f.size = 65536;
 	f.stored = 1000;
-	ck_assert_int_eq(kv_index_publish(ix, &f, 0, c, 1, 1), 0);
+	ck_assert_int_eq(kv_index_publish(ix, &f, 0, c, 1, 1, NULL), 0);
 	ck_assert_int_eq(get_chunks(ix, f.ino).n, 1);
 
 	/* The callback can stop the walk, and its error comes back. */
@@ -797,6 +797,20 @@ START_TEST(test_orphans_drop)
 	}
 	ck_assert_int_eq(kv_index_getattr(ix, f.ino, &g), -ENOENT);
 	ck_assert_int_eq(get_chunks(ix, f.ino).n, 0);
+	/* A file's chunk list and a new context row need the inode. */
+	memset(&o, 0, sizeof(o));
+	ck_assert_int_eq(kv_index_file_chunks(ix, f.ino, chunk_cb, &o), -ENOENT);
+	ck_assert_int_eq(kv_index_file_chunks(ix, ino_of(ix, 1, "g"), chunk_cb, &o), 0);
+	ck_assert_int_eq(o.n, 1);
+	{
+		struct kv_ctx_row r = { .ino = f.ino, .last_access = 1, .ttl = -1 }, back;
+		ck_assert_int_eq(kv_index_ctx_new(ix, &r), -ENOENT);
+		ck_assert_int_eq(kv_index_ctx_get(ix, f.ino, &back), -ENOENT);
+		r.ino = ino_of(ix, 1, "g");
+		ck_assert_int_eq(kv_index_ctx_new(ix, &r), 0);
+		ck_assert_int_eq(kv_index_ctx_get(ix, r.ino, &back), 0);
+		ck_assert_int_eq(kv_index_ctx_del(ix, r.ino), 0);
+	}
 	ck_assert_int_eq(kv_index_getxattr(ix, f.ino, "user.x", v, sizeof(v)), -ENODATA);
 	ck_assert_int_eq(kv_index_drop(ix, d.ino, chunk_cb, &dropped), 0);
 	memset(&o, 0, sizeof(o));

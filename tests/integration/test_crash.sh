@@ -21,8 +21,8 @@
 # version its writer published, as docs/reliability.md words it, instead of
 # also allowing the prefix that another descriptor's close() published.
 set -euo pipefail
-# shellcheck source=../integration/lib.sh
-. "$(dirname "$0")/../integration/lib.sh"
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 CRASH=$KV_REPO/tests/reliability/crash.py
 SEED=${CRASH_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
