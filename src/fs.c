@@ -1127,12 +1127,18 @@ int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir)
 		kv_policy_removed(fs->pol, ino);
 		kv_index_ctx_del(fs->ix, ino);
 	}
+	/* A file still open keeps its records until its last close: its record
+	 * now says it has no name. The directory's record keeps the highest
+	 * inode number handed out (never reused, even by a rebuild). */
+	kv_fs_note(fs, ino);
+	kv_fs_note(fs, parent);
 	return 0;
 }
 
-/* ino moved from parent to newparent. When the two sit at different
- * depths, cached contexts below are stale, and ino may have become a
- * context or stopped being one. */
+/* ino moved from parent to newparent: the cached contexts of it and of
+ * everything below may be stale (a file moved into another context), and
+ * when the two sit at different depths ino may have become a context or
+ * stopped being one. */
 static void moved(struct kv_fs *fs, uint64_t ino, uint64_t parent, uint64_t newparent)
 {
 	int rc = 0, d1 = -1, d2 = -1, D = fs->cfg.context_depth;
@@ -1142,11 +1148,11 @@ static void moved(struct kv_fs *fs, uint64_t ino, uint64_t parent, uint64_t newp
 		kv_fs_ctx_of(fs, a, &d1);
 	if (b)
 		kv_fs_ctx_of(fs, b, &d2);
-	if (d1 == d2 || D == 0)
-		return;
 	pthread_mutex_lock(&fs->itab);
 	fs->topo_gen++;
 	pthread_mutex_unlock(&fs->itab);
+	if (d1 == d2 || D == 0)
+		return;
 	if (d2 + 1 == D)
 		kv_policy_created(fs->pol, ino);
 	else if (d1 + 1 == D) {
@@ -1188,6 +1194,7 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 		unlinked(fs, victim, nlink);
 		if (!nlink)
 			kv_policy_removed(fs->pol, victim);
+		kv_fs_note(fs, victim);
 	}
 	return 0;
 }

@@ -1257,8 +1257,8 @@ static int ctx_add(struct kv_index *ix, const struct kv_ctx_row *r, int must_exi
 
 	pthread_mutex_lock(&ix->lock);
 	if (must_exist)
-		rc = each_row(ix, "SELECT 1 FROM inode WHERE ino=?1", (int64_t)r->ino, 0, 0,
-			      row_found, &found);
+		rc = each_row(ix, "SELECT 1 FROM inode WHERE ino=?1 AND nlink>0", (int64_t)r->ino, 0,
+			      0, row_found, &found);
 	if (!rc && must_exist && !found)
 		rc = -ENOENT;
 	if (!rc)
@@ -1614,6 +1614,9 @@ int kv_index_meta(struct kv_index *ix, uint64_t ino, struct kv_meta *m, struct k
 			      row_meta_ctx, m);
 	if (!rc && S_ISREG(m->attr.mode))
 		rc = each_chunk(ix, ino, meta_chunk, m);
+	if (!rc)
+		rc = each_row(ix, "SELECT seq FROM sqlite_sequence WHERE name='inode'", 0, 0, 0,
+			      row_count, &m->hwm);
 	if (!rc)
 		rc = get_irec(ix, ino, cur);
 	pthread_mutex_unlock(&ix->lock);

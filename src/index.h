@@ -187,7 +187,8 @@ int kv_index_stats(struct kv_index *ix, struct kv_index_stats *s);
 int kv_index_ctx_get(struct kv_index *ix, uint64_t ino, struct kv_ctx_row *r);
 /* Create the row of ino with r->last_access if it has none. */
 int kv_index_ctx_add(struct kv_index *ix, const struct kv_ctx_row *r);
-/* The same, atomically only if inode ino exists: -ENOENT otherwise. */
+/* The same, atomically only if inode ino exists and has a name: -ENOENT
+ * otherwise. */
 int kv_index_ctx_new(struct kv_index *ix, const struct kv_ctx_row *r);
 /* Write last_access, hits, pin and ttl of n rows in one transaction. */
 int kv_index_ctx_save(struct kv_index *ix, const struct kv_ctx_row *r, size_t n);

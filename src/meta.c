@@ -8,7 +8,7 @@
 
 #include "endian.h"
 
-#define FIXED 106 /* the smallest payload: fixed fields and four zero counts */
+#define FIXED 114 /* the smallest payload: fixed fields and four zero counts */
 #define CHUNK_BYTES 29
 
 struct wbuf {
@@ -92,6 +92,7 @@ uint8_t *kv_meta_encode(const struct kv_meta *m, size_t *len)
 	put8(&w, m->pin);
 	put8(&w, 0);
 	put64(&w, (uint64_t)m->ttl);
+	put64(&w, m->hwm);
 	put32(&w, (uint32_t)m->nlinks);
 	for (size_t i = 0; i < m->nlinks; i++) {
 		put64(&w, m->links[i].parent);
@@ -198,6 +199,7 @@ int kv_meta_decode(const uint8_t *p, size_t len, struct kv_meta *m)
 	m->pin = get8(&r);
 	get8(&r);
 	m->ttl = (int64_t)get64(&r);
+	m->hwm = get64(&r);
 	n = count(&r, 10);
 	for (size_t i = 0; !rc && !r.bad && i < n; i++) {
 		uint64_t parent = get64(&r);
@@ -305,7 +307,8 @@ int kv_meta_add_xattr(struct kv_meta *m, const char *name, const void *value, ui
 	}
 	x += m->nx++;
 	snprintf(x->name, sizeof(x->name), "%s", name);
-	memcpy(v, value, len);
+	if (len)
+		memcpy(v, value, len);
 	x->value = v;
 	x->len = len;
 	return 0;

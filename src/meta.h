@@ -37,6 +37,7 @@ struct kv_meta {
 	uint32_t flags;
 	uint8_t pin;
 	int64_t ttl;          /* -1: the mount's default */
+	uint64_t hwm;         /* highest inode number the store had handed out */
 	char *target;         /* symlink target, NUL-terminated; NULL if none */
 	struct kv_meta_link *links;
 	size_t nlinks;

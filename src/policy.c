@@ -18,6 +18,7 @@ struct kv_pctx {
 	uint32_t nopen;
 	int dirty;
 	int dead;      /* being evicted: no new opens */
+	int removed;   /* deleted while files of it were open: kept for their closes */
 };
 
 struct kv_policy {
@@ -110,7 +111,9 @@ static struct kv_pctx *get(struct kv_policy *p, uint64_t ino, int *err)
 	return c;
 }
 
-static void unlink_ctx(struct kv_policy *p, uint64_t ino)
+/* Forget ctx. One with open files (moved out of it meanwhile) stays, with
+ * no row and no eviction, until the last of them closes. Locked. */
+static void unlink_ctx(struct kv_policy *p, uint64_t ino, int closing)
 {
 	struct kv_pctx **pp = &p->hash[slot(p, ino)];
 
@@ -118,6 +121,11 @@ static void unlink_ctx(struct kv_policy *p, uint64_t ino)
 		pp = &(*pp)->next;
 	if (*pp) {
 		struct kv_pctx *c = *pp;
+		if (c->nopen && !closing) {
+			c->removed = 1;
+			c->dirty = 0;
+			return;
+		}
 		*pp = c->next;
 		p->count--;
 		free(c);
@@ -164,7 +172,7 @@ int kv_policy_open(struct kv_policy *p, uint64_t ctx)
 		c->nopen++;
 		c->row.hits++;
 		c->row.last_access = now_ns();
-		c->dirty = 1;
+		c->dirty = !c->removed;
 	}
 	pthread_mutex_unlock(&p->lock);
 	return rc;
@@ -191,6 +199,8 @@ void kv_policy_close(struct kv_policy *p, uint64_t ctx)
 	c = find(p, ctx);
 	if (c && c->nopen)
 		c->nopen--;
+	if (c && c->removed && !c->nopen)
+		unlink_ctx(p, ctx, 1);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -206,7 +216,7 @@ void kv_policy_created(struct kv_policy *p, uint64_t ctx)
 void kv_policy_removed(struct kv_policy *p, uint64_t ctx)
 {
 	pthread_mutex_lock(&p->lock);
-	unlink_ctx(p, ctx);
+	unlink_ctx(p, ctx, 0);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -323,7 +333,7 @@ static int evict_one(struct kv_policy *p, uint64_t ino, enum kv_evict_reason why
 		if (c)
 			c->dead = 0;
 	} else {
-		unlink_ctx(p, ino);
+		unlink_ctx(p, ino, 0);
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (!rc)

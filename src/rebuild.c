@@ -41,6 +41,7 @@ struct rb {
 	struct node *nodes;   /* by ino, open addressing */
 	size_t nnodes, ncap;
 	uint64_t max_ino;
+	uint64_t lost_ino;    /* the lost+found used, 0 if none */
 	uint8_t id[16];
 	int have_id;
 	struct kv_rebuild_report *rep;
@@ -170,6 +171,8 @@ static int scan_cb(void *arg, const struct kv_loc *loc, const struct kv_rec *r,
 			return 0;
 		}
 		b->rep->inode_records++;
+		if (m.hwm > b->max_ino && m.hwm <= (uint64_t)INT64_MAX)
+			b->max_ino = m.hwm;
 		/* Segments are scanned in id order, each from its start: the
 		 * record found last is the newest. */
 		n = node_find(b, m.attr.ino, 1);
@@ -222,7 +225,8 @@ static int scan(struct rb *b, const char *store, char *err, size_t errlen)
 		ids[n++] = id;
 	}
 	closedir(d);
-	qsort(ids, n, sizeof(*ids), cmp_u32);
+	if (n)
+		qsort(ids, n, sizeof(*ids), cmp_u32);
 	for (size_t i = 0; !rc && i < n; i++) {
 		uint8_t h[KV_SEG_HDR], id[16];
 		uint32_t seg, chunk;
@@ -329,7 +333,8 @@ static int drop_duplicate_names(struct rb *b)
 	for (size_t i = 0; i < b->ncap; i++)
 		for (size_t k = 0; b->nodes[i].m.attr.ino && k < b->nodes[i].m.nlinks; k++)
 			v[n++] = (struct claim){ b->nodes[i].m.links[k].parent, &b->nodes[i], k };
-	qsort(v, n, sizeof(*v), cmp_claim);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_claim);
 	for (size_t i = 1; i < n; i++)
 		if (v[i].parent == v[i - 1].parent &&
 		    !strcmp(v[i].n->m.links[v[i].k].name, v[i - 1].n->m.links[v[i - 1].k].name))
@@ -396,27 +401,63 @@ static struct node *add_dir(struct rb *b, uint64_t ino, uint32_t perm, int64_t t
 	return n;
 }
 
-static int move_aside(const char *db, struct kv_rebuild_report *rep, char *err, size_t errlen)
+/* Rename db (with its -wal and -shm) to to (the same suffixes). */
+static int rename_db(const char *db, const char *to)
 {
-	char from[4300], to[4400];
+	char a[4400], b[4400];
 
-	if (access(db, F_OK))
-		return 0;
-	snprintf(rep->old_db, sizeof(rep->old_db), "%s.lost-%lld", db, (long long)time(NULL));
-	if (rename(db, rep->old_db)) {
-		snprintf(err, errlen, "cannot move %s aside: %s", db, strerror(errno));
+	if (rename(db, to))
 		return -errno;
-	}
 	for (int i = 0; i < 2; i++) {
 		const char *sfx = i ? "-shm" : "-wal";
-		snprintf(from, sizeof(from), "%s%s", db, sfx);
-		snprintf(to, sizeof(to), "%s%s", rep->old_db, sfx);
-		if (!access(from, F_OK) && rename(from, to)) {
-			snprintf(err, errlen, "cannot move %s aside: %s", from, strerror(errno));
+		snprintf(a, sizeof(a), "%s%s", db, sfx);
+		snprintf(b, sizeof(b), "%s%s", to, sfx);
+		if (!access(a, F_OK) && rename(a, b))
 			return -errno;
-		}
 	}
 	return 0;
+}
+
+static void unlink_db(const char *db)
+{
+	char a[4400];
+
+	unlink(db);
+	snprintf(a, sizeof(a), "%s-wal", db);
+	unlink(a);
+	snprintf(a, sizeof(a), "%s-shm", db);
+	unlink(a);
+}
+
+/* Put the new index (built at tmp) in place of db; the old one, if any,
+ * goes aside under a name of its own. */
+static int swap_in(const char *db, const char *tmp, struct kv_rebuild_report *rep, char *err,
+		   size_t errlen)
+{
+	int rc;
+
+	if (!access(db, F_OK)) {
+		long long t = (long long)time(NULL);
+		for (int n = 0;; n++) {
+			if (n)
+				snprintf(rep->old_db, sizeof(rep->old_db), "%s.lost-%lld.%d", db, t, n);
+			else
+				snprintf(rep->old_db, sizeof(rep->old_db), "%s.lost-%lld", db, t);
+			if (access(rep->old_db, F_OK) && errno == ENOENT)
+				break;
+		}
+		if ((rc = rename_db(db, rep->old_db))) {
+			snprintf(err, errlen, "cannot move %s aside: %s", db, strerror(-rc));
+			return rc;
+		}
+	}
+	if ((rc = rename_db(tmp, db))) {
+		snprintf(err, errlen, "cannot move the new index to %s: %s", db, strerror(-rc));
+		/* Leave the store as it was. */
+		if (*rep->old_db && !rename_db(rep->old_db, db))
+			*rep->old_db = 0;
+	}
+	return rc;
 }
 
 /* Decide what comes back and where: chunks checked, names settled, the
@@ -426,11 +467,28 @@ static int plan(struct rb *b, FILE *out)
 	int64_t now = (int64_t)time(NULL) * 1000000000;
 	uint64_t lost_ino = b->max_ino + 1;
 	struct node *lost = NULL;
-	char name[32];
+	char name[32], lname[32] = LOST_NAME;
 	int rc;
 
 	if (!node_find(b, KV_ROOT_INO, 0) && !add_dir(b, KV_ROOT_INO, 0755, now))
 		return -ENOMEM;
+	/* A /lost+found from an earlier rebuild is used again; a name taken by
+	 * something else makes another one. */
+	for (int k = 1; k < 1000; k++) {
+		struct node *o = NULL;
+		for (size_t i = 0; !o && i < b->ncap; i++)
+			for (size_t l = 0; b->nodes[i].m.attr.ino && l < b->nodes[i].m.nlinks; l++)
+				if (b->nodes[i].m.links[l].parent == KV_ROOT_INO &&
+				    !strcmp(b->nodes[i].m.links[l].name, lname))
+					o = &b->nodes[i];
+		if (!o)
+			break;
+		if (S_ISDIR(o->m.attr.mode) && o->m.attr.nlink) {
+			lost_ino = o->m.attr.ino;
+			break;
+		}
+		snprintf(lname, sizeof(lname), "%s.%d", LOST_NAME, k);
+	}
 	for (size_t i = 0; i < b->ncap; i++)
 		if (b->nodes[i].m.attr.ino && S_ISREG(b->nodes[i].m.attr.mode))
 			check_chunks(b, &b->nodes[i], out);
@@ -450,13 +508,24 @@ static int plan(struct rb *b, FILE *out)
 		}
 		if (!c)
 			break;
+		if (!lost && (lost = node_find(b, lost_ino, 0)) && lost->m.attr.ino == lost_ino) {
+			/* The existing one: it must lead to the root itself. */
+			if (!unreachable(b, lost) && lost->state == 2) {
+				b->lost_ino = lost_ino;
+				continue;
+			}
+			lost = NULL;
+			lost_ino = b->max_ino + 1;
+			snprintf(lname, sizeof(lname), "%s.%lld", LOST_NAME, (long long)time(NULL));
+		}
 		if (!lost) {
 			/* Moves the table: look again. */
 			if (!(lost = add_dir(b, lost_ino, 0700, now)) ||
-			    kv_meta_add_link(&lost->m, KV_ROOT_INO, LOST_NAME, strlen(LOST_NAME)))
+			    kv_meta_add_link(&lost->m, KV_ROOT_INO, lname, strlen(lname)))
 				return -ENOMEM;
 			lost->linked = 1;
 			lost->parent = KV_ROOT_INO;
+			b->lost_ino = lost_ino;
 			continue;
 		}
 		snprintf(name, sizeof(name), "%" PRIu64, c->m.attr.ino);
@@ -468,8 +537,8 @@ static int plan(struct rb *b, FILE *out)
 		c->parent = lost_ino;
 		b->rep->lost++;
 		if (out)
-			fprintf(out, "inode %" PRIu64 ": its directory is gone, now /" LOST_NAME
-				     "/%s\n", c->m.attr.ino, name);
+			fprintf(out, "inode %" PRIu64 ": its directory is gone, now /%s/%s\n",
+				c->m.attr.ino, lname, name);
 	}
 	for (size_t i = 0; !rc && i < b->ncap; i++) {
 		struct node *n = &b->nodes[i];
@@ -486,39 +555,57 @@ static int plan(struct rb *b, FILE *out)
 	return rc;
 }
 
-/* The context depth of the mount that wrote the records: where the
- * contexts are (-1: no context has a record). */
+/* The context depth of the mount that wrote the records: where most of
+ * the contexts are, not counting those moved to lost+found (-1: no
+ * context has a record). */
 static int context_depth(struct rb *b)
 {
+	uint64_t votes[18] = { 0 }, best = 0;
+	int depth = -1;
+
 	for (size_t i = 0; i < b->ncap; i++) {
 		struct node *n = &b->nodes[i];
 		int d = 0;
-		if (!n->m.attr.ino || !(n->m.flags & KV_META_HAS_CTX) || n->state != 2)
+		if (!n->m.attr.ino || !(n->m.flags & KV_META_HAS_CTX) || n->state != 2 || n->changed)
 			continue;
-		if (S_ISREG(n->m.attr.mode))
-			return 0;
-		while (n && n->m.attr.ino != KV_ROOT_INO && d < 64) {
+		if (S_ISREG(n->m.attr.mode)) {
+			votes[0]++;
+			continue;
+		}
+		while (n && n->m.attr.ino != KV_ROOT_INO && n->m.attr.ino != b->lost_ino && d < 17) {
 			n = node_find(b, n->parent, 0);
 			d++;
 		}
-		return d;
+		if (n && n->m.attr.ino == KV_ROOT_INO)
+			votes[d]++;
 	}
-	return -1;
+	for (int d = 0; d < 18; d++)
+		if (votes[d] > best) {
+			best = votes[d];
+			depth = d;
+		}
+	return depth;
 }
 
 int kv_rebuild(const char *store, FILE *out, struct kv_rebuild_report *rep, char *err,
 	       size_t errlen)
 {
-	int depth;
-	char path[PATH_MAX], db[4200];
+	char path[PATH_MAX], db[4200], tmp[4300];
 	struct rb b = { .rep = rep };
 	struct kv_index *ix = NULL;
-	int lockfd, rc;
+	int lockfd = -1, rc, depth;
+	struct stat st;
 
 	memset(rep, 0, sizeof(*rep));
 	if (!realpath(store, path)) {
 		snprintf(err, errlen, "%s: %s", store, strerror(errno));
 		return -errno;
+	}
+	/* Nothing is created in a directory that is not a store. */
+	snprintf(db, sizeof(db), "%s/segments", path);
+	if (stat(db, &st) || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a kvfs store (no segments directory)", path);
+		return -ENOENT;
 	}
 	snprintf(db, sizeof(db), "%s/kvfs.lock", path);
 	lockfd = open(db, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -540,11 +627,12 @@ int kv_rebuild(const char *store, FILE *out, struct kv_rebuild_report *rep, char
 	}
 	if (!rc && (rc = plan(&b, out)))
 		snprintf(err, errlen, "%s", strerror(-rc));
-	snprintf(db, sizeof(db), "%s/kvfs.db", path);
+	/* Built under another name; the store's index is replaced only when
+	 * the new one is complete. */
+	snprintf(tmp, sizeof(tmp), "%s/kvfs.db.rebuild", path);
+	unlink_db(tmp);
 	if (!rc)
-		rc = move_aside(db, rep, err, errlen);
-	if (!rc)
-		rc = kv_index_open(db, 1, &ix, err, errlen);
+		rc = kv_index_open(tmp, 1, &ix, err, errlen);
 	if (rc)
 		goto out;
 	rc = kv_index_set_store_id(ix, b.id);
@@ -586,6 +674,13 @@ int kv_rebuild(const char *store, FILE *out, struct kv_rebuild_report *rep, char
 	rc = kv_index_commit(ix, rc);
 	if (rc)
 		snprintf(err, errlen, "cannot write the new index: %s", strerror(-rc));
+	kv_index_close(ix);
+	ix = NULL;
+	snprintf(db, sizeof(db), "%s/kvfs.db", path);
+	if (!rc)
+		rc = swap_in(db, tmp, rep, err, errlen);
+	if (rc)
+		unlink_db(tmp);
 out:
 	kv_index_close(ix);
 	for (size_t i = 0; i < b.ncap; i++)

@@ -17,7 +17,7 @@ if(KVFS_FUZZ)
     -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   target_link_options(kvfscore INTERFACE -fsanitize=${KVFS_FUZZ_SAN})
   set(KVFS_FUZZ_TARGETS)
-  foreach(t record segment ioctl)
+  foreach(t record segment ioctl meta)
     add_executable(fuzz_${t} ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_${t}.c)
     target_compile_options(fuzz_${t} PRIVATE -fsanitize=fuzzer,${KVFS_FUZZ_SAN}
       -fno-omit-frame-pointer -fno-sanitize-recover=undefined)

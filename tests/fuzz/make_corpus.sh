@@ -2,7 +2,8 @@
 # shellcheck disable=SC2016  # store's commands expand $data in their own shell
 # Makes the seed corpora of tests/fuzz from what kvfs itself writes: the
 # segments of small stores (one per codec and filter) holding slices of
-# tests/data/kv, the records cut out of them, and GPU ioctl requests.
+# tests/data/kv, the records cut out of them (inode records' payloads for
+# fuzz_meta), and GPU ioctl requests.
 #   tests/fuzz/make_corpus.sh KVFS OUT_DIR
 # KVFS is a kvfs binary; it is mounted, so this needs /dev/fuse (root).
 # The corpora in tests/fuzz/corpus/ were made this way; segment headers
@@ -21,7 +22,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-mkdir -p "$out/record" "$out/segment" "$out/ioctl"
+mkdir -p "$out/record" "$out/segment" "$out/ioctl" "$out/meta"
 
 # store NAME OPTS CMD: mount a new store with -o OPTS, run CMD in a context
 # directory of it, unmount, keep its segment as segment/NAME.seg.
@@ -53,6 +54,14 @@ store zstd3-shuffle2 codec=zstd:3,chunk=64K,shuffle=2 \
 store zstd-shuffle4 codec=zstd,chunk=64K,shuffle=4 'head -c 70000 "$data/layer1.k.f16" >k'
 store none codec=none,chunk=64K \
 	'head -c 3000 "$data/layer0.k.bf16" >k; cp "$data/meta.json" .; echo hello >b'
+# Inode records of every kind: names, a symlink, xattrs, a pinned context
+# with a TTL, a renamed file, a sparse file, a file removed while open.
+store meta codec=lz4,chunk=64K \
+	'head -c 200000 "$data/layer0.k.f16" >k; ln -s k link; truncate -s 1M sparse
+	 setfattr -n user.model -v llama k; setfattr -n user.bin -v 0x00ff00 k
+	 setfattr -n user.kvfs.pin -v 1 .; setfattr -n user.kvfs.ttl -v 3600 .
+	 mv k k2; chmod 640 k2; touch -d @1000000000 k2; mkdir -p ../other/c
+	 exec 3>gone; echo x >&3; rm gone; exec 3>&-'
 # A torn tail: the segment as a crash in the middle of its second record
 # would leave it.
 head -c 40000 "$out/segment/zstd3-shuffle2.seg" >"$out/segment/zstd3-torn.seg"
@@ -72,6 +81,8 @@ for name in sorted(os.listdir(f"{out}/segment")):
         stored = struct.unpack_from("<I", b, i + 16)[0]
         if ver == 1 and hlen == 64 and i + 64 + stored <= len(b):
             open(f"{out}/record/{name[:-4]}-{n}.rec", "wb").write(b[i:i + 64 + stored])
+            if b[i + 8] == 2:  # an inode record: its payload seeds fuzz_meta
+                open(f"{out}/meta/{name[:-4]}-{n}.bin", "wb").write(b[i + 64:i + 64 + stored])
             i, n = i + 64 + stored, n + 1
         else:
             i += 1

@@ -19,8 +19,9 @@ mkdir -p "$art"
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 failed=()
 # target:max_len. Records: a 64 KiB chunk stored raw, with its header;
-# segments: the largest seed; ioctl: the 24-byte prefix and the struct.
-for t in record:65600 segment:204800 ioctl:4096; do
+# segments: the largest seed; ioctl: the 24-byte prefix and the struct;
+# meta: an inode record payload (a file of 2000 chunks is 58 KiB).
+for t in record:65600 segment:204800 ioctl:4096 meta:65536; do
 	name=${t%%:*}
 	bin=$build/fuzz/fuzz_$name
 	log=$work/$name.log

@@ -17,11 +17,10 @@
 
 #include "fs_int.h"
 #include "kvtest.h"
+#include "kvtest_fs.h"
 
 #define CHUNK (64u << 10)
 #define READ_MAX (512u << 10) /* per kv_file_read call, like a FUSE read */
-
-static const struct kv_cred root_cred = { 0, 0 };
 
 /* Random-ish bytes: incompressible (kind 0), fp16-like (1) or runs of 512
  * equal bytes (2). */
@@ -42,33 +41,11 @@ static void new_store_path(char *buf, size_t len)
 	kvtest_new_path(buf, len, "store");
 }
 
-static struct kv_config small_config(void)
-{
-	struct kv_config c;
-	char err[256];
-
-	kv_opt_defaults(&c);
-	ck_assert_int_eq(kv_opt_set(&c, "chunk", "64K", err, sizeof(err)), 0);
-	ck_assert_int_eq(kv_opt_set(&c, "segment", "16M", err, sizeof(err)), 0);
-	ck_assert_int_eq(kv_opt_set(&c, "workers", "2", err, sizeof(err)), 0);
-	return c;
-}
-
-static struct kv_fs *open_fs(const char *store, const struct kv_config *cfg)
-{
-	struct kv_fs *fs = NULL;
-	char err[512] = "";
-
-	ck_assert_msg(kv_fs_open(store, cfg, &fs, err, sizeof(err)) == 0, "kv_fs_open: %s", err);
-	ck_assert_ptr_nonnull(fs);
-	return fs;
-}
-
 static uint64_t mkfile(struct kv_fs *fs, uint64_t parent, const char *name)
 {
 	struct kv_attr a;
 
-	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, S_IFREG | 0644, &root_cred, NULL, &a), 0);
+	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, S_IFREG | 0644, &kvtest_root_cred, NULL, &a), 0);
 	ck_assert(S_ISREG(a.mode));
 	return a.ino;
 }
@@ -77,7 +54,7 @@ static uint64_t mkdir_fs(struct kv_fs *fs, uint64_t parent, const char *name)
 {
 	struct kv_attr a;
 
-	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, S_IFDIR | 0755, &root_cred, NULL, &a), 0);
+	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, S_IFDIR | 0755, &kvtest_root_cred, NULL, &a), 0);
 	ck_assert(S_ISDIR(a.mode));
 	return a.ino;
 }
@@ -163,7 +140,7 @@ static void expect_file(struct kv_fs *fs, uint64_t ino, const uint8_t *shadow, s
 static void expect_after_remount(const char *store, const struct kv_config *cfg,
 				 const char *name, const uint8_t *shadow, size_t size)
 {
-	struct kv_fs *fs = open_fs(store, cfg);
+	struct kv_fs *fs = kvtest_open_fs(store, cfg);
 
 	expect_file(fs, lookup(fs, KV_ROOT_INO, name), shadow, size);
 	kv_fs_close(fs);
@@ -177,7 +154,7 @@ static struct kv_fs *new_fs_open_file(char *store, size_t len, const struct kv_c
 	struct kv_fs *fs;
 
 	new_store_path(store, len);
-	fs = open_fs(store, cfg);
+	fs = kvtest_open_fs(store, cfg);
 	*ino = mkfile(fs, KV_ROOT_INO, name);
 	ck_assert_int_eq(kv_file_open(fs, *ino, 0), 0);
 	return fs;
@@ -247,14 +224,14 @@ static blkcnt_t seg_blocks(const char *store)
 START_TEST(test_open_new_store)
 {
 	char store[600], p[700];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	struct kv_attr r;
 	struct stat sb;
 	struct statvfs sv;
 
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ck_assert_uint_eq(kv_fs_config(fs)->chunk, CHUNK);
 	ck_assert_int_eq(kv_fs_getattr(fs, KV_ROOT_INO, &r), 0);
 	ck_assert(S_ISDIR(r.mode));
@@ -270,11 +247,11 @@ START_TEST(test_open_new_store)
 	ck_assert(S_ISDIR(sb.st_mode));
 	kv_fs_close(fs);
 	/* An empty existing directory is fine too, and so is reopening. */
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	kv_fs_close(fs);
 	snprintf(p, sizeof(p), "%s.empty", store);
 	ck_assert_int_eq(mkdir(p, 0700), 0);
-	fs = open_fs(p, &cfg);
+	fs = kvtest_open_fs(p, &cfg);
 	kv_fs_close(fs);
 }
 END_TEST
@@ -282,7 +259,7 @@ END_TEST
 START_TEST(test_foreign_dir_refused)
 {
 	char store[600], p[800], err[512] = "";
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs = NULL;
 	const char text[] = "my notes, not a store\n";
 	char back[64] = "";
@@ -336,13 +313,13 @@ END_TEST
 START_TEST(test_second_open_busy)
 {
 	char store[600], err[512] = "";
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs = NULL, *fs2 = NULL;
 	uint8_t data[1000], back[1000];
 	uint64_t ino;
 
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ck_assert_int_eq(kv_fs_open(store, &cfg, &fs2, err, sizeof(err)), -EBUSY);
 	ck_assert_ptr_null(fs2);
 	ck_assert_msg(strstr(err, "in use") != NULL, "message: %s", err);
@@ -366,7 +343,7 @@ END_TEST
 START_TEST(test_write_read)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	size_t cap = 6 * CHUNK;
 	uint8_t *shadow = calloc(1, cap), *buf = malloc(cap), *got = malloc(cap);
@@ -388,7 +365,7 @@ START_TEST(test_write_read)
 	};
 
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	dir = mkdir_fs(fs, KV_ROOT_INO, "model");
 	ino = mkfile(fs, dir, "layer0.k");
 	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
@@ -420,7 +397,7 @@ START_TEST(test_write_read)
 	expect_file(fs, ino, shadow, size);
 	kv_fs_close(fs);
 
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	dir = lookup(fs, KV_ROOT_INO, "model");
 	ino = lookup(fs, dir, "layer0.k");
 	expect_file(fs, ino, shadow, size);
@@ -442,7 +419,7 @@ END_TEST
 START_TEST(test_truncate)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	size_t cap = 8 * CHUNK;
 	uint8_t *shadow = calloc(1, cap);
@@ -488,7 +465,7 @@ START_TEST(test_truncate)
 	ck_assert_int_eq(kv_file_release(fs, ino), 0);
 	kv_fs_close(fs);
 
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ino = lookup(fs, KV_ROOT_INO, "f");
 	ck_assert_uint_eq(size_of(fs, ino), 7000);
 	expect_file(fs, ino, shadow, 7000);
@@ -498,7 +475,7 @@ START_TEST(test_truncate)
 	expect_content(fs, ino, shadow, 0);
 	ck_assert_int_eq(kv_file_release(fs, ino), 0);
 	kv_fs_close(fs);
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ino = lookup(fs, KV_ROOT_INO, "f");
 	ck_assert_uint_eq(size_of(fs, ino), 0);
 	ck_assert_uint_eq(stats(fs).stored, 0);
@@ -512,7 +489,7 @@ END_TEST
 START_TEST(test_partial_rewrite_persists)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	size_t size = 4 * CHUNK;
 	uint8_t *shadow = malloc(size);
@@ -545,21 +522,21 @@ END_TEST
 START_TEST(test_remount_read_then_write)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	size_t size = 3 * CHUNK + 123;
 	uint8_t *a = malloc(size), *b = malloc(size), *got = malloc(size);
 	uint64_t ia, ib;
 
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	rng_state = 5;
 	fill(a, size, 1);
 	fill(b, size, 0);
 	write_file(fs, KV_ROOT_INO, "a", a, size);
 	kv_fs_close(fs);
 
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ia = lookup(fs, KV_ROOT_INO, "a");
 	ck_assert_int_eq(kv_file_open(fs, ia, 0), 0);
 	ck_assert_uint_eq(rd(fs, ia, 0, 10, got), 10);
@@ -567,7 +544,7 @@ START_TEST(test_remount_read_then_write)
 	write_file(fs, KV_ROOT_INO, "b", b, size);
 	kv_fs_close(fs);
 
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ia = lookup(fs, KV_ROOT_INO, "a");
 	ib = lookup(fs, KV_ROOT_INO, "b");
 	ck_assert_int_eq(kv_file_open(fs, ia, 0), 0);
@@ -589,7 +566,7 @@ START_TEST(test_small_files_persist)
 {
 	static const char *const codecs[] = { "lz4", "zstd", "zstd:3", "none" };
 	char store[600], err[128], name[32];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	uint8_t data[64];
 	int bad = 0;
@@ -597,7 +574,7 @@ START_TEST(test_small_files_persist)
 
 	ck_assert_int_eq(kv_opt_set(&cfg, "codec", codecs[_i], err, sizeof(err)), 0);
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	for (int pat = 0; pat < 2; pat++) {
 		for (size_t n = 1; n <= sizeof(data); n++) {
 			snprintf(name, sizeof(name), "f%d-%zu", pat, n);
@@ -607,7 +584,7 @@ START_TEST(test_small_files_persist)
 		}
 	}
 	kv_fs_close(fs);
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	for (int pat = 0; pat < 2; pat++) {
 		for (size_t n = 1; n <= sizeof(data); n++) {
 			uint64_t ino;
@@ -648,7 +625,7 @@ END_TEST
 START_TEST(test_large_read_short_chunks)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	size_t size = 20 * CHUNK;
 	uint8_t *shadow = calloc(1, size), *got = malloc(1 << 20);
@@ -685,7 +662,7 @@ END_TEST
 START_TEST(test_close_with_open_file)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	size_t size = 2 * CHUNK + CHUNK / 2;
 	uint8_t *data = malloc(size);
@@ -707,7 +684,7 @@ END_TEST
 START_TEST(test_remove_open_file)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	size_t size = 5 * CHUNK + 77;
 	uint8_t *data = malloc(size);
@@ -717,7 +694,7 @@ START_TEST(test_remove_open_file)
 	blkcnt_t full, after;
 
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	keep = mkfile(fs, KV_ROOT_INO, "keep");
 	ino = mkfile(fs, KV_ROOT_INO, "doomed");
 	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
@@ -753,7 +730,7 @@ START_TEST(test_remove_open_file)
 	kv_fs_close(fs);
 
 	/* The space stays free after a remount. */
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ck_assert_uint_eq(stats(fs).stored, 0);
 	ck_assert_int_le(seg_blocks(store), after);
 	kv_fs_close(fs);
@@ -766,7 +743,7 @@ END_TEST
 START_TEST(test_remove_open_then_close)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	uint8_t data[3000];
 	uint64_t ino;
@@ -778,7 +755,7 @@ START_TEST(test_remove_open_then_close)
 	ck_assert_int_eq(kv_file_flush(fs, ino), 0);
 	ck_assert_int_eq(kv_fs_remove(fs, KV_ROOT_INO, "f", 0), 0);
 	kv_fs_close(fs);
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ck_assert_uint_eq(stats(fs).files, 0);
 	ck_assert_uint_eq(stats(fs).stored, 0);
 	kv_fs_close(fs);
@@ -788,7 +765,7 @@ END_TEST
 START_TEST(test_remove_closed_file)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	uint8_t data[CHUNK * 2];
 	uint64_t ino;
@@ -831,29 +808,29 @@ static int name_cb(void *arg, const char *name, size_t len, const struct kv_attr
 START_TEST(test_namespace)
 {
 	char store[600], buf[64], longname[300];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	struct kv_attr a, in, out;
 	uint64_t d, f, parent;
 	struct names l;
 
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	d = mkdir_fs(fs, KV_ROOT_INO, "d");
 	f = mkfile(fs, d, "f");
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, "l", S_IFLNK | 0777, &root_cred, "d/f", &a), 0);
+	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, "l", S_IFLNK | 0777, &kvtest_root_cred, "d/f", &a), 0);
 	ck_assert_int_eq(kv_fs_readlink(fs, a.ino, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "d/f");
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, "d", S_IFREG | 0644, &root_cred, NULL, &a),
+	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, "d", S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
 			 -EEXIST);
-	ck_assert_int_eq(kv_fs_mknod(fs, f, "x", S_IFREG | 0644, &root_cred, NULL, &a), -ENOTDIR);
+	ck_assert_int_eq(kv_fs_mknod(fs, f, "x", S_IFREG | 0644, &kvtest_root_cred, NULL, &a), -ENOTDIR);
 	memset(longname, 'n', 256);
 	longname[256] = 0;
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, longname, S_IFREG | 0644, &root_cred, NULL,
+	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, longname, S_IFREG | 0644, &kvtest_root_cred, NULL,
 				     &a), -ENAMETOOLONG);
 	ck_assert_int_eq(kv_fs_lookup(fs, KV_ROOT_INO, longname, &a), -ENAMETOOLONG);
 	longname[255] = 0;
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, longname, S_IFREG | 0644, &root_cred, NULL,
+	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, longname, S_IFREG | 0644, &kvtest_root_cred, NULL,
 				     &a), 0);
 	ck_assert_int_eq(kv_fs_getattr(fs, KV_ROOT_INO, &a), 0);
 	ck_assert_uint_eq(a.nlink, 3);
@@ -924,7 +901,7 @@ START_TEST(test_namespace)
 
 	/* A removed directory takes no new entries. */
 	ck_assert_int_eq(kv_fs_remove(fs, KV_ROOT_INO, "d", 1), 0);
-	ck_assert_int_eq(kv_fs_mknod(fs, d, "late", S_IFREG | 0644, &root_cred, NULL, &a), -ENOENT);
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "late", S_IFREG | 0644, &kvtest_root_cred, NULL, &a), -ENOENT);
 	ck_assert_int_eq(kv_fs_getattr(fs, KV_ROOT_INO, &a), 0);
 	ck_assert_uint_eq(a.nlink, 3); /* sgid is left */
 	kv_fs_close(fs);
@@ -936,14 +913,14 @@ END_TEST
 START_TEST(test_rename_over_open_file)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	uint8_t a[3000], b[CHUNK + 500];
 	uint64_t ia, ib;
 	struct kv_attr at;
 
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ia = mkfile(fs, KV_ROOT_INO, "a");
 	ib = mkfile(fs, KV_ROOT_INO, "b");
 	rng_state = 21;
@@ -977,7 +954,7 @@ END_TEST
 START_TEST(test_crash_recovery)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	size_t size = 3 * CHUNK + 10;
 	uint8_t *keep = malloc(size), *gone = malloc(size);
@@ -999,12 +976,12 @@ START_TEST(test_crash_recovery)
 		struct kv_attr a;
 		if (kv_fs_open(store, &cfg, &c, err, sizeof(err)))
 			_exit(10);
-		if (kv_fs_mknod(c, KV_ROOT_INO, "keep", S_IFREG | 0644, &root_cred, NULL, &a) ||
+		if (kv_fs_mknod(c, KV_ROOT_INO, "keep", S_IFREG | 0644, &kvtest_root_cred, NULL, &a) ||
 		    kv_file_open(c, a.ino, 0) ||
 		    kv_file_write(c, a.ino, keep, size, 0) != (ssize_t)size ||
 		    kv_file_fsync(c, a.ino))
 			_exit(11);
-		if (kv_fs_mknod(c, KV_ROOT_INO, "gone", S_IFREG | 0644, &root_cred, NULL, &a) ||
+		if (kv_fs_mknod(c, KV_ROOT_INO, "gone", S_IFREG | 0644, &kvtest_root_cred, NULL, &a) ||
 		    kv_file_open(c, a.ino, 0) ||
 		    kv_file_write(c, a.ino, gone, size, 0) != (ssize_t)size ||
 		    kv_file_fsync(c, a.ino) || kv_fs_remove(c, KV_ROOT_INO, "gone", 0))
@@ -1015,7 +992,7 @@ START_TEST(test_crash_recovery)
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
 
 	before = seg_blocks(store);
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	/* The orphan is gone: its row, and its records' space. */
 	ck_assert_uint_eq(stats(fs).files, 1);
 	ck_assert_msg(seg_blocks(store) <= before - (blkcnt_t)(size / 512) + 64,
@@ -1035,7 +1012,7 @@ START_TEST(test_crash_recovery)
 	expect_file(fs, ino, keep, size);
 	kv_fs_close(fs);
 
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ino = lookup(fs, KV_ROOT_INO, "keep");
 	expect_file(fs, ino, keep, size);
 	ino = lookup(fs, KV_ROOT_INO, "after");
@@ -1049,7 +1026,7 @@ END_TEST
 START_TEST(test_write_limits)
 {
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	uint8_t b[100] = { 1 };
 	uint64_t ino, d;
@@ -1057,7 +1034,7 @@ START_TEST(test_write_limits)
 	struct kv_readv rv;
 
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ino = mkfile(fs, KV_ROOT_INO, "f");
 	d = mkdir_fs(fs, KV_ROOT_INO, "d");
 	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
@@ -1184,7 +1161,7 @@ torn:
 START_TEST(test_concurrent_read_write)
 {
 	char store[600], err[64];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	struct race r;
 	pthread_t w, rd1, rd2;
@@ -1192,7 +1169,7 @@ START_TEST(test_concurrent_read_write)
 	/* A tiny tier, so that readers go to the store. */
 	ck_assert_int_eq(kv_opt_set(&cfg, "ram", "256K", err, sizeof(err)), 0);
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	memset(&r, 0, sizeof(r));
 	r.fs = fs;
 	r.ino = mkfile(fs, KV_ROOT_INO, "shared");
@@ -1221,7 +1198,7 @@ START_TEST(test_random_ops)
 	enum { OPS = 2000 };
 	const size_t max_size = 20 * CHUNK + 1000;
 	char store[600];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	uint8_t *shadow = calloc(1, max_size + 2 * CHUNK), *buf = malloc(3 * CHUNK),
 		*got = malloc(max_size + 2 * CHUNK);
@@ -1238,7 +1215,7 @@ START_TEST(test_random_ops)
 		ck_assert_int_eq(kv_opt_set(&cfg, "shuffle", "4", err, sizeof(err)), 0);
 	}
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ino = mkfile(fs, KV_ROOT_INO, "rand");
 	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
 	rng_state = 0x1234567 + (uint64_t)variant;
@@ -1295,7 +1272,7 @@ START_TEST(test_random_ops)
 			ck_assert_int_eq(kv_file_release(fs, ino), 0);
 			if (variant >= 2 && rnd() % 3 == 0) {
 				kv_fs_close(fs);
-				fs = open_fs(store, &cfg);
+				fs = kvtest_open_fs(store, &cfg);
 				ino = lookup(fs, KV_ROOT_INO, "rand");
 				counts[5]++;
 			}
@@ -1389,13 +1366,13 @@ START_TEST(test_threads)
 {
 	enum { T = 3 };
 	char store[600], name[16];
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs;
 	pthread_t th[T];
 	struct thr t[T];
 
 	new_store_path(store, sizeof(store));
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	for (int i = 0; i < T; i++) {
 		snprintf(name, sizeof(name), "t%d", i);
 		memset(&t[i], 0, sizeof(t[i]));

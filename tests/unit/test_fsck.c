@@ -16,32 +16,10 @@
 #include "fs_int.h"
 #include "fsck.h"
 #include "kvtest.h"
+#include "kvtest_fs.h"
 
 #define CHUNK (64u << 10)
 #define NSEG 3
-
-static const struct kv_cred root_cred = { 0, 0 };
-
-static struct kv_config small_config(void)
-{
-	struct kv_config c;
-	char err[256];
-
-	kv_opt_defaults(&c);
-	ck_assert_int_eq(kv_opt_set(&c, "chunk", "64K", err, sizeof(err)), 0);
-	ck_assert_int_eq(kv_opt_set(&c, "segment", "16M", err, sizeof(err)), 0);
-	ck_assert_int_eq(kv_opt_set(&c, "workers", "2", err, sizeof(err)), 0);
-	return c;
-}
-
-static struct kv_fs *open_fs(const char *store, const struct kv_config *cfg)
-{
-	struct kv_fs *fs = NULL;
-	char err[512] = "";
-
-	ck_assert_msg(kv_fs_open(store, cfg, &fs, err, sizeof(err)) == 0, "kv_fs_open: %s", err);
-	return fs;
-}
 
 static struct kv_fs *fsck_open(const char *store)
 {
@@ -56,7 +34,7 @@ static uint64_t mknode(struct kv_fs *fs, uint64_t parent, const char *name, uint
 {
 	struct kv_attr a;
 
-	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, mode, &root_cred, NULL, &a), 0);
+	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, mode, &kvtest_root_cred, NULL, &a), 0);
 	return a.ino;
 }
 
@@ -119,7 +97,7 @@ static void add(struct tstore *s, const char *name, int run, size_t size, int ki
  * order given, each published before the next. */
 static void build(struct tstore *s)
 {
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	size_t kvn = 0;
 	uint8_t *kv = kvtest_load_kv("gpl3/layer0.k.f16", &kvn);
 
@@ -145,7 +123,7 @@ static void build(struct tstore *s)
 		if (!s->f[i].data)
 			fill(&s->f[i]);
 	for (int run = 0; run < NSEG; run++) {
-		struct kv_fs *fs = open_fs(s->path, &cfg);
+		struct kv_fs *fs = kvtest_open_fs(s->path, &cfg);
 		if (run == 0) {
 			uint64_t ns = mknode(fs, KV_ROOT_INO, "ns", S_IFDIR | 0755);
 			s->ctx = mknode(fs, ns, "ctx", S_IFDIR | 0755);
@@ -505,13 +483,13 @@ END_TEST
 
 START_TEST(test_refuses_mounted_and_foreign)
 {
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fs *fs, *other = NULL;
 	char store[1024], empty[1024], err[512] = "";
 	struct stat sb;
 
 	kvtest_new_path(store, sizeof(store), "store");
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ck_assert_int_eq(kv_fs_open_existing(store, &other, err, sizeof(err)), -EBUSY);
 	ck_assert_ptr_null(other);
 	ck_assert_msg(strstr(err, "in use") != NULL, "message: %s", err);
@@ -530,7 +508,7 @@ END_TEST
  * one the policy rows would be rebuilt, and pins lost. */
 START_TEST(test_keeps_context_depth)
 {
-	struct kv_config cfg = small_config();
+	struct kv_config cfg = kvtest_small_config();
 	struct kv_fsck_report rep;
 	struct kv_fs *fs;
 	char store[1024], err[256], pin[8];
@@ -538,7 +516,7 @@ START_TEST(test_keeps_context_depth)
 
 	kvtest_new_path(store, sizeof(store), "store");
 	ck_assert_int_eq(kv_opt_set(&cfg, "context_depth", "1", err, sizeof(err)), 0);
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	ctx = mknode(fs, KV_ROOT_INO, "ctx", S_IFDIR | 0755);
 	ck_assert_int_eq(kv_fs_setxattr(fs, ctx, "user.kvfs.pin", "1", 1, 0), 0);
 	kv_fs_close(fs);
@@ -549,7 +527,7 @@ START_TEST(test_keeps_context_depth)
 	kv_fsck_report_free(&rep);
 	kv_fs_close(fs);
 
-	fs = open_fs(store, &cfg);
+	fs = kvtest_open_fs(store, &cfg);
 	memset(pin, 0, sizeof(pin));
 	ck_assert_int_eq(kv_fs_getxattr(fs, ctx, "user.kvfs.pin", pin, sizeof(pin) - 1), 1);
 	ck_assert_str_eq(pin, "1");

@@ -22,6 +22,7 @@
 #include "fs_int.h"
 #include "gpu.h"
 #include "kvtest.h"
+#include "kvtest_fs.h"
 
 #ifndef KVFS_FAKE_PLUGIN
 #error "KVFS_FAKE_PLUGIN must name libkvfs-gpu-fake.so (see tests/tests.cmake)"
@@ -36,7 +37,6 @@
 #define RD KV_FAST_CAN_READ
 #define WR (KV_FAST_WRITE | KV_FAST_CAN_WRITE)
 
-static const struct kv_cred root_cred = { 0, 0 };
 static const char *const codecs[] = { "lz4", "none", "zstd" };
 
 /* ---- fake device allocations ---- */
@@ -167,13 +167,9 @@ static void copy_file(const char *from, const char *to)
 
 static struct kv_config config(const char *codec, const char *gpu)
 {
-	struct kv_config c;
+	struct kv_config c = kvtest_small_config();
 	char err[256];
 
-	kv_opt_defaults(&c);
-	ck_assert_int_eq(kv_opt_set(&c, "chunk", "64K", err, sizeof(err)), 0);
-	ck_assert_int_eq(kv_opt_set(&c, "segment", "16M", err, sizeof(err)), 0);
-	ck_assert_int_eq(kv_opt_set(&c, "workers", "2", err, sizeof(err)), 0);
 	ck_assert_msg(kv_opt_set(&c, "codec", codec, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_msg(kv_opt_set(&c, "gpu", gpu, err, sizeof(err)) == 0, "%s", err);
 	return c;
@@ -181,11 +177,8 @@ static struct kv_config config(const char *codec, const char *gpu)
 
 static struct kv_fs *open_fs(const char *store, const struct kv_config *cfg)
 {
-	struct kv_fs *fs = NULL;
-	char err[512] = "";
+	struct kv_fs *fs = kvtest_open_fs(store, cfg);
 
-	ck_assert_msg(kv_fs_open(store, cfg, &fs, err, sizeof(err)) == 0, "kv_fs_open: %s", err);
-	ck_assert_ptr_nonnull(fs);
 	ck_assert_ptr_nonnull(kv_fs_fast(fs));
 	return fs;
 }
@@ -201,7 +194,7 @@ static uint64_t mkfile(struct kv_fs *fs, const char *name)
 {
 	struct kv_attr a;
 
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, name, S_IFREG | 0644, &root_cred, NULL, &a),
+	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, name, S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
 			 0);
 	return a.ino;
 }

@@ -344,6 +344,45 @@ START_TEST(test_skip_many)
 }
 END_TEST
 
+/* With contexts that are inodes of the index: no row is made for one that
+ * does not exist (an open racing an eviction gets ENOENT), and one removed
+ * while files of it are open keeps their opens and closes working. */
+START_TEST(test_contexts_are_inodes)
+{
+	struct kv_policy_hooks h = { &F, f_evict, f_stored, f_space, f_flushed, f_bytes, 1 };
+	struct kv_attr a = { .mode = S_IFDIR | 0755, .nlink = 2 };
+	struct kv_ctx_row r;
+	uint64_t ino, gone;
+	uint32_t nlink;
+	struct kv_policy *p;
+
+	setup();
+	ck_assert_int_eq(kv_index_create(F.ix, 1, "c", 1, &a, NULL), 0);
+	ino = a.ino;
+	ck_assert_int_eq(kv_policy_new(&C, F.ix, &S, &h, &F.p), 0);
+	p = F.p;
+	ck_assert_int_eq(kv_policy_open(p, 999999), -ENOENT);
+	ck_assert_int_eq(kv_index_ctx_get(F.ix, 999999, &r), -ENOENT);
+	ck_assert_int_eq(kv_policy_get(p, 999999, &r), -ENOENT);
+	ck_assert_int_eq(kv_policy_set_pin(p, 999999, 1), -ENOENT);
+
+	ck_assert_int_eq(kv_policy_open(p, ino), 0);
+	ck_assert_int_eq(kv_index_ctx_get(F.ix, ino, &r), 0);
+	ck_assert_int_eq(kv_index_remove(F.ix, 1, "c", 1, 1, 1, &gone, &nlink), 0);
+	ck_assert_int_eq(kv_index_ctx_del(F.ix, ino), 0);
+	kv_policy_removed(p, ino);
+	/* a file of it still open: opened again and closed */
+	ck_assert_int_eq(kv_policy_open(p, ino), 0);
+	kv_policy_close(p, ino);
+	kv_policy_close(p, ino);
+	/* closed: gone for good, and no row comes back */
+	ck_assert_int_eq(kv_policy_open(p, ino), -ENOENT);
+	ck_assert_int_eq(kv_policy_flush(p), 0);
+	ck_assert_int_eq(kv_index_ctx_get(F.ix, ino, &r), -ENOENT);
+	teardown();
+}
+END_TEST
+
 START_TEST(test_dead_refuses_open)
 {
 	struct kv_policy *p;
@@ -771,6 +810,7 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_skip_open_and_pinned);
 	tcase_add_test(tc, test_skip_many);
 	tcase_add_test(tc, test_dead_refuses_open);
+	tcase_add_test(tc, test_contexts_are_inodes);
 
 	tc = kvtest_tcase(s, "admit", 30);
 	tcase_add_test(tc, test_admit_enospc);
