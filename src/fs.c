@@ -1047,7 +1047,12 @@ int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *a, unsig
 		if (!rc)
 			rc = kv_file_attach(fs, in);
 		if (!rc) {
+			/* A truncate is done when it returns: published now, also
+			 * while other descriptors hold the file open (their
+			 * buffered writes are published with it, as by a close). */
 			rc = kv_file_truncate(fs, in, a->size);
+			if (!rc)
+				rc = kv_file_publish(fs, in, 0);
 			int prc = kv_file_detach(fs, in);
 			rc = rc ? rc : prc;
 		}

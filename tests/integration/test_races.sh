@@ -30,14 +30,14 @@
 #
 # RACES_SECONDS (default 20) sets the length of part 2, RACES_READERS (4) its
 # reader threads, RACES_SEED (random, printed) its choices, RACES_DROP_CACHES=0
-# turns the cache drops off; RACES_PARTS (default 12) says which parts run.
+# turns the cache drops off; RACES_PARTS (default 123) says which parts run.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=policy_lib.sh
 . "$(dirname "$0")/policy_lib.sh"
 
-PARTS=${RACES_PARTS:-12}
+PARTS=${RACES_PARTS:-123}
 DRV=$T/races.py
 cat >"$DRV" <<'EOF'
 # races.py write PATH REF PIECE ORDER
@@ -364,6 +364,47 @@ if [[ $PARTS == *1* ]]; then
             enospc_case "$piece" "$order"
         done
     done
+fi
+
+# ===========================================================================
+# 3. A truncate is durable when it returns, also while another descriptor
+#    holds the file open (it used to wait for that descriptor's close: a
+#    kill meanwhile brought the old size back).
+# ===========================================================================
+if [[ $PARTS == *3* ]]; then
+    STORE=$T/store-trunc
+    MNT=$T/mnt-trunc
+    head -c 300000 /dev/urandom >"$T/trunc-src"
+    kv_mount "$STORE" "$MNT" "chunk=64K"
+    mkdir -p "$MNT/ns/ctx"
+    cp "$T/trunc-src" "$MNT/ns/ctx/cut"
+    cp "$T/trunc-src" "$MNT/ns/ctx/grow"
+    # Held open by another process: a descriptor of this shell would be
+    # inherited by python, whose exit (a close) would publish anyway.
+    sleep 600 7<"$MNT/ns/ctx/cut" 8<"$MNT/ns/ctx/grow" &
+    holder=$!
+    # truncate(2) on the path (truncate(1) opens the file: its close
+    # published the change anyway)
+    python3 -c 'import os, sys; os.truncate(sys.argv[1], 100000); os.truncate(sys.argv[2], 400000)' \
+        "$MNT/ns/ctx/cut" "$MNT/ns/ctx/grow"
+    pid=${KV_PID[$MNT]}
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+    unset "KV_PID[$MNT]"
+    kill "$holder"
+    wait "$holder" 2>/dev/null || true
+    fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"
+    kv_mount "$STORE" "$MNT" "chunk=64K"
+    assert_eq "$(stat -c %s "$MNT/ns/ctx/cut")" 100000 "size of a file truncated while open elsewhere, after kill -9"
+    assert_eq "$(stat -c %s "$MNT/ns/ctx/grow")" 400000 "size of a file extended while open elsewhere, after kill -9"
+    cmp -n 100000 "$T/trunc-src" "$MNT/ns/ctx/cut" || fail "truncated file: its first 100000 bytes differ"
+    cmp -n 300000 "$T/trunc-src" "$MNT/ns/ctx/grow" || fail "extended file: its first 300000 bytes differ"
+    [ "$(tail -c 100000 "$MNT/ns/ctx/grow" | tr -d '\0' | wc -c)" -eq 0 ] || fail "extended file: not zeros past its old end"
+    # Extended again: the cut bytes must not come back.
+    truncate -s 300000 "$MNT/ns/ctx/cut"
+    [ "$(tail -c 200000 "$MNT/ns/ctx/cut" | tr -d '\0' | wc -c)" -eq 0 ] || fail "truncated file extended again: not zeros past the cut"
+    kv_umount "$MNT"
+    pass "truncates while the file is open elsewhere survive kill -9"
 fi
 
 # ===========================================================================
