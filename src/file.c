@@ -425,6 +425,7 @@ int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 	in->attr.size = size;
 	in->attr.mtime = in->attr.ctime = kv_now();
 	in->meta_dirty = 1;
+	in->truncs++;
 	return 0;
 }
 
@@ -465,7 +466,7 @@ int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 	struct kv_loc rec, old;
 	struct kv_chunk *c = NULL;
 	struct kv_attr snap;
-	uint64_t keep, size;
+	uint64_t keep, size, truncs;
 	size_t n = 0, nc = 0;
 	int rc = 0;
 
@@ -479,9 +480,10 @@ again:
 	 * published next time, never one that covers bytes not yet stored. */
 	size = in->attr.size;
 	keep = in->keep;
+	truncs = in->truncs;
 	while (in->inflight)
 		pthread_cond_wait(&in->idle, &in->lock);
-	if (!rc && in->keep != keep)
+	if (!rc && (in->keep != keep || in->truncs != truncs))
 		goto again; /* truncated meanwhile: publish that instead */
 	snap = in->attr;
 	snap.size = size;

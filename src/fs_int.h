@@ -52,6 +52,7 @@ struct kv_inode {
 	uint32_t nbuf;         /* chunks with a buffer */
 	uint32_t inflight;
 	uint64_t keep;         /* chunks >= keep are gone since the last publish */
+	uint64_t truncs;       /* truncates so far: a publish that waited sees one */
 	int meta_dirty;        /* size/mtime/stored changed since publish */
 	uint64_t ra_next;      /* chunk a sequential reader reads next */
 	uint64_t ra_done;      /* chunks up to here were prefetched */
