@@ -321,40 +321,57 @@ void kv_fs_forget(struct kv_fs *fs, uint64_t ino, uint64_t nlookup)
 
 /* Re-read what a namespace operation changed in the index. For regular
  * files the data path owns size, stored bytes and mtime. */
-static void refresh(struct kv_fs *fs, uint64_t ino)
+/* The table's inode for ino, if any, held (a lookup reference) so that a
+ * forget cannot free it meanwhile; give it back with release(). */
+static struct kv_inode *hold(struct kv_fs *fs, uint64_t ino)
 {
 	struct kv_inode *in;
-	struct kv_attr a;
 
 	pthread_mutex_lock(&fs->itab);
 	in = itab_find(fs, ino);
+	if (in)
+		in->nlookup++;
 	pthread_mutex_unlock(&fs->itab);
-	if (!in || kv_index_getattr(fs->ix, ino, &a))
+	return in;
+}
+
+static void release(struct kv_fs *fs, struct kv_inode *in)
+{
+	kv_fs_forget(fs, in->ino, 1);
+}
+
+static void refresh(struct kv_fs *fs, uint64_t ino)
+{
+	struct kv_inode *in = hold(fs, ino);
+	struct kv_attr a;
+
+	if (!in)
 		return;
-	pthread_mutex_lock(&in->lock);
-	if (S_ISREG(in->attr.mode)) {
-		a.size = in->attr.size;
-		a.stored = in->attr.stored;
-		a.mtime = in->attr.mtime;
+	if (!kv_index_getattr(fs->ix, ino, &a)) {
+		pthread_mutex_lock(&in->lock);
+		if (S_ISREG(in->attr.mode)) {
+			a.size = in->attr.size;
+			a.stored = in->attr.stored;
+			a.mtime = in->attr.mtime;
+		}
+		in->attr = a;
+		pthread_mutex_unlock(&in->lock);
 	}
-	in->attr = a;
-	pthread_mutex_unlock(&in->lock);
+	release(fs, in);
 }
 
 /* An inode lost a link: keep the in-memory copy in step, and delete the
  * file now if nobody holds it. */
 static void unlinked(struct kv_fs *fs, uint64_t ino, uint32_t nlink)
 {
-	struct kv_inode *in;
+	struct kv_inode *in = hold(fs, ino);
 
-	pthread_mutex_lock(&fs->itab);
-	in = itab_find(fs, ino);
-	pthread_mutex_unlock(&fs->itab);
 	if (in) {
 		pthread_mutex_lock(&in->lock);
 		in->attr.nlink = nlink;
 		in->attr.ctime = kv_now();
 		pthread_mutex_unlock(&in->lock);
+		release(fs, in); /* deletes it if that was the last reference */
 	} else if (nlink == 0) {
 		kv_fs_drop(fs, ino);
 	}
@@ -488,15 +505,13 @@ static void mark_gone(void *arg, uint64_t ino)
 
 	struct kv_fs *fs = e->fs;
 
-	pthread_mutex_lock(&fs->itab);
-	in = itab_find(fs, ino);
-	pthread_mutex_unlock(&fs->itab);
-	if (!in)
+	if (!(in = hold(fs, ino)))
 		return;
 	pthread_mutex_lock(&in->lock);
 	in->gone = 1;
 	in->attr.nlink = 0;
 	pthread_mutex_unlock(&in->lock);
+	release(fs, in);
 	/* In the table: the kernel may cache it. */
 	pthread_mutex_lock(&fs->inval_lock);
 	if (fs->ninval == fs->inval_cap) {
