@@ -337,19 +337,27 @@ data_round() {
     # --- GPU_WRITEs rewriting the big file (same bytes) and writing a new
     # one, racing O_DIRECT readers of 1 MiB windows, which must never see
     # anything but the file's bytes
+    # (the writers start once the reader is ready: on a busy machine they
+    # could finish before python has started)
+    rm -f "$T/race-ready"
     (
+        while [ ! -e "$T/race-ready" ]; do sleep 0.01; done
         for i in 1 2 3 4 5; do
             "$GPUIO" write "$MNT/ns/c/big" "$DEV/$tag-p1" "0:0:$BIGS" || exit 1
         done
     ) >"$T/race" 2>&1 &
     local wpid=$! out
-    "$GPUIO" write "$MNT/ns/w/new" "$DEV/$tag-p2" "0:512:$BIGS" >"$T/race2" 2>&1 & local wpid2=$!
-    out=$(py - "$MNT/ns/c/big" "$T/big" "$wpid" <<'EOF'
+    (
+        while [ ! -e "$T/race-ready" ]; do sleep 0.01; done
+        exec "$GPUIO" write "$MNT/ns/w/new" "$DEV/$tag-p2" "0:512:$BIGS"
+    ) >"$T/race2" 2>&1 & local wpid2=$!
+    out=$(py - "$MNT/ns/c/big" "$T/big" "$wpid" "$T/race-ready" <<'EOF'
 import mmap, os, random, sys
-path, ref, wpid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, ref, wpid, ready = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 data = open(ref, "rb").read()
 fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
 buf = mmap.mmap(-1, 1 << 20)
+open(ready, "w").close()
 def writing():
     try:
         st = open("/proc/%d/stat" % wpid).read()
