@@ -834,10 +834,17 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 		rc = recover(fs);
 	if (!rc)
 		rc = settle_contexts(fs);
-	/* A store written before inode records existed gets them now, so that
-	 * kvfsctl rebuild can recover it. */
-	if (!rc && fs->cfg.mount)
-		rc = kv_index_without_irec(fs->ix, note_cb, fs);
+	/* A store written before inode records existed (or just rebuilt) gets
+	 * them now, so that kvfsctl rebuild can recover it; once done, later
+	 * mounts skip the scan. */
+	if (!rc && fs->cfg.mount) {
+		int64_t done = 0;
+		if (kv_index_meta_get(fs->ix, "inode_records", &done) || !done) {
+			rc = kv_index_without_irec(fs->ix, note_cb, fs);
+			if (!rc)
+				rc = kv_index_meta_set(fs->ix, "inode_records", 1);
+		}
+	}
 	if (!rc) {
 		struct kv_policy_hooks h = { fs, evict_tree, stored_bytes, backing_space,
 					     send_invalidations, ctx_bytes, 1 };
