@@ -2,7 +2,8 @@
 # Installs kvfs's build and test dependencies on Debian/Ubuntu (as root).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
-      liblz4-dev libzstd-dev libxxhash-dev check attr rsync python3 kmod)
+      liblz4-dev libzstd-dev libxxhash-dev check attr rsync python3 kmod
+      fio gnuplot-nox)     # the benchmarks (tests/bench/run_all.sh) and their charts
 # Where the distribution has them (Debian 12 does): the HIP GPU plugin's
 # compiler and runtime (CUDA's nvcc comes from NVIDIA, not from here), and
 # clang with libFuzzer for the fuzz targets.

@@ -187,13 +187,7 @@ bench_clear_stale_mount
 rm -rf "$WORKDIR"/back-*
 
 log "building libfuse examples in $BUILD"
-cp "$EXAMPLES"/passthrough.c "$EXAMPLES"/passthrough_ll.c "$EXAMPLES"/passthrough_helpers.h "$BUILD"/
-FEATURES=(-DHAVE_SETXATTR -DHAVE_UTIMENSAT -DHAVE_POSIX_FALLOCATE -DHAVE_FALLOCATE -DHAVE_COPY_FILE_RANGE)
-read -r -a FUSE_FLAGS <<< "$(pkg-config fuse3 --cflags --libs)"
-for p in passthrough passthrough_ll; do
-    gcc -O2 -Wall "${FEATURES[@]}" -o "$BUILD/$p" "$BUILD/$p.c" "${FUSE_FLAGS[@]}" \
-        > "$LOGDIR/build-$p.log" 2>&1 || { cat "$LOGDIR/build-$p.log" >&2; die "building $p failed"; }
-done
+build_passthroughs "$BUILD" "$LOGDIR"
 
 KVFS_MSG=""
 if [ -x "$KVFS" ] && [ -f "$KVFS" ]; then

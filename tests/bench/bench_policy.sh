@@ -83,35 +83,11 @@ GUARD_FLAG="$WORKDIR/guard.killed"
 
 # ---------------------------------------------------------------- mounts ----
 DPID=""                 # pid of the currently running daemon (our child)
-GPID=""                 # pid of its RSS guard (our child)
 
-stop_guard() {
-    [ -n "$GPID" ] || return 0
-    kill "$GPID" 2>/dev/null
-    wait "$GPID" 2>/dev/null
-    GPID=""
-}
+stop_guard() { rss_guard_stop; }
 
-# The guard SIGKILLs our daemon (by pid) when its RSS passes RSS_LIMIT_MIB,
-# so that a daemon whose memory runs away cannot take the machine down.
-start_guard() {
-    local pid=$1
-    rm -f "$GUARD_FLAG"
-    (
-        trap 'exit 0' TERM
-        while kill -0 "$pid" 2>/dev/null; do
-            rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || break
-            if [ "${rss:-0}" -gt "$RSS_LIMIT_KB" ]; then
-                echo "$rss" > "$GUARD_FLAG"
-                echo "[$(date +%H:%M:%S)] GUARD: daemon pid $pid VmRSS ${rss} kB > limit ${RSS_LIMIT_KB} kB: killing it" >&2
-                kill -KILL "$pid" 2>/dev/null
-                break
-            fi
-            sleep 0.5
-        done
-    ) &
-    GPID=$!
-}
+# The guard (lib.sh) SIGKILLs our daemon when its RSS passes RSS_LIMIT_MIB.
+start_guard() { rss_guard_start "$1" "$GUARD_FLAG"; }
 
 guard_note() {          # text for a report note when the guard fired, else nothing
     [ -s "$GUARD_FLAG" ] || return 0

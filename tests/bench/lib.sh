@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # REPO_ROOT, DAEMON_RC, MACHINE, DF_LINE are read by the benchmarks
-# Helpers shared by the benchmarks bench_core.sh and bench_policy.sh.  Source
-# it at the top of a benchmark (after `set -u -o pipefail`):
+# Helpers shared by the benchmarks (bench_core.sh, bench_policy.sh, bench_fio.sh)
+# and run_all.sh.  Source it at the top of a benchmark (after
+# `set -u -o pipefail`):
 #   SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 #   . "$SCRIPT_DIR/lib.sh"
 #
@@ -143,4 +144,83 @@ describe_machine() {
     cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     MACHINE="nproc $(nproc), CPU ${cpu:-unknown}, kernel $(uname -r), RAM $1 GiB, libfuse $2${3:+, $3}"
     DF_LINE=$(df -T "$WORKDIR" | tail -n 1 | awk '{ print $1, $2, "mounted on", $7 }')
+}
+
+# kvfs_commit: the repository's commit, and whether src/ or include/ differ
+# from it (the daemon under test may then not be that commit).
+kvfs_commit() {
+    local c
+    c=$(git -C "$REPO_ROOT" log -1 --format='%h (%cs)' 2>/dev/null) || c="unknown (not a git checkout)"
+    if [ -n "$(git -C "$REPO_ROOT" status --porcelain -- src include 2>/dev/null)" ]; then
+        c="$c, with uncommitted changes in src/ or include/"
+    fi
+    echo "$c"
+}
+
+# machine_md: the machine as a markdown bullet list (CPU, cores, RAM, OS,
+# kernel, the disk and file system under WORKDIR, libfuse, fio, kvfs; KVFS_DESC
+# describes the daemon, by default kvfs_msg of KVFS).
+machine_md() {
+    local KVFS_DESC=${KVFS_DESC:-}
+    [ -n "$KVFS_DESC" ] || { [ -f "$KVFS" ] && KVFS_DESC=$(kvfs_msg); }
+    local cpu mem os src fs opts size
+    cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    mem=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+    os=$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-?}")
+    read -r src fs opts <<< "$(findmnt -no SOURCE,FSTYPE,OPTIONS -T "$WORKDIR" 2>/dev/null)"
+    size=$(lsblk -dno SIZE "$src" 2>/dev/null | tr -d ' ')
+    echo "* CPU: ${cpu:-unknown}, $(nproc) online cores ($(getconf _NPROCESSORS_CONF) configured); load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "* RAM: $mem GiB; OS: ${os:-?}; kernel $(uname -r)"
+    echo "* work dir \`$WORKDIR\`: ${fs:-?} on ${src:-?}${size:+ ($size)}, mount options ${opts:-?}"
+    echo "* libfuse $(pkg-config --modversion fuse3 2>/dev/null || echo '?'); $(fio --version 2>/dev/null || echo 'fio ?')"
+    echo "* kvfs: commit $(kvfs_commit); daemon \`$KVFS\`${KVFS_DESC:+ ($KVFS_DESC)}"
+}
+
+# ----------------------------------------------------- libfuse examples ----
+# build_passthroughs BUILD LOGDIR: libfuse's passthrough and passthrough_ll
+# examples, built from libfuse3-dev's copies with the feature macros a libfuse
+# build on Linux defines (shared/research/baselines.md §1).
+PT_EXAMPLES=/usr/share/doc/libfuse3-dev/examples
+build_passthroughs() {
+    local build=$1 logdir=$2 p
+    local -a features=(-DHAVE_SETXATTR -DHAVE_UTIMENSAT -DHAVE_POSIX_FALLOCATE -DHAVE_FALLOCATE -DHAVE_COPY_FILE_RANGE)
+    local -a flags
+    [ -f "$PT_EXAMPLES/passthrough.c" ] || die "$PT_EXAMPLES/passthrough.c not found (apt-get install libfuse3-dev)"
+    mkdir -p "$build" "$logdir"
+    cp "$PT_EXAMPLES"/passthrough.c "$PT_EXAMPLES"/passthrough_ll.c "$PT_EXAMPLES"/passthrough_helpers.h "$build"/
+    read -r -a flags <<< "$(pkg-config fuse3 --cflags --libs)"
+    for p in passthrough passthrough_ll; do
+        gcc -O2 -Wall "${features[@]}" -o "$build/$p" "$build/$p.c" "${flags[@]}" \
+            > "$logdir/build-$p.log" 2>&1 || { cat "$logdir/build-$p.log" >&2; die "building $p failed"; }
+    done
+}
+
+# ------------------------------------------------------------ RSS guard ----
+# rss_guard_start PID FLAG: SIGKILL our daemon PID (by pid) when its VmRSS
+# passes RSS_LIMIT_KB, writing the RSS to FLAG, so that a daemon whose
+# memory runs away cannot take the machine down. rss_guard_stop ends it.
+RSS_GUARD_PID=""
+rss_guard_stop() {
+    [ -n "$RSS_GUARD_PID" ] || return 0
+    kill "$RSS_GUARD_PID" 2>/dev/null
+    wait "$RSS_GUARD_PID" 2>/dev/null
+    RSS_GUARD_PID=""
+}
+rss_guard_start() {
+    local pid=$1 flag=$2
+    rm -f "$flag"
+    (
+        trap 'exit 0' TERM
+        while kill -0 "$pid" 2>/dev/null; do
+            rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || break
+            if [ "${rss:-0}" -gt "$RSS_LIMIT_KB" ]; then
+                echo "$rss" > "$flag"
+                echo "[$(date +%H:%M:%S)] GUARD: daemon pid $pid VmRSS ${rss} kB > limit ${RSS_LIMIT_KB} kB: killing it" >&2
+                kill -KILL "$pid" 2>/dev/null
+                break
+            fi
+            sleep 0.5
+        done
+    ) &
+    RSS_GUARD_PID=$!
 }
