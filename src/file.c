@@ -301,8 +301,14 @@ static int buffer(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int whole
 	if (!e->stored || whole)
 		return 0;
 	t = fetch(fs, in->ino, idx, &e->loc, e->raw, &rc);
-	if (!t)
+	if (!t) {
+		/* No empty buffer is left behind: reads would see zeros there,
+		 * and a publish would store them. */
+		kv_buf_put(fs->bufs, e->buf);
+		e->buf = NULL;
+		in->nbuf--;
 		return rc;
+	}
 	memcpy(e->buf, kv_tier_data(t), e->raw);
 	e->fill = e->raw;
 	kv_tier_release(fs->tier, t);
