@@ -1060,25 +1060,30 @@ int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *a, unsig
 
 	if (!in)
 		return rc;
-	pthread_mutex_lock(&in->lock);
 	if (mask & KV_SET_SIZE) {
 		if (S_ISDIR(in->attr.mode))
 			rc = -EISDIR;
 		else if (!S_ISREG(in->attr.mode))
 			rc = -EINVAL;
+		/* Opened like any writer, so that its context cannot be evicted
+		 * under the truncate (an eviction freed the records the truncate
+		 * then freed again). */
 		if (!rc)
-			rc = kv_file_attach(fs, in);
+			rc = kv_file_open(fs, ino, 0);
 		if (!rc) {
 			/* A truncate is done when it returns: published now, also
 			 * while other descriptors hold the file open (their
 			 * buffered writes are published with it, as by a close). */
+			pthread_mutex_lock(&in->lock);
 			rc = kv_file_truncate(fs, in, a->size);
 			if (!rc)
 				rc = kv_file_publish(fs, in, 0);
-			int prc = kv_file_detach(fs, in);
+			pthread_mutex_unlock(&in->lock);
+			int prc = kv_file_release(fs, ino);
 			rc = rc ? rc : prc;
 		}
 	}
+	pthread_mutex_lock(&in->lock);
 	next = in->attr;
 	if (mask & KV_SET_MODE)
 		next.mode = (next.mode & S_IFMT) | (a->mode & 07777);

@@ -21,8 +21,8 @@ if(CHECK_FOUND)
 endif()
 
 file(GLOB KVFS_ITESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/test_*.sh)
-# Run by hand until the damaged-record bug it finds in capacity iterations
-# (docs/reliability.md) is fixed.
+# Run by hand until CI runs confirm the fix of the double free it found in
+# capacity iterations (docs/reliability.md).
 list(REMOVE_ITEM KVFS_ITESTS ${CMAKE_SOURCE_DIR}/tests/integration/test_crash.sh)
 foreach(t ${KVFS_ITESTS})
   get_filename_component(name ${t} NAME_WE)
