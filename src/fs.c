@@ -1067,9 +1067,12 @@ int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *a, unsig
 			rc = -EINVAL;
 		/* Opened like any writer, so that its context cannot be evicted
 		 * under the truncate (an eviction freed the records the truncate
-		 * then freed again). */
-		if (!rc)
-			rc = kv_file_open(fs, ino, 0);
+		 * then freed again); held meanwhile, since the release may drop
+		 * the last reference (fsck has no kernel one). */
+		if (!rc && !hold(fs, ino))
+			rc = -ENOENT;
+		else if (!rc && (rc = kv_file_open(fs, ino, 0)))
+			release(fs, in);
 		if (!rc) {
 			/* A truncate is done when it returns: published now, also
 			 * while other descriptors hold the file open (their
@@ -1081,6 +1084,16 @@ int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *a, unsig
 			pthread_mutex_unlock(&in->lock);
 			int prc = kv_file_release(fs, ino);
 			rc = rc ? rc : prc;
+			pthread_mutex_lock(&in->lock);
+			next = in->attr;
+			pthread_mutex_unlock(&in->lock);
+			release(fs, in);
+			if (rc) {
+				*out = next;
+				return rc;
+			}
+			if (!(in = kv_fs_inode(fs, ino, &rc)))
+				return rc;
 		}
 	}
 	pthread_mutex_lock(&in->lock);
