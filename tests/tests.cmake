@@ -21,9 +21,6 @@ if(CHECK_FOUND)
 endif()
 
 file(GLOB KVFS_ITESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/test_*.sh)
-# Run by hand until CI runs confirm the fix of the double free it found in
-# capacity iterations (docs/reliability.md).
-list(REMOVE_ITEM KVFS_ITESTS ${CMAKE_SOURCE_DIR}/tests/integration/test_crash.sh)
 foreach(t ${KVFS_ITESTS})
   get_filename_component(name ${t} NAME_WE)
   add_test(NAME ${name} COMMAND bash ${t})
@@ -32,7 +29,7 @@ foreach(t ${KVFS_ITESTS})
 endforeach()
 
 # Long tests: under ASan on a busy 2-core machine they run for minutes.
-foreach(t test_gpu_ioctl test_gpu_data)
+foreach(t test_gpu_ioctl test_gpu_data test_crash)
   if(TEST ${t})
     set_tests_properties(${t} PROPERTIES TIMEOUT 900)
   endif()
