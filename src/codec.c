@@ -18,6 +18,8 @@ struct kv_codec_ctx {
 	size_t cap;          /* size of out and tmp */
 	uint8_t *out;        /* compressed output */
 	uint8_t *tmp;        /* shuffled input / decompressed planes */
+	uint8_t *plain;      /* a small chunk compressed unshuffled (shuffle=auto) */
+	size_t pcap;
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
 };
@@ -45,9 +47,14 @@ struct kv_codec_ctx *kv_codec_ctx_new(size_t max_chunk)
 	ctx->cap = bound;
 	ctx->out = malloc(bound);
 	ctx->tmp = malloc(bound);
+	bound = max_chunk < KV_CODEC_SAMPLE ? max_chunk : KV_CODEC_SAMPLE;
+	ctx->pcap = ZSTD_compressBound(bound);
+	if ((size_t)LZ4_compressBound((int)bound) > ctx->pcap)
+		ctx->pcap = LZ4_compressBound((int)bound);
+	ctx->plain = malloc(ctx->pcap);
 	ctx->zc = ZSTD_createCCtx();
 	ctx->zd = ZSTD_createDCtx();
-	if (!ctx->out || !ctx->tmp || !ctx->zc || !ctx->zd) {
+	if (!ctx->out || !ctx->tmp || !ctx->plain || !ctx->zc || !ctx->zd) {
 		kv_codec_ctx_free(ctx);
 		return NULL;
 	}
@@ -60,6 +67,7 @@ void kv_codec_ctx_free(struct kv_codec_ctx *ctx)
 		return;
 	free(ctx->out);
 	free(ctx->tmp);
+	free(ctx->plain);
 	ZSTD_freeCCtx(ctx->zc);
 	ZSTD_freeDCtx(ctx->zd);
 	free(ctx);
@@ -199,18 +207,37 @@ static int probe(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 	}
 	if (saves_enough(shuffled, s) && (!saves_enough(plain, s) || shuffled < plain))
 		return elem;
-	if (saves_enough(plain, s))
-		return 0;
-	/* Too small a sample to judge: let the whole chunk decide. */
-	return n <= KV_CODEC_SAMPLE ? 0 : -1;
+	return saves_enough(plain, s) ? 0 : -1;
 }
 
-int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-		    const void *src, size_t n, struct kv_encoded *out)
+/* A chunk no larger than the sample under shuffle=auto: compressed both
+ * ways once, and the shorter kept (a probe would compress it three times). */
+static void encode_small(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+			 const uint8_t *src, size_t n, struct kv_encoded *out)
+{
+	size_t plain = compress(ctx, p, src, n, ctx->plain, ctx->pcap), shuffled;
+
+	kv_codec_shuffle(src, ctx->tmp, n, 2);
+	shuffled = compress(ctx, p, ctx->tmp, n, ctx->out, ctx->cap);
+	if (saves_enough(shuffled, n) && (!saves_enough(plain, n) || shuffled < plain)) {
+		out->elem = 2;
+		out->len = (uint32_t)shuffled;
+		out->data = ctx->out;
+	} else if (saves_enough(plain, n)) {
+		out->len = (uint32_t)plain;
+		out->data = ctx->plain;
+	} else {
+		return;
+	}
+	out->codec = (uint8_t)p->codec;
+}
+
+int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+			   const void *src, size_t n, int *filter, struct kv_encoded *out)
 {
 	const uint8_t *in = src;
+	int elem, hinted = 0;
 	size_t len;
-	int elem;
 
 	if (n > ctx->max_chunk)
 		return -EINVAL;
@@ -220,7 +247,18 @@ int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 	out->data = src;
 	if (p->codec == KV_CODEC_NONE || n == 0)
 		return 0;
-	elem = probe(ctx, p, src, n);
+	if (p->shuffle == KV_SHUFFLE_AUTO && n <= KV_CODEC_SAMPLE) {
+		encode_small(ctx, p, src, n, out);
+		return 0;
+	}
+	if (p->shuffle == KV_SHUFFLE_AUTO && *filter != KV_FILTER_PROBE) {
+		elem = *filter;
+		hinted = 1;
+	} else {
+		elem = probe(ctx, p, src, n);
+		if (p->shuffle == KV_SHUFFLE_AUTO)
+			*filter = elem;
+	}
 	if (elem < 0)
 		return 0;
 	if (elem > 1) {
@@ -228,13 +266,24 @@ int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 		in = ctx->tmp;
 	}
 	len = compress(ctx, p, in, n, ctx->out, ctx->cap);
-	if (!saves_enough(len, n))
+	if (!saves_enough(len, n)) {
+		if (hinted)
+			*filter = KV_FILTER_PROBE;
 		return 0;
+	}
 	out->codec = (uint8_t)p->codec;
 	out->elem = (uint8_t)elem;
 	out->len = (uint32_t)len;
 	out->data = ctx->out;
 	return 0;
+}
+
+int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+		    const void *src, size_t n, struct kv_encoded *out)
+{
+	int filter = KV_FILTER_PROBE;
+
+	return kv_codec_encode_hinted(ctx, p, src, n, &filter, out);
 }
 
 int kv_codec_decode(struct kv_codec_ctx *ctx, uint8_t codec, uint8_t elem,

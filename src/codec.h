@@ -42,6 +42,17 @@ struct kv_codec_ctx *kv_codec_tls(size_t max_chunk);
 int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 		    const void *src, size_t n, struct kv_encoded *out);
 
+/* The same, with the filter shuffle=auto chose for an earlier chunk of the
+ * same file: *filter is KV_FILTER_PROBE (choose on a sample, and store the
+ * choice in *filter), or a choice to use without sampling again (-1: the
+ * chunk is stored raw, 0: no filter, 2: shuffle of 2-byte elements). A
+ * choice that does not pay on this chunk turns back into KV_FILTER_PROBE.
+ * Without shuffle=auto, or for a chunk that is its own sample, *filter is
+ * neither read nor changed. */
+#define KV_FILTER_PROBE (-2)
+int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+			   const void *src, size_t n, int *filter, struct kv_encoded *out);
+
 /* Decode a stored payload into dst, which must receive exactly raw_len
  * bytes. Returns 0, or -EIO when the payload is not valid for its codec. */
 int kv_codec_decode(struct kv_codec_ctx *ctx, uint8_t codec, uint8_t elem,

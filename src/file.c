@@ -16,6 +16,9 @@
 #define KV_FILE_BUFFERED 4
 /* How far ahead of a sequential reader records are prefetched. */
 #define KV_FILE_READAHEAD (8u << 20)
+/* shuffle=auto samples one chunk of a file in this many, and reuses that
+ * choice for the others (and samples again when it stops paying). */
+#define KV_FILTER_EVERY 16
 
 struct kv_cjob {
 	struct kv_fs *fs;
@@ -166,7 +169,17 @@ static void compress_job(void *arg)
 	struct kv_encoded enc;
 	struct kv_loc loc;
 	struct kv_centry *e;
-	int rc = cc ? kv_codec_encode(cc, &p, j->data, j->len, &enc) : -ENOMEM;
+	int rc = cc ? 0 : -ENOMEM, filter = KV_FILTER_PROBE;
+
+	/* The layers of a KV cache are uniform: the filter shuffle=auto picks
+	 * for one chunk of a file holds for the next ones, sampled again now
+	 * and then. */
+	if (__atomic_fetch_add(&in->encodes, 1, __ATOMIC_RELAXED) % KV_FILTER_EVERY)
+		filter = __atomic_load_n(&in->filter, __ATOMIC_RELAXED);
+	if (!rc) {
+		rc = kv_codec_encode_hinted(cc, &p, j->data, j->len, &filter, &enc);
+		__atomic_store_n(&in->filter, filter, __ATOMIC_RELAXED);
+	}
 
 	/* The exact check of the cap: what this record adds. */
 	if (!rc)
@@ -205,8 +218,10 @@ static void compress_job(void *arg)
 	free(j);
 }
 
-/* Hand chunk idx's buffer to a worker. Locked. */
-static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx)
+/* Hand chunk idx's buffer to a worker, or compress it in this thread when
+ * here is set (the caller waits for it and nothing else: no hand-over).
+ * Locked; with here, the lock is dropped meanwhile. */
+static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int here)
 {
 	struct kv_centry *e = &in->map[idx];
 	uint64_t start = chunk_start(fs, idx);
@@ -231,6 +246,12 @@ static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx)
 	*j = (struct kv_cjob){ fs, in, idx, e->buf, len };
 	e->inflight = 1;
 	in->inflight++;
+	if (here) {
+		pthread_mutex_unlock(&in->lock);
+		compress_job(j);
+		pthread_mutex_lock(&in->lock);
+		return 0;
+	}
 	if (kv_pool_submit(fs->pool, compress_job, j)) {
 		e->inflight = 0;
 		in->inflight--;
@@ -322,7 +343,7 @@ static int spill(struct kv_fs *fs, struct kv_inode *in, uint64_t except)
 
 	for (uint64_t i = 0; !rc && i < in->nmap && in->nbuf - in->inflight > KV_FILE_BUFFERED; i++)
 		if (i != except && in->map[i].buf && !in->map[i].inflight)
-			rc = submit(fs, in, i);
+			rc = submit(fs, in, i, 0);
 	while (in->inflight > inflight_max(fs))
 		pthread_cond_wait(&in->idle, &in->lock);
 	return rc;
@@ -383,7 +404,7 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 		if (pos > in->attr.size)
 			in->attr.size = pos;
 		if (a + n == fs->cfg.chunk)
-			rc = submit(fs, in, idx);
+			rc = submit(fs, in, idx, 0);
 		if (!rc)
 			rc = spill(fs, in, idx);
 	}
@@ -443,8 +464,11 @@ static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_a
 {
 	struct kv_meta m;
 	struct kv_loc cur;
-	int rc = kv_index_meta(fs->ix, in->ino, &m, &cur);
+	int rc;
 
+	/* Every change before this point is in the state read next. */
+	kv_fs_meta_writing(fs, in->ino);
+	rc = kv_index_meta(fs->ix, in->ino, 0, &m, &cur);
 	if (rc) {
 		kv_fs_meta_failed(in->ino, rc);
 		return rc;
@@ -474,12 +498,18 @@ int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 	struct kv_attr snap;
 	uint64_t keep, size, truncs;
 	size_t n = 0, nc = 0;
-	int rc = 0;
+	int rc = 0, here;
 
 again:
+	/* A single chunk to store and none on its way (a small file, the tail
+	 * of a large one written in order) is compressed here. */
+	for (uint64_t i = 0; i < in->nmap && n < 2; i++)
+		n += in->map[i].buf && !in->map[i].inflight;
+	here = n == 1 && !in->inflight;
+	n = 0;
 	for (uint64_t i = 0; !rc && i < in->nmap; i++)
 		if (in->map[i].buf && !in->map[i].inflight)
-			rc = submit(fs, in, i);
+			rc = submit(fs, in, i, here);
 	/* The size published is the file's size now: every byte below it is
 	 * in a record or on its way to one. Writers may go on while the
 	 * records are made (the lock is dropped below); a size they reach is

@@ -175,6 +175,7 @@ static struct kv_inode *inode_new(const struct kv_attr *a)
 	in->ino = a->ino;
 	in->attr = *a;
 	in->keep = UINT64_MAX;
+	in->filter = KV_FILTER_PROBE;
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_cond_init(&in->idle, NULL);
 	return in;
@@ -468,25 +469,143 @@ void kv_fs_meta_failed(uint64_t ino, int rc)
 		kv_err("inode %" PRIu64 ": inode record not written: %s", ino, strerror(-rc));
 }
 
+/* Inode records are written in batches, a little after the change: a
+ * metadata operation is then one index transaction, and the records of
+ * an inode changed many times in a row (a directory losing its entries)
+ * are written once. The index holds the change at once; the records only
+ * matter to kvfsctl rebuild, after the index is lost. */
+#define KV_META_DELAY_MS 100   /* longest wait of a change for its record */
+#define KV_META_BATCH 64       /* records per index transaction */
+#define KV_META_PENDING 4096   /* a flush starts at once beyond this */
+
+/* Write the records of n inodes and name them in one transaction. With
+ * fs->meta_lock. */
+static void note_batch(struct kv_fs *fs, const uint64_t *ino, size_t n)
+{
+	struct kv_irec_set r[KV_META_BATCH];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct kv_meta m;
+		int rc = kv_index_meta(fs->ix, ino[i], 1, &m, &r[k].expect);
+		if (!rc) {
+			rc = kv_fs_write_meta(fs, &m, &r[k].loc);
+			kv_meta_free(&m);
+		}
+		if (rc)
+			kv_fs_meta_failed(ino[i], rc);
+		else
+			r[k++].ino = ino[i];
+	}
+	if (k)
+		kv_index_set_irecs(fs->ix, r, k);
+	for (size_t i = 0; i < k; i++) {
+		if (r[i].rc) {
+			kv_fs_free_irec(fs, &r[i].loc);
+			if (r[i].rc != -ESTALE)
+				kv_fs_meta_failed(r[i].ino, r[i].rc);
+		} else if (r[i].expect.len) {
+			kv_fs_free_irec(fs, &r[i].expect);
+		}
+	}
+}
+
+void kv_fs_meta_flush(struct kv_fs *fs)
+{
+	struct kv_inoset due = { 0 };
+	uint64_t ino[KV_META_BATCH];
+	size_t n = 0;
+
+	pthread_mutex_lock(&fs->dirty_lock);
+	kv_inoset_take(&fs->dirty, &due);
+	pthread_mutex_unlock(&fs->dirty_lock);
+	for (size_t i = 0; i < due.cap; i++) {
+		if (due.slot[i])
+			ino[n++] = due.slot[i];
+		if (n == KV_META_BATCH || (n && i + 1 == due.cap)) {
+			/* Publishes wait for the lock: one batch at a time. */
+			pthread_mutex_lock(&fs->meta_lock);
+			note_batch(fs, ino, n);
+			pthread_mutex_unlock(&fs->meta_lock);
+			n = 0;
+		}
+	}
+	kv_inoset_free(&due);
+}
+
 void kv_fs_note(struct kv_fs *fs, uint64_t ino)
 {
-	struct kv_meta m;
-	struct kv_loc cur, loc;
-	int rc;
+	int rc, wake;
 
-	pthread_mutex_lock(&fs->meta_lock);
-	rc = kv_index_meta(fs->ix, ino, &m, &cur);
-	if (!rc) {
-		rc = kv_fs_write_meta(fs, &m, &loc);
-		kv_meta_free(&m);
-		if (!rc && (rc = kv_index_set_irec(fs->ix, ino, &cur, &loc)))
-			kv_fs_free_irec(fs, &loc);
-		else if (!rc && cur.len)
-			kv_fs_free_irec(fs, &cur);
+	pthread_mutex_lock(&fs->dirty_lock);
+	wake = fs->dirty.n == 0 || fs->dirty.n + 1 == KV_META_PENDING;
+	rc = kv_inoset_add(&fs->dirty, ino);
+	if (wake)
+		pthread_cond_signal(&fs->dirty_cond);
+	pthread_mutex_unlock(&fs->dirty_lock);
+	if (rc) { /* no memory for the set: write it now */
+		pthread_mutex_lock(&fs->meta_lock);
+		note_batch(fs, &ino, 1);
+		pthread_mutex_unlock(&fs->meta_lock);
 	}
-	pthread_mutex_unlock(&fs->meta_lock);
-	if (rc)
-		kv_fs_meta_failed(ino, rc);
+}
+
+void kv_fs_meta_writing(struct kv_fs *fs, uint64_t ino)
+{
+	pthread_mutex_lock(&fs->dirty_lock);
+	kv_inoset_del(&fs->dirty, ino);
+	pthread_mutex_unlock(&fs->dirty_lock);
+}
+
+static void *meta_thread(void *arg)
+{
+	struct kv_fs *fs = arg;
+	struct timespec at;
+
+	pthread_mutex_lock(&fs->dirty_lock);
+	while (!fs->meta_stop) {
+		if (!fs->dirty.n) {
+			pthread_cond_wait(&fs->dirty_cond, &fs->dirty_lock);
+			continue;
+		}
+		/* Gather what comes in the next moment, unless plenty is due. */
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		at.tv_nsec += KV_META_DELAY_MS * 1000000L;
+		if (at.tv_nsec >= 1000000000L) {
+			at.tv_sec++;
+			at.tv_nsec -= 1000000000L;
+		}
+		while (!fs->meta_stop && fs->dirty.n < KV_META_PENDING &&
+		       pthread_cond_timedwait(&fs->dirty_cond, &fs->dirty_lock, &at) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&fs->dirty_lock);
+		kv_fs_meta_flush(fs);
+		pthread_mutex_lock(&fs->dirty_lock);
+	}
+	pthread_mutex_unlock(&fs->dirty_lock);
+	return NULL;
+}
+
+static int meta_start(struct kv_fs *fs)
+{
+	int rc = -pthread_create(&fs->meta_tid, NULL, meta_thread, fs);
+
+	fs->meta_started = !rc;
+	return rc;
+}
+
+static void meta_stop(struct kv_fs *fs)
+{
+	if (fs->meta_started) {
+		pthread_mutex_lock(&fs->dirty_lock);
+		fs->meta_stop = 1;
+		pthread_cond_signal(&fs->dirty_cond);
+		pthread_mutex_unlock(&fs->dirty_lock);
+		pthread_join(fs->meta_tid, NULL);
+		fs->meta_started = 0;
+	}
+	if (fs->ix && fs->st)
+		kv_fs_meta_flush(fs);
 }
 
 static void note_cb(void *arg, uint64_t ino) { kv_fs_note(arg, ino); }
@@ -655,6 +774,9 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
 	g.logical = is.logical;
 	g.files = is.files;
 	g.irec = __atomic_load_n(&fs->irec_bytes, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&fs->dirty_lock);
+	g.irec_due = fs->dirty.n;
+	pthread_mutex_unlock(&fs->dirty_lock);
 	g.stored = stored_bytes(fs);
 	g.capacity = fs->cfg.capacity;
 	g.tier_hits = ts.hits;
@@ -841,6 +963,7 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 		int64_t done = 0;
 		if (kv_index_meta_get(fs->ix, "inode_records", &done) || !done) {
 			rc = kv_index_without_irec(fs->ix, note_cb, fs);
+			kv_fs_meta_flush(fs);
 			if (!rc)
 				rc = kv_index_meta_set(fs->ix, "inode_records", 1);
 		}
@@ -898,6 +1021,7 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 	       char *err, size_t errlen)
 {
 	struct kv_fs *fs = calloc(1, sizeof(*fs));
+	pthread_condattr_t ca;
 	char db[4200];
 	int has_db, rc;
 
@@ -909,6 +1033,11 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 	pthread_mutex_init(&fs->inval_lock, NULL);
 	pthread_mutex_init(&fs->meta_lock, NULL);
 	pthread_mutex_init(&fs->bad_lock, NULL);
+	pthread_mutex_init(&fs->dirty_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->dirty_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	if (cfg->low >= cfg->high) {
 		snprintf(err, errlen, "low=%d must be below high=%d", cfg->low, cfg->high);
 		rc = -EINVAL;
@@ -930,6 +1059,8 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 		rc = take_lock(fs, err, errlen);
 	if (!rc)
 		rc = open_parts(fs, err, errlen);
+	if (!rc && (rc = meta_start(fs)))
+		snprintf(err, errlen, "cannot start a thread: %s", strerror(-rc));
 	if (rc)
 		goto fail;
 	*out = fs;
@@ -965,6 +1096,8 @@ void kv_fs_close(struct kv_fs *fs)
 		}
 	}
 	free(fs->hash);
+	/* The records of every change, before the index closes. */
+	meta_stop(fs);
 	kv_policy_free(fs->pol);
 	kv_pool_stop(fs->pool);
 	/* Every record is referenced now, unless a publish failed. */
@@ -981,6 +1114,9 @@ void kv_fs_close(struct kv_fs *fs)
 	pthread_mutex_destroy(&fs->inval_lock);
 	pthread_mutex_destroy(&fs->meta_lock);
 	pthread_mutex_destroy(&fs->bad_lock);
+	pthread_mutex_destroy(&fs->dirty_lock);
+	pthread_cond_destroy(&fs->dirty_cond);
+	kv_inoset_free(&fs->dirty);
 	free(fs->bad);
 	free(fs->inval);
 	free(fs);
@@ -1152,7 +1288,15 @@ int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mo
 	kv_fs_ref(fs, out);
 	if (S_ISDIR(mode) && fs->cfg.context_depth && at_ctx_depth(fs, parent))
 		kv_policy_created(fs->pol, out->ino);
-	kv_fs_note(fs, out->ino);
+	if (S_ISDIR(mode)) {
+		/* At once: the records of the files about to be made in it name
+		 * it, and a rebuild needs it to put them back in place. */
+		pthread_mutex_lock(&fs->meta_lock);
+		note_batch(fs, &out->ino, 1);
+		pthread_mutex_unlock(&fs->meta_lock);
+	} else {
+		kv_fs_note(fs, out->ino);
+	}
 	return 0;
 }
 

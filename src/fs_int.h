@@ -11,6 +11,7 @@
 #include <pthread.h>
 
 #include "fs.h"
+#include "inoset.h"
 #include "policy.h"
 #include "pool.h"
 #include "stats.h"
@@ -57,6 +58,8 @@ struct kv_inode {
 	uint64_t ra_next;      /* chunk a sequential reader reads next */
 	uint64_t ra_done;      /* chunks up to here were prefetched */
 	int error;             /* background write error not yet reported */
+	int filter;            /* shuffle=auto's last choice for this file (atomic) */
+	uint32_t encodes;      /* chunks encoded (atomic): every KV_FILTER_EVERY-th samples */
 	struct kv_loc *garbage; /* published records superseded, freed after publish */
 	size_t ngarbage, garbage_cap;
 };
@@ -93,6 +96,13 @@ struct kv_fs {
 	 * inside kv_inode.lock (publish), outside the index and store. */
 	pthread_mutex_t meta_lock;
 	uint64_t irec_bytes;   /* live bytes of inode records (atomic) */
+	/* Inodes whose records are due (kv_fs_note), written in batches by
+	 * the meta thread. */
+	pthread_mutex_t dirty_lock;
+	pthread_cond_t dirty_cond;
+	struct kv_inoset dirty;
+	pthread_t meta_tid;
+	int meta_started, meta_stop;
 
 	/* Inodes known to the kernel that evictions deleted: their cached
 	 * attributes are dropped by the evictor, with no lock held. */
@@ -120,11 +130,17 @@ void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc);
 /* Delete an inode that has no links and no users (index rows and records). */
 void kv_fs_drop(struct kv_fs *fs, uint64_t ino);
 
-/* Inode records (src/meta.h): append one for ino with its state in the
- * index and name it there, freeing the one it replaces. Best effort: a
- * failure is logged and the operation that changed the inode stands. */
+/* Inode records (src/meta.h): ino changed; its record (its state in the
+ * index) is appended and named there within KV_META_DELAY_MS, freeing the
+ * one it replaces. Best effort: a failure is logged and the operation that
+ * changed the inode stands. */
 struct kv_meta;
 void kv_fs_note(struct kv_fs *fs, uint64_t ino);
+/* Write the records due now (the meta thread, unmount, tests). */
+void kv_fs_meta_flush(struct kv_fs *fs);
+/* A publish is about to write ino's record itself (with fs->meta_lock):
+ * a record due for an earlier change is not needed any more. */
+void kv_fs_meta_writing(struct kv_fs *fs, uint64_t ino);
 int kv_fs_write_meta(struct kv_fs *fs, const struct kv_meta *m, struct kv_loc *loc);
 void kv_fs_meta_failed(uint64_t ino, int rc);
 /* Free an inode record the index no longer names. */

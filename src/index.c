@@ -63,10 +63,22 @@ static const char *const kv_sql[Q_COUNT] = {
 	[Q_GET_IREC] = "SELECT seg,off,len FROM chunk WHERE ino=?1 AND idx=-1",
 };
 
+/* Statements run through each_row(), prepared at first use and kept: the
+ * texts are string constants, told apart by address. */
+#define KV_STMT_CACHE 48
+
+struct kv_stmt {
+	const char *text;
+	sqlite3_stmt *s;
+	int busy;
+};
+
 struct kv_index {
 	sqlite3 *db;
 	pthread_mutex_t lock;
 	sqlite3_stmt *q[Q_COUNT];
+	struct kv_stmt cache[KV_STMT_CACHE];
+	size_t ncache;
 	uint8_t id[16];
 	char path[4096];
 };
@@ -105,18 +117,21 @@ static int sql(struct kv_index *ix, const char *text)
 	return -EIO;
 }
 
-static int begin(struct kv_index *ix) { return sql(ix, "BEGIN IMMEDIATE"); }
+static int each_row(struct kv_index *ix, const char *text, int64_t a, int64_t b, int64_t c,
+		    int (*cb)(sqlite3_stmt *s, void *arg), void *arg);
+
+static int begin(struct kv_index *ix)
+{
+	return each_row(ix, "BEGIN IMMEDIATE", 0, 0, 0, NULL, NULL);
+}
 
 static int end(struct kv_index *ix, int rc)
 {
-	if (rc == 0 && sql(ix, "COMMIT") == 0)
+	if (rc == 0 && each_row(ix, "COMMIT", 0, 0, 0, NULL, NULL) == 0)
 		return 0;
 	sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc ? rc : -EIO;
 }
-
-static int each_row(struct kv_index *ix, const char *text, int64_t a, int64_t b, int64_t c,
-		    int (*cb)(sqlite3_stmt *s, void *arg), void *arg);
 
 static int64_t now_ns(void)
 {
@@ -325,6 +340,8 @@ int kv_index_check(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s is an empty database, not a kvfs index", path);
 		rc = -EINVAL;
 	}
+	for (size_t i = 0; i < ix.ncache; i++)
+		sqlite3_finalize(ix.cache[i].s);
 	sqlite3_close(ix.db);
 	return rc;
 }
@@ -335,6 +352,8 @@ void kv_index_close(struct kv_index *ix)
 		return;
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(ix->q[i]);
+	for (size_t i = 0; i < ix->ncache; i++)
+		sqlite3_finalize(ix->cache[i].s);
 	sqlite3_close(ix->db);
 	pthread_mutex_destroy(&ix->lock);
 	free(ix);
@@ -1197,26 +1216,58 @@ int kv_index_stats(struct kv_index *ix, struct kv_index_stats *st)
 		"SELECT d.ino FROM dentry d JOIN sub ON d.parent = sub.ino) "
 
 /* Prepare text, bind ?1 = a, run cb per row; for the cold paths below. */
+/* The kept statement for text, NULL when it is in use (a callback running
+ * the same text) or the cache is full: the caller prepares its own. */
+static struct kv_stmt *stmt_get(struct kv_index *ix, const char *text)
+{
+	struct kv_stmt *k;
+
+	for (size_t i = 0; i < ix->ncache; i++)
+		if (ix->cache[i].text == text)
+			return ix->cache[i].busy ? NULL : &ix->cache[i];
+	if (ix->ncache == KV_STMT_CACHE)
+		return NULL;
+	k = &ix->cache[ix->ncache];
+	if (sqlite3_prepare_v3(ix->db, text, -1, SQLITE_PREPARE_PERSISTENT, &k->s, NULL) != SQLITE_OK) {
+		sqlite3_finalize(k->s);
+		k->s = NULL;
+		return NULL;
+	}
+	k->text = text;
+	ix->ncache++;
+	return k;
+}
+
 static int each_row(struct kv_index *ix, const char *text, int64_t a, int64_t b, int64_t c,
 		    int (*cb)(sqlite3_stmt *s, void *arg), void *arg)
 {
-	sqlite3_stmt *s;
+	struct kv_stmt *k = stmt_get(ix, text);
+	sqlite3_stmt *s = k ? k->s : NULL;
 	int rc;
 
-	if (sqlite3_prepare_v2(ix->db, text, -1, &s, NULL) != SQLITE_OK) {
+	if (!s && sqlite3_prepare_v2(ix->db, text, -1, &s, NULL) != SQLITE_OK) {
 		kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
 		return -EIO;
 	}
+	if (k)
+		k->busy = 1;
 	sqlite3_bind_int64(s, 1, a);
 	sqlite3_bind_int64(s, 2, b);
 	sqlite3_bind_int64(s, 3, c);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		if (cb && cb(s, arg))
 			break;
-	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
+	if (k) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		k->busy = 0;
+	} else {
+		sqlite3_finalize(s);
+	}
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
 		return 0;
-	kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
 	return rc == SQLITE_FULL ? -ENOSPC : -EIO;
 }
 
@@ -1578,7 +1629,8 @@ static int meta_chunk(void *arg, const struct kv_chunk *c)
 	return kv_meta_add_chunk(arg, c);
 }
 
-int kv_index_meta(struct kv_index *ix, uint64_t ino, struct kv_meta *m, struct kv_loc *cur)
+int kv_index_meta(struct kv_index *ix, uint64_t ino, int chunks, struct kv_meta *m,
+		  struct kv_loc *cur)
 {
 	sqlite3_stmt *s;
 	int rc;
@@ -1612,7 +1664,7 @@ int kv_index_meta(struct kv_index *ix, uint64_t ino, struct kv_meta *m, struct k
 	if (!rc)
 		rc = each_row(ix, "SELECT pin, ttl FROM context WHERE ino=?1", (int64_t)ino, 0, 0,
 			      row_meta_ctx, m);
-	if (!rc && S_ISREG(m->attr.mode))
+	if (!rc && chunks && S_ISREG(m->attr.mode))
 		rc = each_chunk(ix, ino, meta_chunk, m);
 	if (!rc)
 		rc = each_row(ix, "SELECT seq FROM sqlite_sequence WHERE name='inode'", 0, 0, 0,
@@ -1625,38 +1677,50 @@ int kv_index_meta(struct kv_index *ix, uint64_t ino, struct kv_meta *m, struct k
 	return rc < 0 ? rc : rc ? -ENOMEM : 0;
 }
 
-int kv_index_set_irec(struct kv_index *ix, uint64_t ino, const struct kv_loc *expect,
-		      const struct kv_loc *loc)
+/* One of kv_index_set_irecs: 0, -ESTALE, -ENOENT, or an SQLite failure. */
+static int set_irec(struct kv_index *ix, const struct kv_irec_set *r)
 {
 	struct kv_loc now;
 	struct kv_attr a;
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = q(ix, Q_GETATTR);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)r->ino);
+	rc = fetch_attr(ix, s, &a);
+	if (!rc)
+		rc = get_irec(ix, r->ino, &now);
+	if (!rc && (now.seg != r->expect.seg || now.off != r->expect.off ||
+		    now.len != r->expect.len))
+		return -ESTALE;
+	if (rc)
+		return rc;
+	s = q(ix, Q_PUT_CHUNK);
+	sqlite3_bind_int64(s, 1, (int64_t)r->ino);
+	sqlite3_bind_int64(s, 2, -1);
+	sqlite3_bind_int64(s, 3, r->loc.seg);
+	sqlite3_bind_int64(s, 4, (int64_t)r->loc.off);
+	sqlite3_bind_int64(s, 5, r->loc.len);
+	sqlite3_bind_int64(s, 6, 0);
+	sqlite3_bind_int64(s, 7, 0);
+	return q_exec(ix, s);
+}
+
+int kv_index_set_irecs(struct kv_index *ix, struct kv_irec_set *r, size_t n)
+{
 	int rc;
 
 	pthread_mutex_lock(&ix->lock);
 	rc = begin(ix);
-	if (!rc) {
-		s = q(ix, Q_GETATTR);
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		rc = fetch_attr(ix, s, &a);
-	}
-	if (!rc)
-		rc = get_irec(ix, ino, &now);
-	if (!rc && (now.seg != expect->seg || now.off != expect->off || now.len != expect->len))
-		rc = -ESTALE;
-	if (!rc) {
-		s = q(ix, Q_PUT_CHUNK);
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		sqlite3_bind_int64(s, 2, -1);
-		sqlite3_bind_int64(s, 3, loc->seg);
-		sqlite3_bind_int64(s, 4, (int64_t)loc->off);
-		sqlite3_bind_int64(s, 5, loc->len);
-		sqlite3_bind_int64(s, 6, 0);
-		sqlite3_bind_int64(s, 7, 0);
-		rc = q_exec(ix, s);
+	for (size_t i = 0; !rc && i < n; i++) {
+		r[i].rc = set_irec(ix, &r[i]);
+		if (r[i].rc != -ESTALE && r[i].rc != -ENOENT)
+			rc = r[i].rc;
 	}
 	rc = end(ix, rc);
 	pthread_mutex_unlock(&ix->lock);
+	/* Nothing of a failed transaction stands. */
+	for (size_t i = 0; rc && i < n; i++)
+		r[i].rc = rc;
 	return rc;
 }
 

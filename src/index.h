@@ -133,14 +133,22 @@ int kv_index_publish(struct kv_index *ix, const struct kv_attr *a, uint64_t keep
 /* ---- inode records (src/meta.h) ---- */
 struct kv_meta;
 /* Everything an inode record of ino holds, read in one go: attributes,
- * names, target, xattrs, context settings and chunks; *cur gets the inode
- * record the index names now (len 0: none). -ENOENT if ino is gone. */
-int kv_index_meta(struct kv_index *ix, uint64_t ino, struct kv_meta *m, struct kv_loc *cur);
-/* Name loc as ino's inode record if the index still names *expect (len 0:
- * none) and ino exists: 0, or -ESTALE / -ENOENT when it does not (the
- * caller frees loc). */
-int kv_index_set_irec(struct kv_index *ix, uint64_t ino, const struct kv_loc *expect,
-		      const struct kv_loc *loc);
+ * names, target, xattrs, context settings and (with chunks) the chunk
+ * list; *cur gets the inode record the index names now (len 0: none).
+ * -ENOENT if ino is gone. */
+int kv_index_meta(struct kv_index *ix, uint64_t ino, int chunks, struct kv_meta *m,
+		  struct kv_loc *cur);
+/* Name r[i].loc as r[i].ino's inode record, for each i, in one transaction:
+ * each where the index still names r[i].expect (len 0: none) and the inode
+ * exists; r[i].rc says 0, -ESTALE or -ENOENT (the caller frees the records
+ * not named). Returns 0, or the failure of the transaction (then none is
+ * named, and every r[i].rc holds it). */
+struct kv_irec_set {
+	uint64_t ino;
+	struct kv_loc expect, loc;
+	int rc;
+};
+int kv_index_set_irecs(struct kv_index *ix, struct kv_irec_set *r, size_t n);
 /* Rebuild: insert inode m->attr.ino as it is (rows of inode, names,
  * xattrs, chunks, context) with rec as its inode record. In the caller's
  * transaction (kv_index_begin / kv_index_commit). */

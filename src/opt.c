@@ -287,7 +287,7 @@ static const struct kv_opt kv_opts[] = {
 	{ "codec", "none|lz4|zstd[:LEVEL]", "lz4",
 	  "compression of each chunk; zstd levels 1..19 (zstd alone means zstd:1)", set_codec, show_codec },
 	{ "shuffle", "auto|off|2|4", "auto",
-	  "byte-shuffle filter before compression (element size in bytes); auto tries 2 per chunk", set_shuffle, show_shuffle },
+	  "byte-shuffle filter before compression (element size in bytes); auto tries 2 on one chunk in 16 of each file", set_shuffle, show_shuffle },
 	{ "chunk", "SIZE", "1M",
 	  "files are cut into chunks of this size (power of two, 64K..16M), each compressed alone; "
 	  "fixed when the store is created", set_chunk, show_chunk },

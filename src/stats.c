@@ -43,6 +43,9 @@ int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *b
 	       g->stored);
 	metric(&o, "kvfs_inode_record_bytes", "gauge",
 	       "Bytes of inode records (metadata for kvfsctl rebuild) in the segment files.", g->irec);
+	metric(&o, "kvfs_inode_records_due", "gauge",
+	       "Inodes changed whose inode records are not written yet (within 0.1 s).",
+	       g->irec_due);
 	metric(&o, "kvfs_capacity_bytes", "gauge",
 	       "Cap on stored bytes (0 = none).", g->capacity);
 	metric(&o, "kvfs_contexts", "gauge", "Contexts in the store.", g->contexts);

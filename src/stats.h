@@ -19,7 +19,7 @@ struct kv_stats {
 
 /* Gauges sampled when the stats file is opened. */
 struct kv_gauges {
-	uint64_t logical, stored, irec, capacity, contexts, files;
+	uint64_t logical, stored, irec, irec_due, capacity, contexts, files;
 	uint64_t tier_hits, tier_misses, tier_bytes;
 	uint64_t gpu_requests, gpu_errors, gpu_read_bytes, gpu_write_bytes;
 	uint64_t gpu_mappings, gpu_ipc_opens, gpu_pinned_bytes;

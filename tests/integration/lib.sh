@@ -238,6 +238,19 @@ kv_info() {
         fail "kvfsctl info $1 has no '$2:' line; output was: $out"
 }
 
+# kv_records_settled MNT: wait (up to 20 s) until the daemon has written
+# the inode records of every change (kvfs_inode_records_due 0; they are
+# written in batches within 0.1 s), so that a rebuild sees them all.
+kv_records_settled() {
+    local i due
+    for ((i = 0; i < 200; i++)); do
+        due=$(awk '$1 == "kvfs_inode_records_due" { print $2 }' "$1/.kvfs/stats")
+        [ "$due" = 0 ] && return 0
+        sleep 0.1
+    done
+    fail "$1: inode records still due after 20 s (kvfs_inode_records_due $due)"
+}
+
 du_stored()   { du -B1 "$1" | cut -f1; }
 du_apparent() { du -B1 --apparent-size "$1" | cut -f1; }
 

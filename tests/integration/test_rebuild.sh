@@ -531,6 +531,9 @@ echo doomed >"$MNT/ns/ctx/doomed"
 exec 7<"$MNT/ns/ctx/doomed"
 rm "$MNT/ns/ctx/doomed"
 check '[ ! -e "$MNT/ns/ctx/doomed" ]' "the removed file is still visible"
+# Records of changes are written within 0.1 s; a kill in that window and the
+# loss of the index would lose the last changes (docs/reliability.md).
+kv_records_settled "$MNT"
 pid=${KV_PID[$MNT]}
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true

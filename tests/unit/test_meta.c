@@ -1196,7 +1196,7 @@ static void locate(const char *store, uint64_t ino, struct kv_loc *irec, struct 
 
 	snprintf(db, sizeof(db), "%s/kvfs.db", store);
 	ck_assert_msg(kv_index_open(db, 0, &ix, err, sizeof(err)) == 0, "%s", err);
-	ck_assert_int_eq(kv_index_meta(ix, ino, m, irec), 0);
+	ck_assert_int_eq(kv_index_meta(ix, ino, 1, m, irec), 0);
 	ck_assert_uint_gt(irec->len, KV_REC_HDR);
 	kv_index_close(ix);
 }
