@@ -501,22 +501,25 @@ int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 	int rc = 0, here;
 
 again:
+	/* The size published is the file's size now: every byte below it is
+	 * in a buffer submitted next or in a record. Writers may go on while
+	 * the records are made (the lock is dropped below); a size they reach
+	 * is published next time, never one that covers bytes not yet stored. */
+	size = in->attr.size;
+	keep = in->keep;
+	truncs = in->truncs;
 	/* A single chunk to store and none on its way (a small file, the tail
 	 * of a large one written in order) is compressed here. */
 	for (uint64_t i = 0; i < in->nmap && n < 2; i++)
 		n += in->map[i].buf && !in->map[i].inflight;
 	here = n == 1 && !in->inflight;
 	n = 0;
-	for (uint64_t i = 0; !rc && i < in->nmap; i++)
-		if (in->map[i].buf && !in->map[i].inflight)
+	for (uint64_t i = 0; !rc && i < in->nmap; i++) {
+		if (in->map[i].buf && !in->map[i].inflight) {
 			rc = submit(fs, in, i, here);
-	/* The size published is the file's size now: every byte below it is
-	 * in a record or on its way to one. Writers may go on while the
-	 * records are made (the lock is dropped below); a size they reach is
-	 * published next time, never one that covers bytes not yet stored. */
-	size = in->attr.size;
-	keep = in->keep;
-	truncs = in->truncs;
+			here = 0;
+		}
+	}
 	while (in->inflight)
 		pthread_cond_wait(&in->idle, &in->lock);
 	if (!rc && (in->keep != keep || in->truncs != truncs))
