@@ -920,6 +920,9 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	rc = kv_index_open(path, 1, &fs->ix, err, errlen);
 	if (rc)
 		return rc;
+	/* Without it (logged), commits run SQLite's checkpoints themselves. */
+	if (fs->cfg.mount)
+		kv_index_checkpointer(fs->ix);
 	kv_index_store_id(fs->ix, id);
 	rc = settle_chunk(fs, err, errlen);
 	if (rc)
@@ -1139,6 +1142,17 @@ static int at_ctx_depth(struct kv_fs *fs, uint64_t parent)
 		return 0;
 	kv_fs_ctx_of(fs, in, &depth);
 	return fs->cfg.context_depth == 0 || depth + 1 == fs->cfg.context_depth;
+}
+
+int kv_fs_below_context(struct kv_fs *fs, uint64_t parent)
+{
+	int rc = 0, depth;
+	struct kv_inode *in = kv_fs_inode(fs, parent, &rc);
+
+	if (!in || !fs->cfg.context_depth)
+		return 0;
+	kv_fs_ctx_of(fs, in, &depth);
+	return depth >= fs->cfg.context_depth;
 }
 
 static int expired(const struct kv_config *cfg, const struct kv_ctx_row *r)

@@ -56,6 +56,9 @@ struct kv_fast *kv_fs_fast(struct kv_fs *fs);
 
 /* Entry replies take one kernel reference on the inode (see kv_fs_forget). */
 int kv_fs_lookup(struct kv_fs *fs, uint64_t parent, const char *name, struct kv_attr *out);
+/* 1 if the entries of directory parent lie below the contexts (the files
+ * of a context), whose lookups are not counted as hits or misses. */
+int kv_fs_below_context(struct kv_fs *fs, uint64_t parent);
 /* Take a reference for an entry returned by kv_fs_readdir (readdirplus);
  * refreshes *a from the in-memory inode. */
 void kv_fs_ref(struct kv_fs *fs, struct kv_attr *a);

@@ -122,8 +122,13 @@ static void kv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = kv_fs_lookup(kfs(req), parent, name, &a);
 
 	if (rc == -ENOENT) {
-		/* Negative entries are not cached: another context may appear. */
+		/* A name below a context (a layer file about to be created) is
+		 * cached as absent: every name is made through this mount. A
+		 * context's name is not: it counts as a miss each time, and
+		 * an expired context still holds its name until evicted. */
 		struct fuse_entry_param e = { 0 };
+		if (kv_fs_below_context(kfs(req), parent))
+			e.entry_timeout = mnt(req)->timeout;
 		fuse_reply_entry(req, &e);
 		return;
 	}

@@ -73,12 +73,24 @@ struct kv_stmt {
 	int busy;
 };
 
+/* WAL pages after which the checkpointer copies the log into the database
+ * (SQLite's own default threshold, but off the committing thread). */
+#define KV_CKPT_PAGES 1000
+
 struct kv_index {
 	sqlite3 *db;
 	pthread_mutex_t lock;
 	sqlite3_stmt *q[Q_COUNT];
 	struct kv_stmt cache[KV_STMT_CACHE];
 	size_t ncache;
+
+	/* Checkpoints run on a connection of their own in a thread of their
+	 * own (kv_index_checkpointer), so that no commit waits for one. */
+	sqlite3 *ckpt_db;
+	pthread_t ckpt_tid;
+	pthread_mutex_t ckpt_lock;
+	pthread_cond_t ckpt_cond;
+	int ckpt_due, ckpt_stop, ckpt_started;
 	uint8_t id[16];
 	char path[4096];
 };
@@ -293,6 +305,8 @@ int kv_index_open(const char *path, int create, struct kv_index **out, char *err
 		return -ENOMEM;
 	snprintf(ix->path, sizeof(ix->path), "%s", path);
 	pthread_mutex_init(&ix->lock, NULL);
+	pthread_mutex_init(&ix->ckpt_lock, NULL);
+	pthread_cond_init(&ix->ckpt_cond, NULL);
 	if (sqlite3_open_v2(path, &ix->db, flags, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "cannot open index %s: %s", path,
 			 ix->db ? sqlite3_errmsg(ix->db) : "out of memory");
@@ -346,10 +360,91 @@ int kv_index_check(const char *path, char *err, size_t errlen)
 	return rc;
 }
 
+/* Called by SQLite after each commit of the main connection, with its lock
+ * held: wakes the checkpointer once the log is long enough. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct kv_index *ix = arg;
+
+	(void)db;
+	(void)name;
+	if (pages >= KV_CKPT_PAGES) {
+		pthread_mutex_lock(&ix->ckpt_lock);
+		if (!ix->ckpt_due) {
+			ix->ckpt_due = 1;
+			pthread_cond_signal(&ix->ckpt_cond);
+		}
+		pthread_mutex_unlock(&ix->ckpt_lock);
+	}
+	return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+	struct kv_index *ix = arg;
+	int logged = 0;
+
+	pthread_mutex_lock(&ix->ckpt_lock);
+	while (!ix->ckpt_stop) {
+		if (!ix->ckpt_due) {
+			pthread_cond_wait(&ix->ckpt_cond, &ix->ckpt_lock);
+			continue;
+		}
+		ix->ckpt_due = 0;
+		pthread_mutex_unlock(&ix->ckpt_lock);
+		/* PASSIVE: copies what it can without blocking the writer; the
+		 * next commit after a complete one starts the log over. */
+		int rc = sqlite3_wal_checkpoint_v2(ix->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+						   NULL, NULL);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY && !logged++)
+			kv_err("index %s: checkpoint: %s", ix->path, sqlite3_errmsg(ix->ckpt_db));
+		pthread_mutex_lock(&ix->ckpt_lock);
+	}
+	pthread_mutex_unlock(&ix->ckpt_lock);
+	return NULL;
+}
+
+int kv_index_checkpointer(struct kv_index *ix)
+{
+	int rc;
+
+	if (sqlite3_open_v2(ix->path, &ix->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		kv_err("index %s: cannot open a checkpoint connection: %s", ix->path,
+		       ix->ckpt_db ? sqlite3_errmsg(ix->ckpt_db) : "out of memory");
+		sqlite3_close(ix->ckpt_db);
+		ix->ckpt_db = NULL;
+		return -EIO;
+	}
+	sqlite3_busy_timeout(ix->ckpt_db, 10000);
+	rc = -pthread_create(&ix->ckpt_tid, NULL, ckpt_main, ix);
+	if (rc) {
+		sqlite3_close(ix->ckpt_db);
+		ix->ckpt_db = NULL;
+		return rc;
+	}
+	ix->ckpt_started = 1;
+	pthread_mutex_lock(&ix->lock);
+	sqlite3_wal_autocheckpoint(ix->db, 0);
+	sqlite3_wal_hook(ix->db, wal_hook, ix);
+	pthread_mutex_unlock(&ix->lock);
+	return 0;
+}
+
 void kv_index_close(struct kv_index *ix)
 {
 	if (!ix)
 		return;
+	if (ix->ckpt_started) {
+		pthread_mutex_lock(&ix->ckpt_lock);
+		ix->ckpt_stop = 1;
+		pthread_cond_signal(&ix->ckpt_cond);
+		pthread_mutex_unlock(&ix->ckpt_lock);
+		pthread_join(ix->ckpt_tid, NULL);
+	}
+	sqlite3_close(ix->ckpt_db);
+	pthread_mutex_destroy(&ix->ckpt_lock);
+	pthread_cond_destroy(&ix->ckpt_cond);
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(ix->q[i]);
 	for (size_t i = 0; i < ix->ncache; i++)

@@ -58,6 +58,11 @@ struct kv_index_stats {
 
 struct kv_index;
 
+/* Move checkpoints (copying the write-ahead log into the database, with
+ * its fsync) off the committing threads: a thread with a connection of its
+ * own runs them once the log holds 1000 pages. For the mount. */
+int kv_index_checkpointer(struct kv_index *ix);
+
 /* Open (create when create != 0) the index at path. A file that is not a
  * kvfs index, or one from a newer kvfs, is refused without being changed,
  * with the reason in err. */

@@ -138,6 +138,18 @@ check '[ ! -e "$MNT/ns/empty" ]' "rmdir of an empty directory"
 rm "$MNT/ns/ctx/appended"
 check '[ ! -e "$MNT/ns/ctx/appended" ]' "unlink"
 expect_fail "No such file" "stat of an unlinked file" stat "$MNT/ns/ctx/appended"
+# The kernel caches absent names inside a context: made again at once, by
+# create, mkdir, symlink and rename, each one is there.
+echo again >"$MNT/ns/ctx/appended"
+assert_eq "$(cat "$MNT/ns/ctx/appended")" again "a file made again right after its name was found absent"
+for n in d s r; do expect_fail "No such file" "stat of missing $n" stat "$MNT/ns/ctx/new-$n"; done
+mkdir "$MNT/ns/ctx/new-d"
+ln -s appended "$MNT/ns/ctx/new-s"
+mv "$MNT/ns/ctx/appended" "$MNT/ns/ctx/new-r"
+check '[ -d "$MNT/ns/ctx/new-d" ] && [ "$(cat "$MNT/ns/ctx/new-r")" = again ] && [ -L "$MNT/ns/ctx/new-s" ]' \
+    "names made right after they were found absent"
+expect_fail "No such file" "stat of a renamed file's old name" stat "$MNT/ns/ctx/appended"
+rm -r "$MNT/ns/ctx/new-d" "$MNT/ns/ctx/new-s" "$MNT/ns/ctx/new-r"
 pass "error cases (ENOTEMPTY, EPERM on link, ENAMETOOLONG, ...)"
 
 # --- statfs --------------------------------------------------------------------
