@@ -3,7 +3,7 @@
 # this machine and draws the results.
 #
 # Usage: sudo bash tests/bench/run_all.sh [--quick] [--dir WORKDIR] [--out DIR]
-#            [--kvfs PATH] [--fio-args "ARGS"] [--only LIST]
+#            [--kvfs PATH] [--fio-args "ARGS"] [--meta-args "ARGS"] [--only LIST]
 #
 # Runs bench_fio.sh, then each of bench_meta.sh, bench_rss.sh and
 # bench_codec_cli.sh that is present and executable, every one with
@@ -12,7 +12,8 @@
 # benchmark's markdown fragment in the order they ran, its charts) and copies
 # the charts and the TSV files to OUT.  --quick: small sizes and one run, a
 # smoke test of a few minutes.  --fio-args: more options for bench_fio.sh
-# (e.g. "--size 512").  --only: a comma-separated subset of fio,meta,rss,
+# (e.g. "--size 512"); --meta-args: the same for bench_meta.sh (e.g.
+# "--files 20000").  --only: a comma-separated subset of fio,meta,rss,
 # codec_cli.  Defaults: WORKDIR /var/tmp/kvfs-bench-all, OUT docs/bench of
 # the repository.  See tests/bench/README.md.
 
@@ -28,8 +29,9 @@ WORKDIR=/var/tmp/kvfs-bench-all
 OUT=""
 KVFS="$REPO_ROOT/build/kvfs"
 FIO_ARGS=""
+META_ARGS=""
 ONLY=""
-USAGE_END=17
+USAGE_END=18
 ARGS_TEXT="$*"
 
 while [ $# -gt 0 ]; do
@@ -39,6 +41,7 @@ while [ $# -gt 0 ]; do
         --out)      OUT=${2:?}; shift 2 ;;
         --kvfs)     KVFS=${2:?}; shift 2 ;;
         --fio-args) FIO_ARGS=${2?}; shift 2 ;;
+        --meta-args) META_ARGS=${2?}; shift 2 ;;
         --only)     ONLY=${2:?}; shift 2 ;;
         -h|--help)  usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
@@ -101,10 +104,13 @@ run_bench() {
 quick=()
 [ "$QUICK" = 1 ] && quick=(--quick)
 read -r -a fio_extra <<< "$FIO_ARGS"
+read -r -a meta_extra <<< "$META_ARGS"
 
 run_bench fio "$SCRIPT_DIR/bench_fio.sh" --dir "$WORKDIR/fio" --results "$RESULTS" --kvfs "$KVFS" "${quick[@]}" "${fio_extra[@]}"
 for b in meta rss codec_cli; do
-    run_bench "$b" "$SCRIPT_DIR/bench_$b.sh" --dir "$WORKDIR/$b" --results "$RESULTS" --kvfs "$KVFS" "${quick[@]}"
+    extra=()
+    [ "$b" = meta ] && extra=("${meta_extra[@]}")
+    run_bench "$b" "$SCRIPT_DIR/bench_$b.sh" --dir "$WORKDIR/$b" --results "$RESULTS" --kvfs "$KVFS" "${quick[@]}" "${extra[@]}"
 done
 
 log "=== plots: $SCRIPT_DIR/plot.sh $RESULTS $PLOTS"
