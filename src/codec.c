@@ -18,8 +18,7 @@ struct kv_codec_ctx {
 	size_t cap;          /* size of out and tmp */
 	uint8_t *out;        /* compressed output */
 	uint8_t *tmp;        /* shuffled input / decompressed planes */
-	uint8_t *plain;      /* a small chunk compressed unshuffled (shuffle=auto) */
-	size_t pcap;
+	uint8_t *plain;      /* a chunk compressed unshuffled, when both ways are tried */
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
 };
@@ -47,11 +46,8 @@ struct kv_codec_ctx *kv_codec_ctx_new(size_t max_chunk)
 	ctx->cap = bound;
 	ctx->out = malloc(bound);
 	ctx->tmp = malloc(bound);
-	bound = max_chunk < KV_CODEC_SAMPLE ? max_chunk : KV_CODEC_SAMPLE;
-	ctx->pcap = ZSTD_compressBound(bound);
-	if ((size_t)LZ4_compressBound((int)bound) > ctx->pcap)
-		ctx->pcap = LZ4_compressBound((int)bound);
-	ctx->plain = malloc(ctx->pcap);
+	/* Touched only as far as used: up to 64 KiB but for zstd's choices. */
+	ctx->plain = malloc(bound);
 	ctx->zc = ZSTD_createCCtx();
 	ctx->zd = ZSTD_createDCtx();
 	if (!ctx->out || !ctx->tmp || !ctx->plain || !ctx->zc || !ctx->zd) {
@@ -210,12 +206,15 @@ static int probe(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 	return saves_enough(plain, s) ? 0 : -1;
 }
 
-/* A chunk no larger than the sample under shuffle=auto: compressed both
- * ways once, and the shorter kept (a probe would compress it three times). */
-static void encode_small(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-			 const uint8_t *src, size_t n, struct kv_encoded *out)
+/* shuffle=auto on a whole chunk: compressed both ways, the shorter kept.
+ * For a chunk no larger than the sample (a probe would compress it three
+ * times) and for zstd's choice of a file's filter (zstd finds the byte
+ * split's gain only over a whole chunk, not in a sample). Returns the
+ * filter chosen: 2, 0, or -1 (stored raw). */
+static int encode_both(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+		       const uint8_t *src, size_t n, struct kv_encoded *out)
 {
-	size_t plain = compress(ctx, p, src, n, ctx->plain, ctx->pcap), shuffled;
+	size_t plain = compress(ctx, p, src, n, ctx->plain, ctx->cap), shuffled;
 
 	kv_codec_shuffle(src, ctx->tmp, n, 2);
 	shuffled = compress(ctx, p, ctx->tmp, n, ctx->out, ctx->cap);
@@ -227,9 +226,10 @@ static void encode_small(struct kv_codec_ctx *ctx, const struct kv_codec_params 
 		out->len = (uint32_t)plain;
 		out->data = ctx->plain;
 	} else {
-		return;
+		return -1;
 	}
 	out->codec = (uint8_t)p->codec;
+	return out->elem;
 }
 
 int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
@@ -248,7 +248,12 @@ int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_param
 	if (p->codec == KV_CODEC_NONE || n == 0)
 		return 0;
 	if (p->shuffle == KV_SHUFFLE_AUTO && n <= KV_CODEC_SAMPLE) {
-		encode_small(ctx, p, src, n, out);
+		encode_both(ctx, p, src, n, out);
+		return 0;
+	}
+	if (p->shuffle == KV_SHUFFLE_AUTO && p->codec == KV_CODEC_ZSTD &&
+	    *filter == KV_FILTER_PROBE) {
+		*filter = encode_both(ctx, p, src, n, out);
 		return 0;
 	}
 	if (p->shuffle == KV_SHUFFLE_AUTO && *filter != KV_FILTER_PROBE) {

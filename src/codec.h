@@ -50,6 +50,8 @@ int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
  * Without shuffle=auto, or for a chunk that is its own sample, *filter is
  * neither read nor changed. */
 #define KV_FILTER_PROBE (-2)
+/* How the store uses it: one chunk of a file in this many is sampled. */
+#define KV_FILTER_EVERY 16
 int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 			   const void *src, size_t n, int *filter, struct kv_encoded *out);
 

@@ -16,9 +16,6 @@
 #define KV_FILE_BUFFERED 4
 /* How far ahead of a sequential reader records are prefetched. */
 #define KV_FILE_READAHEAD (8u << 20)
-/* shuffle=auto samples one chunk of a file in this many, and reuses that
- * choice for the others (and samples again when it stops paying). */
-#define KV_FILTER_EVERY 16
 
 struct kv_cjob {
 	struct kv_fs *fs;

@@ -597,11 +597,7 @@ static int meta_start(struct kv_fs *fs)
 static void meta_stop(struct kv_fs *fs)
 {
 	if (fs->meta_started) {
-		pthread_mutex_lock(&fs->dirty_lock);
-		fs->meta_stop = 1;
-		pthread_cond_signal(&fs->dirty_cond);
-		pthread_mutex_unlock(&fs->dirty_lock);
-		pthread_join(fs->meta_tid, NULL);
+		kv_thread_stop(&fs->dirty_lock, &fs->dirty_cond, &fs->meta_stop, fs->meta_tid);
 		fs->meta_started = 0;
 	}
 	if (fs->ix && fs->st)

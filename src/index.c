@@ -1,5 +1,6 @@
 #include "index.h"
 #include "meta.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -435,13 +436,8 @@ void kv_index_close(struct kv_index *ix)
 {
 	if (!ix)
 		return;
-	if (ix->ckpt_started) {
-		pthread_mutex_lock(&ix->ckpt_lock);
-		ix->ckpt_stop = 1;
-		pthread_cond_signal(&ix->ckpt_cond);
-		pthread_mutex_unlock(&ix->ckpt_lock);
-		pthread_join(ix->ckpt_tid, NULL);
-	}
+	if (ix->ckpt_started)
+		kv_thread_stop(&ix->ckpt_lock, &ix->ckpt_cond, &ix->ckpt_stop, ix->ckpt_tid);
 	sqlite3_close(ix->ckpt_db);
 	pthread_mutex_destroy(&ix->ckpt_lock);
 	pthread_cond_destroy(&ix->ckpt_cond);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "pool.h"
 
 #define KV_EVICT_BATCH 128
 
@@ -479,11 +480,7 @@ void kv_policy_stop(struct kv_policy *p)
 {
 	if (!p || !p->running)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->stopping = 1;
-	pthread_cond_signal(&p->wake);
-	pthread_mutex_unlock(&p->lock);
-	pthread_join(p->thread, NULL);
+	kv_thread_stop(&p->lock, &p->wake, &p->stopping, p->thread);
 	p->running = 0;
 }
 

@@ -249,3 +249,12 @@ size_t kv_bufs_in_use(struct kv_bufs *b)
 	pthread_mutex_unlock(&b->lock);
 	return n;
 }
+
+void kv_thread_stop(pthread_mutex_t *lock, pthread_cond_t *cond, int *stop, pthread_t t)
+{
+	pthread_mutex_lock(lock);
+	*stop = 1;
+	pthread_cond_broadcast(cond);
+	pthread_mutex_unlock(lock);
+	pthread_join(t, NULL);
+}

@@ -4,6 +4,7 @@
 #ifndef KV_POOL_H
 #define KV_POOL_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 struct kv_pool;
@@ -31,5 +32,9 @@ typedef void (*kv_bufs_slab_fn)(void *arg, void *p, size_t len);
 void kv_bufs_on_slab(struct kv_bufs *b, kv_bufs_slab_fn fn, void *arg);
 /* Buffers handed out now. */
 size_t kv_bufs_in_use(struct kv_bufs *b);
+
+/* How a background thread that sleeps on cond under lock until *stop is
+ * set is ended: set it, wake the thread, wait for it to return. */
+void kv_thread_stop(pthread_mutex_t *lock, pthread_cond_t *cond, int *stop, pthread_t t);
 
 #endif

@@ -86,15 +86,25 @@ int main(int argc, char *argv[])
 		/* Repeat until about 0.3 s of compression has been timed. */
 		while (tc < 0.3 || reps < 3) {
 			stored = 0;
-			size_t n;
+			size_t n, nth = 0, fcur = 0;
+			int filter = KV_FILTER_PROBE, hint = KV_FILTER_PROBE;
 			for (size_t off = 0, f = 0; off < total; off += n) {
 				while (ends[f] <= off)
 					f++;
 				n = ends[f] - off < chunk ? ends[f] - off : chunk;
+				/* As the store does: a file's filter choice holds for
+				 * its next chunks, sampled again every KV_FILTER_EVERY. */
+				if (f != fcur || off == 0) {
+					fcur = f;
+					nth = 0;
+					hint = KV_FILTER_PROBE;
+				}
+				filter = nth++ % KV_FILTER_EVERY ? hint : KV_FILTER_PROBE;
 				struct kv_encoded e;
 				uint8_t *copy = malloc(n ? n : 1);
 				double t0 = now();
-				kv_codec_encode(ctx, &v[k].p, data + off, n, &e);
+				kv_codec_encode_hinted(ctx, &v[k].p, data + off, n, &filter, &e);
+				hint = filter;
 				double t1 = now();
 				memcpy(copy, e.data, e.len);
 				double t2 = now();

@@ -646,6 +646,131 @@ START_TEST(test_tls_per_thread)
 }
 END_TEST
 
+/* kv_codec_encode_hinted: a file's filter choice reused by its next chunks. */
+static void decode_check(const struct kv_encoded *e, const uint8_t *src, size_t n)
+{
+	struct kv_codec_ctx *dec = kv_codec_ctx_new(MAX_CHUNK);
+	uint8_t *out = malloc(n);
+
+	ck_assert_int_eq(kv_codec_decode(dec, e->codec, e->elem, e->data, e->len, out, n), 0);
+	ck_assert_mem_eq(out, src, n);
+	free(out);
+	kv_codec_ctx_free(dec);
+}
+
+START_TEST(test_hinted_filter)
+{
+	size_t n = MAX_CHUNK;
+	uint8_t *syn = malloc(n), *rand = malloc(n), *text = malloc(n);
+	static const char *const words[] = { "kvfs ", "stores ", "the ", "cache ", "of ",
+					     "contexts, ", "layer ", "by ", "layer. " };
+	struct kv_codec_ctx *ctx = kv_codec_ctx_new(MAX_CHUNK);
+	struct kv_codec_params lz4 = { KV_CODEC_LZ4, 0, KV_SHUFFLE_AUTO };
+	struct kv_codec_params two = { KV_CODEC_LZ4, 0, 2 };
+	struct kv_encoded e;
+	int f;
+
+	/* fp16-like, constant high byte: only the byte split lets lz4 shrink it. */
+	for (size_t i = 0; i < n; i += 2) {
+		syn[i] = (uint8_t)(rnd() >> 56);
+		syn[i + 1] = 0x3c;
+	}
+	fill_random(rand, n);
+	for (size_t i = 0; i < n;) {
+		const char *w = words[rnd() % (sizeof(words) / sizeof(words[0]))];
+		for (size_t k = 0; w[k] && i < n; k++)
+			text[i++] = (uint8_t)w[k];
+	}
+	/* A probe chooses, and says what it chose. */
+	f = KV_FILTER_PROBE;
+	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, syn, n, &f, &e), 0);
+	ck_assert_int_eq(f, 2);
+	ck_assert_uint_eq(e.elem, 2);
+	decode_check(&e, syn, n);
+	f = KV_FILTER_PROBE;
+	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, text, n, &f, &e), 0);
+	ck_assert_int_eq(f, 0);
+	ck_assert_uint_eq(e.codec, KV_CODEC_LZ4);
+	ck_assert_uint_eq(e.elem, 0);
+	/* A choice given is followed without sampling: text shuffled, which
+	 * a probe would not have chosen. */
+	f = 2;
+	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, text, n, &f, &e), 0);
+	ck_assert_uint_eq(e.codec, KV_CODEC_LZ4);
+	ck_assert_uint_eq(e.elem, 2);
+	ck_assert_int_eq(f, 2);
+	decode_check(&e, text, n);
+	f = -1;
+	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, syn, n, &f, &e), 0);
+	ck_assert_uint_eq(e.codec, KV_CODEC_NONE);
+	ck_assert(e.data == syn && e.len == n);
+	ck_assert_int_eq(f, -1);
+	/* A choice that does not pay here (no split for fp16 under lz4,
+	 * shuffled random bytes): stored raw, the next chunk sampled again. */
+	f = 0;
+	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, syn, n, &f, &e), 0);
+	ck_assert_uint_eq(e.codec, KV_CODEC_NONE);
+	ck_assert_int_eq(f, KV_FILTER_PROBE);
+	f = 2;
+	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, rand, n, &f, &e), 0);
+	ck_assert_uint_eq(e.codec, KV_CODEC_NONE);
+	ck_assert_int_eq(f, KV_FILTER_PROBE);
+	/* Random data probed: raw, and remembered as raw. */
+	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, rand, n, &f, &e), 0);
+	ck_assert_uint_eq(e.codec, KV_CODEC_NONE);
+	ck_assert_int_eq(f, -1);
+	/* Without shuffle=auto the hint is neither read nor changed. */
+	f = 0;
+	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &two, syn, n, &f, &e), 0);
+	ck_assert_uint_eq(e.elem, 2);
+	ck_assert_int_eq(f, 0);
+	/* A chunk of at most 64 KiB is its own sample: hint unchanged. */
+	f = -1;
+	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, syn, 65536, &f, &e), 0);
+	ck_assert_uint_eq(e.elem, 2);
+	ck_assert_int_eq(f, -1);
+	kv_codec_ctx_free(ctx);
+	free(syn);
+	free(rand);
+	free(text);
+}
+END_TEST
+
+/* zstd's choice is made on the whole chunk: the shorter of the two whole
+ * results, kept without compressing a third time. */
+START_TEST(test_hinted_zstd_whole_chunk)
+{
+	size_t kvn, n = MAX_CHUNK;
+	uint8_t *kv = load_kv(&kvn), *src = malloc(n);
+	struct kv_codec_ctx *ctx = kv_codec_ctx_new(MAX_CHUNK);
+	struct kv_encoded e, off, two;
+	int f = KV_FILTER_PROBE;
+
+	ck_assert_ptr_nonnull(kv);
+	for (size_t i = 0; i < n; i += kvn)
+		memcpy(src + i, kv, n - i < kvn ? n - i : kvn);
+	for (int level = 1; level <= 3; level += 2) {
+		struct kv_codec_params au = { KV_CODEC_ZSTD, level, KV_SHUFFLE_AUTO };
+		struct kv_codec_params p0 = { KV_CODEC_ZSTD, level, 0 };
+		struct kv_codec_params p2 = { KV_CODEC_ZSTD, level, 2 };
+		size_t l0, l2;
+
+		ck_assert_int_eq(kv_codec_encode(ctx, &p0, src, n, &off), 0);
+		l0 = off.codec == KV_CODEC_NONE ? n : off.len;
+		ck_assert_int_eq(kv_codec_encode(ctx, &p2, src, n, &two), 0);
+		l2 = two.codec == KV_CODEC_NONE ? n : two.len;
+		f = KV_FILTER_PROBE;
+		ck_assert_int_eq(kv_codec_encode_hinted(ctx, &au, src, n, &f, &e), 0);
+		ck_assert_uint_eq(e.len, l2 < l0 ? l2 : l0);
+		ck_assert_int_eq(f, l2 < l0 ? 2 : 0);
+		decode_check(&e, src, n);
+	}
+	kv_codec_ctx_free(ctx);
+	free(kv);
+	free(src);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
@@ -658,6 +783,8 @@ static Suite *codec_suite(void)
 	tc = kvtest_tcase(s, "roundtrip", 60);
 	tcase_add_loop_test(tc, test_roundtrip_kv_data, 0, NCOMPRESSING / 4);
 	tcase_add_test(tc, test_auto_picks_smaller);
+	tcase_add_test(tc, test_hinted_filter);
+	tcase_add_test(tc, test_hinted_zstd_whole_chunk);
 	tcase_add_test(tc, test_small_chunks_never_same_length);
 	tcase_add_test(tc, test_margin_small_chunks);
 	tcase_add_test(tc, test_random_stays_raw);
