@@ -182,6 +182,15 @@ static int saves_enough(size_t len, size_t n)
 	return len && len < n && (n - len) * KV_CODEC_MARGIN >= n;
 }
 
+/* Of a chunk's (or sample's) n bytes compressed plain and shuffled, the one
+ * to keep: 2 (shuffled), 0 (plain) or -1 (neither saves enough). */
+static int pick(size_t plain, size_t shuffled, size_t n)
+{
+	if (saves_enough(shuffled, n) && (!saves_enough(plain, n) || shuffled < plain))
+		return 2;
+	return saves_enough(plain, n) ? 0 : -1;
+}
+
 /* Compress a sample of the chunk, plain and/or shuffled as p->shuffle asks,
  * to pick the filter and to skip chunks that will not shrink (random data,
  * fp16 mantissas under lz4) at a fraction of the cost. Returns the element
@@ -191,7 +200,7 @@ static int probe(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 {
 	size_t s = n < KV_CODEC_SAMPLE ? n : KV_CODEC_SAMPLE;
 	size_t plain = 0, shuffled = 0;
-	int elem = p->shuffle == KV_SHUFFLE_AUTO ? 2 : p->shuffle;
+	int elem = p->shuffle == KV_SHUFFLE_AUTO ? 2 : p->shuffle, best;
 
 	if (n <= KV_CODEC_SAMPLE && p->shuffle != KV_SHUFFLE_AUTO)
 		return elem; /* the whole chunk is no dearer than a sample */
@@ -201,9 +210,9 @@ static int probe(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 		kv_codec_shuffle(src, ctx->tmp, s, (unsigned)elem);
 		shuffled = compress(ctx, p, ctx->tmp, s, ctx->out, ctx->cap);
 	}
-	if (saves_enough(shuffled, s) && (!saves_enough(plain, s) || shuffled < plain))
-		return elem;
-	return saves_enough(plain, s) ? 0 : -1;
+	/* With a fixed filter only one of the two was tried (the other is 0). */
+	best = pick(plain, shuffled, s);
+	return best > 0 ? elem : best;
 }
 
 /* shuffle=auto on a whole chunk: compressed both ways, the shorter kept.
@@ -218,18 +227,15 @@ static int encode_both(struct kv_codec_ctx *ctx, const struct kv_codec_params *p
 
 	kv_codec_shuffle(src, ctx->tmp, n, 2);
 	shuffled = compress(ctx, p, ctx->tmp, n, ctx->out, ctx->cap);
-	if (saves_enough(shuffled, n) && (!saves_enough(plain, n) || shuffled < plain)) {
-		out->elem = 2;
-		out->len = (uint32_t)shuffled;
-		out->data = ctx->out;
-	} else if (saves_enough(plain, n)) {
-		out->len = (uint32_t)plain;
-		out->data = ctx->plain;
-	} else {
+	int elem = pick(plain, shuffled, n);
+
+	if (elem < 0)
 		return -1;
-	}
 	out->codec = (uint8_t)p->codec;
-	return out->elem;
+	out->elem = (uint8_t)elem;
+	out->len = (uint32_t)(elem ? shuffled : plain);
+	out->data = elem ? ctx->out : ctx->plain;
+	return elem;
 }
 
 int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,

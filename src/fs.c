@@ -1129,26 +1129,27 @@ static int check_name(const char *name)
 }
 
 /* Is a child of parent at the context depth? */
-static int at_ctx_depth(struct kv_fs *fs, uint64_t parent)
+/* Directory depth of parent (root = 0), or -1 when it is gone. */
+static int dir_depth(struct kv_fs *fs, uint64_t parent)
 {
-	int rc = 0, depth;
+	int rc = 0, depth = -1;
 	struct kv_inode *in = kv_fs_inode(fs, parent, &rc);
 
-	if (!in)
-		return 0;
-	kv_fs_ctx_of(fs, in, &depth);
-	return fs->cfg.context_depth == 0 || depth + 1 == fs->cfg.context_depth;
+	if (in)
+		kv_fs_ctx_of(fs, in, &depth);
+	return depth;
+}
+
+static int at_ctx_depth(struct kv_fs *fs, uint64_t parent)
+{
+	int depth = dir_depth(fs, parent);
+
+	return depth >= 0 && (fs->cfg.context_depth == 0 || depth + 1 == fs->cfg.context_depth);
 }
 
 int kv_fs_below_context(struct kv_fs *fs, uint64_t parent)
 {
-	int rc = 0, depth;
-	struct kv_inode *in = kv_fs_inode(fs, parent, &rc);
-
-	if (!in || !fs->cfg.context_depth)
-		return 0;
-	kv_fs_ctx_of(fs, in, &depth);
-	return depth >= fs->cfg.context_depth;
+	return fs->cfg.context_depth && dir_depth(fs, parent) >= fs->cfg.context_depth;
 }
 
 static int expired(const struct kv_config *cfg, const struct kv_ctx_row *r)
