@@ -112,6 +112,15 @@ static int set_ram(struct kv_config *cfg, const char *v, char *err, size_t errle
 	return 0;
 }
 
+static int set_wbuf(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (kv_opt_parse_size(v, &cfg->wbuf) || cfg->wbuf < (16 << 20)) {
+		snprintf(err, errlen, "wbuf=%s: expected a size of at least 16M, such as 256M", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int set_workers(struct kv_config *cfg, const char *v, char *err, size_t errlen)
 {
 	char *end;
@@ -274,6 +283,7 @@ static void show_min_free(const struct kv_config *c, char *b, size_t n)
 	}
 SHOW(chunk, "%zu", c->chunk)
 SHOW(ram, "%zu", c->ram)
+SHOW(wbuf, "%zu", c->wbuf)
 SHOW(workers, "%d", c->workers)
 SHOW(segment, "%zu", c->segment)
 SHOW(capacity, "%zu", c->capacity)
@@ -293,6 +303,9 @@ static const struct kv_opt kv_opts[] = {
 	  "fixed when the store is created", set_chunk, show_chunk },
 	{ "ram", "SIZE", "128M",
 	  "DRAM tier: budget for decompressed chunks kept in memory", set_ram, show_ram },
+	{ "wbuf", "SIZE", "256M",
+	  "write buffers of all open files together: data written but not yet compressed; "
+	  "above it writers compress the oldest buffered chunks first", set_wbuf, show_wbuf },
 	{ "workers", "N|auto", "auto",
 	  "compression worker threads (auto: one per online CPU)", set_workers, show_workers },
 	{ "segment", "SIZE", "1G",

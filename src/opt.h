@@ -18,6 +18,7 @@ struct kv_config {
 	int shuffle;      /* KV_SHUFFLE_AUTO, 0 (off), 2 or 4: element size */
 	size_t chunk;     /* chunk size in bytes, power of two */
 	size_t ram;       /* DRAM tier budget in bytes */
+	size_t wbuf;      /* write buffers of all open files together, bytes */
 	int workers;      /* compression worker threads */
 	size_t segment;   /* segment file size before rolling over */
 	size_t capacity;  /* cap on stored bytes, 0 = none */
