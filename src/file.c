@@ -30,28 +30,144 @@ static uint64_t chunk_start(const struct kv_fs *fs, uint64_t idx) { return idx *
 
 static uint32_t inflight_max(const struct kv_fs *fs) { return 2 * (uint32_t)fs->cfg.workers; }
 
-/* The entry for chunk idx, growing the map. Locked. */
-static struct kv_centry *entry(struct kv_inode *in, uint64_t idx)
+/* Walk the entries of in's chunk map from index i on (see cmap.h). */
+#define each_entry(in, i, e) for (; ((e) = kv_cmap_next(&(in)->map, &(i))); (i)++)
+
+/* ---- the write-buffer budget (wbuf=) ----
+ * Each open file may buffer a few chunks (KV_FILE_BUFFERED), but files are
+ * many: all of them together hold at most wbuf bytes of buffers. A writer
+ * above the budget has the buffered chunks of the files that buffered
+ * first compressed and stored (published at their next close, like any
+ * spilled chunk), and waits for that: like the kernel's dirty-page
+ * throttling, the writer that asks for memory pays for it. */
+
+/* How long a writer waits at most for buffers to come back: buffers whose
+ * compression failed (ENOSPC) stay until their file's close. */
+#define KV_WB_WAIT_MS 10
+#define KV_WB_WAITS 200
+
+void kv_file_wb_init(struct kv_fs *fs)
 {
-	if (idx >= in->nmap) {
-		uint64_t n = in->nmap ? in->nmap : 8;
-		struct kv_centry *m;
-		while (n <= idx)
-			n *= 2;
-		m = realloc(in->map, n * sizeof(*m));
-		if (!m)
-			return NULL;
-		memset(m + in->nmap, 0, (n - in->nmap) * sizeof(*m));
-		in->map = m;
-		in->nmap = n;
-	}
-	return &in->map[idx];
+	pthread_condattr_t ca;
+
+	pthread_mutex_init(&fs->wb_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->wb_cond, &ca);
+	pthread_condattr_destroy(&ca);
 }
+
+void kv_file_wb_fini(struct kv_fs *fs)
+{
+	pthread_mutex_destroy(&fs->wb_lock);
+	pthread_cond_destroy(&fs->wb_cond);
+}
+
+static uint64_t wb_max(const struct kv_fs *fs)
+{
+	uint64_t n = fs->cfg.wbuf / fs->cfg.chunk;
+
+	return n ? n : 1;
+}
+
+static int wb_over(struct kv_fs *fs)
+{
+	return __atomic_load_n(&fs->wb_n, __ATOMIC_RELAXED) >= wb_max(fs);
+}
+
+/* in took (up) or gave back a chunk buffer. Locked. */
+static void wb_count(struct kv_fs *fs, struct kv_inode *in, int up)
+{
+	if (up)
+		in->nbuf++;
+	else
+		in->nbuf--;
+	pthread_mutex_lock(&fs->wb_lock);
+	__atomic_store_n(&fs->wb_n, up ? fs->wb_n + 1 : fs->wb_n - 1, __ATOMIC_RELAXED);
+	if (in->nbuf && !in->wb_listed) {
+		in->wb_prev = fs->wb_tail;
+		in->wb_next = NULL;
+		*(fs->wb_tail ? &fs->wb_tail->wb_next : &fs->wb_head) = in;
+		fs->wb_tail = in;
+		in->wb_listed = 1;
+	} else if (!in->nbuf && in->wb_listed) {
+		*(in->wb_prev ? &in->wb_prev->wb_next : &fs->wb_head) = in->wb_next;
+		*(in->wb_next ? &in->wb_next->wb_prev : &fs->wb_tail) = in->wb_prev;
+		in->wb_listed = 0;
+	}
+	if (!up)
+		pthread_cond_broadcast(&fs->wb_cond);
+	pthread_mutex_unlock(&fs->wb_lock);
+}
+
+static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int here);
+
+/* Hand every idle buffered chunk of ino to the workers; how many. */
+static int wb_flush(struct kv_fs *fs, uint64_t ino)
+{
+	struct kv_inode *in = kv_fs_hold(fs, ino);
+	struct kv_centry *e;
+	uint64_t i = 0;
+	int n = 0;
+
+	if (!in)
+		return 0;
+	pthread_mutex_lock(&in->lock);
+	each_entry(in, i, e)
+		if (e->buf && !e->inflight && !submit(fs, in, i, 0))
+			n++;
+	pthread_mutex_unlock(&in->lock);
+	kv_fs_release(fs, in);
+	return n;
+}
+
+/* Before a write by self: bring the buffers of all files under the budget.
+ * No lock held. */
+static void wb_throttle(struct kv_fs *fs, uint64_t self)
+{
+	struct timespec until;
+
+	pthread_mutex_lock(&fs->wb_lock);
+	for (int waits = 0; fs->wb_n >= wb_max(fs) && waits < KV_WB_WAITS; waits++) {
+		struct kv_inode *v = fs->wb_head;
+		uint64_t ino = 0;
+		while (v && v->ino == self)
+			v = v->wb_next;
+		if (v) {
+			/* Next time the next one: to the tail. */
+			ino = v->ino;
+			if (v != fs->wb_tail) {
+				*(v->wb_prev ? &v->wb_prev->wb_next : &fs->wb_head) = v->wb_next;
+				v->wb_next->wb_prev = v->wb_prev;
+				v->wb_prev = fs->wb_tail;
+				v->wb_next = NULL;
+				fs->wb_tail->wb_next = v;
+				fs->wb_tail = v;
+			}
+		}
+		pthread_mutex_unlock(&fs->wb_lock);
+		if (ino)
+			wb_flush(fs, ino);
+		pthread_mutex_lock(&fs->wb_lock);
+		if (fs->wb_n < wb_max(fs))
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += KV_WB_WAIT_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&fs->wb_cond, &fs->wb_lock, &until);
+	}
+	pthread_mutex_unlock(&fs->wb_lock);
+}
+
+/* ---- chunk map and records ---- */
 
 static int load_chunk(void *arg, const struct kv_chunk *c)
 {
 	struct kv_inode *in = arg;
-	struct kv_centry *e = entry(in, c->idx);
+	struct kv_centry *e = kv_cmap_add(&in->map, c->idx);
 
 	if (!e)
 		return -ENOMEM;
@@ -74,9 +190,7 @@ int kv_file_attach(struct kv_fs *fs, struct kv_inode *in)
 			kv_err("inode %" PRIu64 ": cannot load chunk list: %s", in->ino,
 			       strerror(-rc));
 		in->users--;
-		free(in->map);
-		in->map = NULL;
-		in->nmap = 0;
+		kv_cmap_clear(&in->map);
 	}
 	return rc;
 }
@@ -90,6 +204,8 @@ static void free_garbage(struct kv_fs *fs, struct kv_inode *in)
 
 int kv_file_detach(struct kv_fs *fs, struct kv_inode *in)
 {
+	struct kv_centry *e;
+	uint64_t i = 0;
 	int rc = 0;
 
 	if (!S_ISREG(in->attr.mode) || !in->users)
@@ -100,10 +216,11 @@ int kv_file_detach(struct kv_fs *fs, struct kv_inode *in)
 		return rc;
 	/* Records the failed publish would have referenced are lost; free them
 	 * so that their space comes back. */
-	for (uint64_t i = 0; i < in->nmap; i++) {
-		struct kv_centry *e = &in->map[i];
-		if (e->buf)
+	each_entry(in, i, e) {
+		if (e->buf) {
 			kv_buf_put(fs->bufs, e->buf);
+			wb_count(fs, in, 0);
+		}
 		if (e->stored && !e->published)
 			kv_fs_free_loc(fs, &e->loc);
 	}
@@ -122,10 +239,7 @@ int kv_file_detach(struct kv_fs *fs, struct kv_inode *in)
 	} else {
 		free_garbage(fs, in);
 	}
-	free(in->map);
-	in->map = NULL;
-	in->nmap = 0;
-	in->nbuf = 0;
+	kv_cmap_clear(&in->map);
 	in->keep = UINT64_MAX;
 	in->meta_dirty = 0;
 	return rc;
@@ -184,7 +298,7 @@ static void compress_job(void *arg)
 	if (!rc)
 		rc = kv_store_append(fs->st, in->ino, j->idx, &enc, j->len, &loc);
 	pthread_mutex_lock(&in->lock);
-	e = &in->map[j->idx];
+	e = kv_cmap_get(&in->map, j->idx); /* kept: truncates wait for inflight entries */
 	if (!rc && (rc = retire(fs, in, e)))
 		kv_fs_free_loc(fs, &loc);
 	if (!rc) {
@@ -199,7 +313,7 @@ static void compress_job(void *arg)
 		kv_tier_release(fs->tier, kv_tier_put(fs->tier, &loc, e->buf, j->len));
 		e->buf = NULL;
 		e->fill = 0;
-		in->nbuf--;
+		wb_count(fs, in, 0);
 	} else {
 		/* The bytes stay buffered: the next flush, fsync or spill tries
 		 * again, and no publish covers them until one succeeds. */
@@ -220,7 +334,7 @@ static void compress_job(void *arg)
  * Locked; with here, the lock is dropped meanwhile. */
 static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int here)
 {
-	struct kv_centry *e = &in->map[idx];
+	struct kv_centry *e = kv_cmap_get(&in->map, idx);
 	uint64_t start = chunk_start(fs, idx);
 	struct kv_cjob *j;
 	uint32_t len;
@@ -229,7 +343,7 @@ static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int here)
 		kv_buf_put(fs->bufs, e->buf);
 		e->buf = NULL;
 		e->fill = 0;
-		in->nbuf--;
+		wb_count(fs, in, 0);
 		return 0;
 	}
 	len = (uint32_t)(in->attr.size - start < fs->cfg.chunk ? in->attr.size - start
@@ -260,13 +374,19 @@ static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int here)
 
 static void wait_entry(struct kv_inode *in, uint64_t idx)
 {
-	while (idx < in->nmap && in->map[idx].inflight)
+	struct kv_centry *e;
+
+	while ((e = kv_cmap_get(&in->map, idx)) && e->inflight)
 		pthread_cond_wait(&in->idle, &in->lock);
 }
 
-/* Read and decode a chunk's record into a new tier entry. */
+/* Read and decode a chunk's record into a new tier entry. A record that
+ * fails its checks is quarantined when vouch is set: the caller holds the
+ * inode's lock, so loc is the chunk's record now. A caller that loaded
+ * without the lock decides itself (kv_file_read_ex): a record freed
+ * meanwhile, by an overwrite, truncate or eviction, is not damage. */
 static struct kv_tier_ent *load(struct kv_fs *fs, uint64_t ino, uint64_t idx,
-				const struct kv_loc *loc, uint32_t raw, int *err)
+				const struct kv_loc *loc, uint32_t raw, int vouch, int *err)
 {
 	struct kv_tier_ent *t;
 	void *buf = kv_buf_get(fs->bufs);
@@ -277,7 +397,7 @@ static struct kv_tier_ent *load(struct kv_fs *fs, uint64_t ino, uint64_t idx,
 	}
 	*err = kv_fs_quarantined(fs, loc) ? -EIO : kv_store_read(fs->st, loc, ino, idx, buf, raw);
 	if (*err) {
-		if (*err == -EIO)
+		if (*err == -EIO && vouch)
 			kv_fs_quarantine(fs, ino, idx, loc);
 		kv_buf_put(fs->bufs, buf);
 		return NULL;
@@ -294,7 +414,7 @@ static struct kv_tier_ent *fetch(struct kv_fs *fs, uint64_t ino, uint64_t idx,
 {
 	struct kv_tier_ent *t = kv_tier_get(fs->tier, loc);
 
-	return t ? t : load(fs, ino, idx, loc, raw, err);
+	return t ? t : load(fs, ino, idx, loc, raw, 1, err);
 }
 
 /* Give chunk idx a buffer holding its current content up to fill.
@@ -306,7 +426,7 @@ static int buffer(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int whole
 	int rc = 0;
 
 	wait_entry(in, idx);
-	e = entry(in, idx);
+	e = kv_cmap_add(&in->map, idx);
 	if (!e)
 		return -ENOMEM;
 	if (e->buf)
@@ -315,7 +435,7 @@ static int buffer(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int whole
 	if (!e->buf)
 		return -ENOMEM;
 	e->fill = 0;
-	in->nbuf++;
+	wb_count(fs, in, 1);
 	if (!e->stored || whole)
 		return 0;
 	t = fetch(fs, in->ino, idx, &e->loc, e->raw, &rc);
@@ -324,7 +444,7 @@ static int buffer(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int whole
 		 * and a publish would store them. */
 		kv_buf_put(fs->bufs, e->buf);
 		e->buf = NULL;
-		in->nbuf--;
+		wb_count(fs, in, 0);
 		return rc;
 	}
 	memcpy(e->buf, kv_tier_data(t), e->raw);
@@ -333,13 +453,17 @@ static int buffer(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int whole
 	return 0;
 }
 
-/* Too many buffered chunks: compress the lowest ones. Locked. */
+/* Too many buffered chunks, in this file or in all (wbuf=): compress the
+ * lowest ones. Locked. */
 static int spill(struct kv_fs *fs, struct kv_inode *in, uint64_t except)
 {
+	uint32_t keep = wb_over(fs) ? 0 : KV_FILE_BUFFERED;
+	struct kv_centry *e;
+	uint64_t i = 0;
 	int rc = 0;
 
-	for (uint64_t i = 0; !rc && i < in->nmap && in->nbuf - in->inflight > KV_FILE_BUFFERED; i++)
-		if (i != except && in->map[i].buf && !in->map[i].inflight)
+	for (; !rc && in->nbuf - in->inflight > keep && (e = kv_cmap_next(&in->map, &i)); i++)
+		if (i != except && e->buf && !e->inflight)
 			rc = submit(fs, in, i, 0);
 	while (in->inflight > inflight_max(fs))
 		pthread_cond_wait(&in->idle, &in->lock);
@@ -366,7 +490,7 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 
 	if (!in)
 		return rc;
-	if (off < 0 || end < pos || end > (uint64_t)INT64_MAX)
+	if (off < 0 || end < pos || end > KV_FILE_MAX)
 		return -EFBIG;
 	/* Room is made before the data is taken: a write past the cap evicts
 	 * other contexts now, or fails. Each chunk touched costs a record. */
@@ -375,6 +499,7 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 	if (rc)
 		return rc;
 	kv_stat_add(&fs->stats.written_bytes, size);
+	wb_throttle(fs, ino);
 	pthread_mutex_lock(&in->lock);
 	rc = in->error;
 	in->error = 0;
@@ -390,7 +515,7 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 		rc = buffer(fs, in, idx, a == 0 && n >= live);
 		if (rc)
 			break;
-		e = &in->map[idx];
+		e = kv_cmap_get(&in->map, idx);
 		if (a > e->fill)
 			memset(e->buf + e->fill, 0, a - e->fill);
 		memcpy(e->buf + a, src, n);
@@ -419,32 +544,35 @@ int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 {
 	uint64_t first = (size + fs->cfg.chunk - 1) / fs->cfg.chunk;
 	uint32_t tail = (uint32_t)(size % fs->cfg.chunk);
+	uint64_t idx = size / fs->cfg.chunk, i = first;
+	struct kv_centry *e;
 	int rc = 0;
 
-	if (size > (uint64_t)INT64_MAX)
+	if (size > KV_FILE_MAX)
 		return -EFBIG;
-	for (uint64_t i = first; i < in->nmap; i++) {
-		struct kv_centry *e;
-		wait_entry(in, i);
-		e = &in->map[i];
+	each_entry(in, i, e) {
+		wait_entry(in, i); /* the lock is dropped: look the entry up again */
+		e = kv_cmap_get(&in->map, i);
 		if (e->buf) {
 			kv_buf_put(fs->bufs, e->buf);
-			in->nbuf--;
+			wb_count(fs, in, 0);
 		}
 		rc = retire(fs, in, e);
 		memset(e, 0, sizeof(*e));
 		if (rc)
 			return rc;
 	}
+	kv_cmap_trim(&in->map, first);
 	if (first < in->keep)
 		in->keep = first;
-	if (tail && size < in->attr.size && size / fs->cfg.chunk < in->nmap) {
-		uint64_t idx = size / fs->cfg.chunk;
+	e = kv_cmap_get(&in->map, idx);
+	if (tail && size < in->attr.size && e && (e->stored || e->buf)) {
 		rc = buffer(fs, in, idx, 0);
 		if (rc)
 			return rc;
-		if (in->map[idx].fill > tail)
-			in->map[idx].fill = tail;
+		e = kv_cmap_get(&in->map, idx);
+		if (e->fill > tail)
+			e->fill = tail;
 	}
 	in->attr.size = size;
 	in->attr.mtime = in->attr.ctime = kv_now();
@@ -461,6 +589,8 @@ static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_a
 {
 	struct kv_meta m;
 	struct kv_loc cur;
+	struct kv_centry *e;
+	uint64_t i = 0;
 	int rc;
 
 	/* Every change before this point is in the state read next. */
@@ -475,8 +605,7 @@ static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_a
 	m.attr.mtime = snap->mtime;
 	m.attr.ctime = snap->ctime;
 	m.nchunks = 0;
-	for (uint64_t i = 0; !rc && i < in->nmap; i++) {
-		struct kv_centry *e = &in->map[i];
+	for (; !rc && (e = kv_cmap_next(&in->map, &i)); i++) {
 		if (e->stored)
 			rc = kv_meta_add_chunk(&m, &(struct kv_chunk){ i, e->loc, e->raw, e->codec });
 	}
@@ -492,8 +621,9 @@ int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 {
 	struct kv_loc rec, old;
 	struct kv_chunk *c = NULL;
+	struct kv_centry *e;
 	struct kv_attr snap;
-	uint64_t keep, size, truncs;
+	uint64_t keep, size, truncs, i;
 	size_t n = 0, nc = 0;
 	int rc = 0, here;
 
@@ -507,12 +637,12 @@ again:
 	truncs = in->truncs;
 	/* A single chunk to store and none on its way (a small file, the tail
 	 * of a large one written in order) is compressed here. */
-	for (uint64_t i = 0; i < in->nmap && n < 2; i++)
-		n += in->map[i].buf && !in->map[i].inflight;
+	for (i = 0; n < 2 && (e = kv_cmap_next(&in->map, &i)); i++)
+		n += e->buf && !e->inflight;
 	here = n == 1 && !in->inflight;
 	n = 0;
-	for (uint64_t i = 0; !rc && i < in->nmap; i++) {
-		if (in->map[i].buf && !in->map[i].inflight) {
+	for (i = 0; !rc && (e = kv_cmap_next(&in->map, &i)); i++) {
+		if (e->buf && !e->inflight) {
 			rc = submit(fs, in, i, here);
 			here = 0;
 		}
@@ -528,17 +658,17 @@ again:
 	in->error = 0;
 	if (rc)
 		return rc;
-	for (uint64_t i = 0; i < in->nmap; i++)
-		nc += in->map[i].changed;
+	i = 0;
+	each_entry(in, i, e)
+		nc += e->changed;
 	if (!nc && !in->meta_dirty && in->keep == UINT64_MAX)
 		return durable ? kv_store_sync(fs->st) : 0;
 	if (!(c = malloc((nc + 1) * sizeof(*c))))
 		return -ENOMEM;
-	for (uint64_t i = 0; i < in->nmap; i++) {
-		struct kv_centry *e = &in->map[i];
+	i = 0;
+	each_entry(in, i, e)
 		if (e->changed)
 			c[n++] = (struct kv_chunk){ i, e->loc, e->raw, e->codec };
-	}
 	pthread_mutex_lock(&fs->meta_lock);
 	/* The inode record of the state published, named in the same commit. */
 	if (!inode_record(fs, in, &snap, &rec))
@@ -557,8 +687,8 @@ again:
 		kv_err("inode %" PRIu64 ": publish failed: %s", in->ino, strerror(-rc));
 		return rc;
 	}
-	for (uint64_t i = 0; i < in->nmap; i++) {
-		struct kv_centry *e = &in->map[i];
+	i = 0;
+	each_entry(in, i, e) {
 		if (e->changed)
 			e->published = 1;
 		e->changed = 0;
@@ -636,6 +766,7 @@ int kv_file_release(struct kv_fs *fs, uint64_t ino)
 	pthread_mutex_lock(&in->lock);
 	rc = kv_file_detach(fs, in);
 	pthread_mutex_unlock(&in->lock);
+	kv_bufs_trim(fs->bufs);
 	pthread_mutex_lock(&fs->itab);
 	in->nopen--;
 	gone = in->nopen == 0 && in->nlookup == 0;
@@ -703,12 +834,13 @@ static void prefetch(struct kv_fs *fs, struct kv_inode *in, uint64_t idx)
 {
 	uint64_t last = idx + KV_FILE_READAHEAD / fs->cfg.chunk;
 	uint64_t j = in->ra_done > idx ? in->ra_done + 1 : idx + 1;
+	struct kv_centry *e;
 
 	if (idx != in->ra_next && idx != 0)
 		return;
-	for (; j <= last && j < in->nmap; j++)
-		if (in->map[j].stored && !in->map[j].buf)
-			kv_store_prefetch(fs->st, &in->map[j].loc);
+	for (; j <= last && (e = kv_cmap_next(&in->map, &j)) && j <= last; j++)
+		if (e->stored && !e->buf)
+			kv_store_prefetch(fs->st, &e->loc);
 	in->ra_done = last;
 }
 
@@ -738,7 +870,7 @@ int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, stru
 		uint64_t idx = chunk_of(fs, pos);
 		uint32_t a = (uint32_t)(pos - chunk_start(fs, idx));
 		uint32_t n = (uint32_t)(end - pos < fs->cfg.chunk - a ? end - pos : fs->cfg.chunk - a);
-		struct kv_centry *e = idx < in->nmap ? &in->map[idx] : NULL;
+		struct kv_centry *e = kv_cmap_get(&in->map, idx);
 
 		if (e && e->buf) {
 			/* Buffered bytes can change once the lock is dropped. */
@@ -765,9 +897,15 @@ int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, stru
 				if (!(flags & KV_READ_NO_PREFETCH))
 					prefetch(fs, in, idx);
 				pthread_mutex_unlock(&in->lock);
-				t = load(fs, ino, idx, &loc, raw, &rc);
+				t = load(fs, ino, idx, &loc, raw, 0, &rc);
 				pthread_mutex_lock(&in->lock);
-				e = idx < in->nmap ? &in->map[idx] : NULL;
+				e = kv_cmap_get(&in->map, idx);
+				if (in->gone) {
+					/* Evicted meanwhile: its records may be freed. */
+					kv_tier_release(fs->tier, t);
+					rc = -ENOENT;
+					break;
+				}
 				if (!e || e->buf || !e->stored || e->loc.seg != loc.seg ||
 				    e->loc.off != loc.off) {
 					/* Rewritten meanwhile: read this chunk again. */
@@ -777,6 +915,8 @@ int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, stru
 										  : in->attr.size;
 					continue;
 				}
+				if (rc == -EIO)
+					kv_fs_quarantine(fs, ino, idx, &loc);
 				if (!t)
 					break;
 			}

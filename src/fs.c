@@ -185,7 +185,7 @@ static void inode_free(struct kv_inode *in)
 {
 	pthread_mutex_destroy(&in->lock);
 	pthread_cond_destroy(&in->idle);
-	free(in->map);
+	kv_cmap_clear(&in->map);
 	free(in->garbage);
 	free(in);
 }
@@ -340,6 +340,9 @@ static void release(struct kv_fs *fs, struct kv_inode *in)
 {
 	kv_fs_forget(fs, in->ino, 1);
 }
+
+struct kv_inode *kv_fs_hold(struct kv_fs *fs, uint64_t ino) { return hold(fs, ino); }
+void kv_fs_release(struct kv_fs *fs, struct kv_inode *in) { release(fs, in); }
 
 static void refresh(struct kv_fs *fs, uint64_t ino)
 {
@@ -1033,6 +1036,7 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 	pthread_mutex_init(&fs->meta_lock, NULL);
 	pthread_mutex_init(&fs->bad_lock, NULL);
 	pthread_mutex_init(&fs->dirty_lock, NULL);
+	kv_file_wb_init(fs);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&fs->dirty_cond, &ca);
@@ -1114,6 +1118,7 @@ void kv_fs_close(struct kv_fs *fs)
 	pthread_mutex_destroy(&fs->meta_lock);
 	pthread_mutex_destroy(&fs->bad_lock);
 	pthread_mutex_destroy(&fs->dirty_lock);
+	kv_file_wb_fini(fs);
 	pthread_cond_destroy(&fs->dirty_cond);
 	kv_inoset_free(&fs->dirty);
 	free(fs->bad);

@@ -20,6 +20,11 @@
 struct kv_fs;
 struct kv_tier_ent;
 
+/* The largest file size, 2^63 - 1 bytes, as the kernel allows on a FUSE
+ * mount: writes and truncates past it get EFBIG. Sparse files cost memory
+ * and time for the chunks they have, not for their size (cmap.h). */
+#define KV_FILE_MAX ((uint64_t)INT64_MAX)
+
 /* Who is asking: from the FUSE request context. */
 struct kv_cred {
 	uint32_t uid, gid;

@@ -4,12 +4,14 @@
  *   kv_inode.lock  ->  kv_fs.meta_lock  ->  kv_index (its own mutex)  ->
  *   kv_store / kv_tier / kv_bufs
  * fs->itab is a leaf: it guards the inode table and the nlookup/nopen
- * counts, and nothing else is locked while it is held. */
+ * counts, and nothing else is locked while it is held. fs->wb_lock is a
+ * leaf too (the write-buffer count and list, file.c). */
 #ifndef KV_FS_INT_H
 #define KV_FS_INT_H
 
 #include <pthread.h>
 
+#include "cmap.h"
 #include "fs.h"
 #include "inoset.h"
 #include "policy.h"
@@ -17,19 +19,6 @@
 #include "stats.h"
 #include "store.h"
 #include "tier.h"
-
-/* One chunk of an open file. */
-struct kv_centry {
-	struct kv_loc loc;     /* valid when stored */
-	uint32_t raw;          /* raw bytes of the stored record */
-	uint8_t codec;
-	uint8_t stored;        /* loc names a record */
-	uint8_t published;     /* loc is what the index holds */
-	uint8_t changed;       /* loc must be written at the next publish */
-	uint8_t inflight;      /* a worker is compressing buf */
-	uint8_t *buf;          /* buffered bytes, newer than loc; NULL if none */
-	uint32_t fill;         /* bytes of buf that are defined; the rest is zero */
-};
 
 struct kv_inode {
 	uint64_t ino;
@@ -48,8 +37,7 @@ struct kv_inode {
 
 	/* Data path state, under lock; present while users > 0. */
 	uint32_t users;        /* opens plus transient attaches (truncate) */
-	struct kv_centry *map;
-	uint64_t nmap;
+	struct kv_cmap map;
 	uint32_t nbuf;         /* chunks with a buffer */
 	uint32_t inflight;
 	uint64_t keep;         /* chunks >= keep are gone since the last publish */
@@ -62,6 +50,10 @@ struct kv_inode {
 	uint32_t encodes;      /* chunks encoded (atomic): every KV_FILTER_EVERY-th samples */
 	struct kv_loc *garbage; /* published records superseded, freed after publish */
 	size_t ngarbage, garbage_cap;
+
+	/* On fs->wb_list while nbuf > 0, oldest first; under fs->wb_lock. */
+	struct kv_inode *wb_prev, *wb_next;
+	int wb_listed;
 };
 
 struct kv_fs {
@@ -78,6 +70,14 @@ struct kv_fs {
 	pthread_mutex_t itab;
 	struct kv_inode **hash;
 	size_t nhash, ninodes;
+
+	/* Write buffers of all open files together (wbuf=): how many chunk
+	 * buffers writers hold, and the inodes holding them, oldest first.
+	 * A leaf lock, taken inside kv_inode.lock. */
+	pthread_mutex_t wb_lock;
+	pthread_cond_t wb_cond;  /* signalled when a buffer is given back */
+	uint64_t wb_n;
+	struct kv_inode *wb_head, *wb_tail;
 
 	struct kv_stats stats;
 	struct kv_policy *pol;
@@ -125,6 +125,10 @@ uint64_t kv_fs_ctx_of(struct kv_fs *fs, struct kv_inode *in, int *depth);
  * logged once with the file's path, and refused from now on. */
 void kv_fs_quarantine(struct kv_fs *fs, uint64_t ino, uint64_t idx, const struct kv_loc *loc);
 int kv_fs_quarantined(struct kv_fs *fs, const struct kv_loc *loc);
+/* The table's inode for ino, if any, held (a lookup reference) so that a
+ * forget cannot free it meanwhile; give it back with kv_fs_release. */
+struct kv_inode *kv_fs_hold(struct kv_fs *fs, uint64_t ino);
+void kv_fs_release(struct kv_fs *fs, struct kv_inode *in);
 /* Free a record: store space and tier entry. */
 void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc);
 /* Delete an inode that has no links and no users (index rows and records). */
@@ -151,5 +155,8 @@ int kv_file_attach(struct kv_fs *fs, struct kv_inode *in);
 int kv_file_detach(struct kv_fs *fs, struct kv_inode *in);
 int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size);
 int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable);
+/* The write-buffer budget's state in fs (kv_fs_open, kv_fs_close). */
+void kv_file_wb_init(struct kv_fs *fs);
+void kv_file_wb_fini(struct kv_fs *fs);
 
 #endif

@@ -128,7 +128,9 @@ int kv_pool_submit(struct kv_pool *p, kv_job_fn fn, void *arg)
 struct kv_bufs {
 	pthread_mutex_t lock;
 	size_t size, used, nfree, cap;
-	void **free;
+	void **free;          /* a stack: the most recently freed on top */
+	size_t warm;          /* free buffers kept with their memory */
+	size_t ntrim;         /* free[0..ntrim) have given their memory back */
 	uint8_t *slab;        /* current slab, carved from the front */
 	size_t slab_left;
 	struct slab { void *map; size_t len; void *data; size_t dlen; } *slabs;
@@ -145,6 +147,7 @@ struct kv_bufs *kv_bufs_new(size_t size, size_t keep)
 		return NULL;
 	b->size = (size + 4095) & ~(size_t)4095;
 	b->cap = keep ? keep : 16;
+	b->warm = b->cap;
 	b->free = calloc(b->cap, sizeof(void *));
 	if (!b->free) {
 		free(b);
@@ -203,6 +206,8 @@ void *kv_buf_get(struct kv_bufs *b)
 
 	pthread_mutex_lock(&b->lock);
 	buf = b->nfree ? b->free[--b->nfree] : carve(b);
+	if (b->ntrim > b->nfree)
+		b->ntrim = b->nfree;
 	if (buf)
 		b->used++;
 	pthread_mutex_unlock(&b->lock);
@@ -229,6 +234,18 @@ void kv_buf_put(struct kv_bufs *b, void *buf)
 }
 
 size_t kv_bufs_size(const struct kv_bufs *b) { return b->size; }
+
+void kv_bufs_trim(struct kv_bufs *b)
+{
+	pthread_mutex_lock(&b->lock);
+	/* Page-locked slabs (the GPU backend's) keep their pages: the device
+	 * copies from the physical pages locked at registration. */
+	if (!b->on_slab) {
+		for (; b->ntrim + b->warm < b->nfree; b->ntrim++)
+			madvise(b->free[b->ntrim], b->size, MADV_DONTNEED);
+	}
+	pthread_mutex_unlock(&b->lock);
+}
 
 void kv_bufs_on_slab(struct kv_bufs *b, kv_bufs_slab_fn fn, void *arg)
 {

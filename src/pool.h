@@ -26,6 +26,10 @@ void kv_bufs_free(struct kv_bufs *b);
 void *kv_buf_get(struct kv_bufs *b);
 void kv_buf_put(struct kv_bufs *b, void *buf);
 size_t kv_bufs_size(const struct kv_bufs *b);
+/* Give the memory of free buffers beyond the keep most recently freed
+ * (kv_bufs_new) back to the system (their addresses stay, faulted in again at reuse): a burst of
+ * writers leaves no resident memory behind. Not for page-locked slabs. */
+void kv_bufs_trim(struct kv_bufs *b);
 /* Call fn for every slab buffers are carved from, now and when one is
  * added (under the buffers' lock): how the GPU backend page-locks them. */
 typedef void (*kv_bufs_slab_fn)(void *arg, void *p, size_t len);
