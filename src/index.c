@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@ enum {
 	Q_GETATTR, Q_LOOKUP, Q_PARENT, Q_INS_INODE, Q_INS_DENTRY, Q_DEL_DENTRY,
 	Q_SET_NLINK, Q_TOUCH_DIR, Q_HAS_CHILD, Q_READLINK, Q_READDIR, Q_CHUNKS,
 	Q_DEL_CHUNKS_FROM, Q_PUT_CHUNK, Q_PUBLISH, Q_DEL_INODE, Q_DEL_XATTRS,
-	Q_ORPHANS, Q_SEGS, Q_GETX, Q_PUTX, Q_INSX, Q_LISTX, Q_DELX, Q_MOVE_DENTRY,
+	Q_SEGS, Q_GETX, Q_PUTX, Q_INSX, Q_LISTX, Q_DELX, Q_MOVE_DENTRY,
 	Q_SET_DENTRY_INO, Q_RECS, Q_DEL_RECS, Q_GET_IREC, Q_COUNT
 };
 
@@ -49,7 +50,6 @@ static const char *const kv_sql[Q_COUNT] = {
 	[Q_PUBLISH] = "UPDATE inode SET size=?2, stored=?3, mtime=?4, ctime=?5 WHERE ino=?1",
 	[Q_DEL_INODE] = "DELETE FROM inode WHERE ino=?1",
 	[Q_DEL_XATTRS] = "DELETE FROM xattr WHERE ino=?1",
-	[Q_ORPHANS] = "SELECT ino FROM inode WHERE nlink=0",
 	[Q_SEGS] = "SELECT seg,sum(len) FROM chunk GROUP BY seg",
 	[Q_GETX] = "SELECT value FROM xattr WHERE ino=?1 AND name=?2",
 	[Q_PUTX] = "UPDATE xattr SET value=?3 WHERE ino=?1 AND name=?2",
@@ -96,18 +96,57 @@ struct kv_index {
 	char path[4096];
 };
 
-/* Runs a prepared statement bound by the caller; resets it afterwards. */
-static int q_exec(struct kv_index *ix, sqlite3_stmt *s)
+/* The errno for an SQLite result code on ix's connection: 0 for success
+ * (a row or the end of the rows included), -EEXIST for a constraint (an
+ * entry that exists), -ENOSPC for a full disk, else -EIO, logged here with
+ * the index's path. Every statement's result goes through here, so that a
+ * failure is never taken for "no row": readdir would end the listing, a
+ * lookup would say ENOENT, rmdir would find a directory empty. */
+static int sql_errno(struct kv_index *ix, int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		kv_err("index %s: %s: the index is damaged; stop kvfs and run `kvfsctl fsck` and "
+		       "`kvfsctl rebuild` (docs/reliability.md)", ix->path, sqlite3_errmsg(ix->db));
+		return -EIO;
+	case SQLITE_FULL:
+		kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
+		return -ENOSPC;
+	default:
+		kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
+		return -EIO;
+	}
+}
+
+/* One step of s: 1 with a row, 0 at the end of the rows, or the errno of
+ * the failure (sql_errno). */
+static int step(struct kv_index *ix, sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
 
+	return rc == SQLITE_ROW ? 1 : sql_errno(ix, rc);
+}
+
+/* Runs a prepared statement bound by the caller; resets it afterwards. */
+static int q_exec(struct kv_index *ix, sqlite3_stmt *s)
+{
+	int rc = step(ix, s);
+
 	sqlite3_reset(s);
-	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
-		return 0;
-	if (rc == SQLITE_CONSTRAINT)
-		return -EEXIST;
-	kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
-	return rc == SQLITE_FULL ? -ENOSPC : -EIO;
+	return rc < 0 ? rc : 0;
+}
+
+/* Prepares text (not kept) in *s; the errno of a failure. */
+static int prepare(struct kv_index *ix, const char *text, sqlite3_stmt **s)
+{
+	return sql_errno(ix, sqlite3_prepare_v2(ix->db, text, -1, s, NULL));
 }
 
 static sqlite3_stmt *q(struct kv_index *ix, int which)
@@ -121,13 +160,7 @@ static sqlite3_stmt *q(struct kv_index *ix, int which)
 
 static int sql(struct kv_index *ix, const char *text)
 {
-	char *msg = NULL;
-
-	if (sqlite3_exec(ix->db, text, NULL, NULL, &msg) == SQLITE_OK)
-		return 0;
-	kv_err("index %s: %s: %s", ix->path, text, msg ? msg : "?");
-	sqlite3_free(msg);
-	return -EIO;
+	return sql_errno(ix, sqlite3_exec(ix->db, text, NULL, NULL, NULL));
 }
 
 static int each_row(struct kv_index *ix, const char *text, int64_t a, int64_t b, int64_t c,
@@ -138,12 +171,15 @@ static int begin(struct kv_index *ix)
 	return each_row(ix, "BEGIN IMMEDIATE", 0, 0, 0, NULL, NULL);
 }
 
+/* Commit when rc is 0, else roll back; the failure of either the work or
+ * the commit (a full disk is ENOSPC here too). */
 static int end(struct kv_index *ix, int rc)
 {
-	if (rc == 0 && each_row(ix, "COMMIT", 0, 0, 0, NULL, NULL) == 0)
-		return 0;
-	sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
-	return rc ? rc : -EIO;
+	if (!rc)
+		rc = each_row(ix, "COMMIT", 0, 0, 0, NULL, NULL);
+	if (rc)
+		sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
 }
 
 static int64_t now_ns(void)
@@ -168,47 +204,66 @@ static void row_attr(sqlite3_stmt *s, int c, struct kv_attr *a)
 	a->ctime = sqlite3_column_int64(s, c + 10);
 }
 
-/* Reads one attr row; returns 0, -ENOENT or -EIO. */
+/* Reads one attr row; returns 0, -ENOENT or the failure. */
 static int fetch_attr(struct kv_index *ix, sqlite3_stmt *s, struct kv_attr *a)
 {
-	int rc = sqlite3_step(s);
+	int rc = step(ix, s);
 
-	if (rc == SQLITE_ROW)
+	if (rc > 0)
 		row_attr(s, 0, a);
 	sqlite3_reset(s);
-	if (rc == SQLITE_ROW)
-		return 0;
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
-	return -EIO;
+	return rc > 0 ? 0 : rc ? rc : -ENOENT;
+}
+
+/* The first column of the first row of text (0 without one), and
+ * SQLite's result code: for check_identity, which tells the reasons
+ * apart in its message. */
+static int peek_int(sqlite3 *db, const char *text, int64_t *v)
+{
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(db, text, -1, &s, NULL);
+
+	*v = 0;
+	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		*v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc;
 }
 
 static int get_int(struct kv_index *ix, const char *text, int64_t *v)
 {
-	sqlite3_stmt *s;
-	int rc = sqlite3_prepare_v2(ix->db, text, -1, &s, NULL);
-
-	if (rc != SQLITE_OK)
-		return -EIO;
-	rc = sqlite3_step(s);
-	*v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-	sqlite3_finalize(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+	return sql_errno(ix, peek_int(ix->db, text, v));
 }
 
 /* A foreign or newer file must be refused before anything is written. */
 static int check_identity(struct kv_index *ix, int *fresh, char *err, size_t errlen)
 {
+	static const char *const text[3] = { "PRAGMA application_id", "PRAGMA user_version",
+					     "SELECT count(*) FROM sqlite_master" };
+	int64_t v[3];
 	int64_t appid, ver, tables;
 
-	if (get_int(ix, "PRAGMA application_id", &appid) ||
-	    get_int(ix, "PRAGMA user_version", &ver) ||
-	    get_int(ix, "SELECT count(*) FROM sqlite_master", &tables)) {
-		snprintf(err, errlen, "%s is not a kvfs index (not an SQLite database: %s)",
-			 ix->path, sqlite3_errmsg(ix->db));
-		return -EINVAL;
+	for (int i = 0; i < 3; i++) {
+		int rc = peek_int(ix->db, text[i], &v[i]) & 0xff;
+		if (rc == SQLITE_CORRUPT) {
+			snprintf(err, errlen, "index %s is damaged (%s): run `kvfsctl rebuild` "
+				 "(docs/reliability.md)", ix->path, sqlite3_errmsg(ix->db));
+			return -EIO;
+		}
+		if (rc == SQLITE_NOTADB) {
+			snprintf(err, errlen, "%s is not a kvfs index (not an SQLite database: %s)",
+				 ix->path, sqlite3_errmsg(ix->db));
+			return -EINVAL;
+		}
+		if (rc != SQLITE_ROW) {
+			snprintf(err, errlen, "cannot read index %s: %s", ix->path,
+				 sqlite3_errmsg(ix->db));
+			return -EIO;
+		}
 	}
+	appid = v[0];
+	ver = v[1];
+	tables = v[2];
 	*fresh = appid == 0 && ver == 0 && tables == 0;
 	if (!*fresh && appid != KV_APPLICATION_ID) {
 		snprintf(err, errlen, "%s is not a kvfs index (application_id %#llx)", ix->path,
@@ -229,15 +284,17 @@ static int migrate(struct kv_index *ix, int fresh)
 	int64_t ver;
 	char text[64];
 
-	if (get_int(ix, "PRAGMA user_version", &ver))
-		return -EIO;
+	int rc = get_int(ix, "PRAGMA user_version", &ver);
+
+	if (rc)
+		return rc;
 	for (int i = 0; i < kv_index_nmigrations; i++) {
 		const struct kv_index_migration *m = &kv_index_migrations[i];
-		int rc;
 		if (m->version <= ver)
 			continue;
-		if (begin(ix))
-			return -EIO;
+		rc = begin(ix);
+		if (rc)
+			return rc;
 		rc = sql(ix, m->sql);
 		snprintf(text, sizeof(text), "PRAGMA user_version=%d", m->version);
 		if (!rc)
@@ -246,8 +303,9 @@ static int migrate(struct kv_index *ix, int fresh)
 			snprintf(text, sizeof(text), "PRAGMA application_id=%d", KV_APPLICATION_ID);
 			rc = sql(ix, text);
 		}
-		if (end(ix, rc))
-			return -EIO;
+		rc = end(ix, rc);
+		if (rc)
+			return rc;
 		kv_info("index %s: applied schema %s", ix->path, m->name);
 	}
 	return 0;
@@ -258,10 +316,10 @@ static int init_store(struct kv_index *ix)
 {
 	int64_t n;
 	sqlite3_stmt *s;
-	int rc;
+	int rc = get_int(ix, "SELECT count(*) FROM meta WHERE key='store_id'", &n);
 
-	if (get_int(ix, "SELECT count(*) FROM meta WHERE key='store_id'", &n))
-		return -EIO;
+	if (rc)
+		return rc;
 	if (!n) {
 		int64_t t = now_ns();
 		char text[512];
@@ -272,27 +330,33 @@ static int init_store(struct kv_index *ix)
 			 "VALUES(%d,%d,%u,%u,2,%lld,%lld,%lld)",
 			 KV_ROOT_INO, S_IFDIR | 0755, (unsigned)getuid(), (unsigned)getgid(),
 			 (long long)t, (long long)t, (long long)t);
-		if (begin(ix))
-			return -EIO;
+		rc = begin(ix);
+		if (rc)
+			return rc;
 		rc = sql(ix, text);
-		if (!rc && sqlite3_prepare_v2(ix->db,
-			   "INSERT INTO meta(key,value) VALUES('store_id',?1),('format_version',?2)",
-			   -1, &s, NULL) == SQLITE_OK) {
+		if (!rc)
+			rc = prepare(ix, "INSERT INTO meta(key,value) VALUES('store_id',?1),"
+				     "('format_version',?2)", &s);
+		if (!rc) {
 			sqlite3_bind_blob(s, 1, ix->id, sizeof(ix->id), SQLITE_STATIC);
 			sqlite3_bind_int(s, 2, KV_FORMAT_VERSION);
-			rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+			rc = q_exec(ix, s);
 			sqlite3_finalize(s);
 		}
 		return end(ix, rc);
 	}
-	if (sqlite3_prepare_v2(ix->db, "SELECT value FROM meta WHERE key='store_id'", -1, &s,
-			       NULL) != SQLITE_OK)
-		return -EIO;
-	rc = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_bytes(s, 0) == 16 ? 0 : -EIO;
-	if (!rc)
+	rc = prepare(ix, "SELECT value FROM meta WHERE key='store_id'", &s);
+	if (rc)
+		return rc;
+	rc = step(ix, s);
+	if (rc > 0 && sqlite3_column_bytes(s, 0) == 16)
 		memcpy(ix->id, sqlite3_column_blob(s, 0), 16);
+	else if (rc >= 0) {
+		kv_err("index %s: no store id in the meta table", ix->path);
+		rc = -EIO;
+	}
 	sqlite3_finalize(s);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 int kv_index_open(const char *path, int create, struct kv_index **out, char *err,
@@ -317,19 +381,22 @@ int kv_index_open(const char *path, int create, struct kv_index **out, char *err
 	rc = check_identity(ix, &fresh, err, errlen);
 	if (rc)
 		goto fail;
-	rc = -EIO;
-	if (sql(ix, "PRAGMA journal_mode=WAL") || sql(ix, "PRAGMA synchronous=NORMAL") ||
-	    sql(ix, "PRAGMA foreign_keys=OFF") || migrate(ix, fresh) || init_store(ix)) {
+	rc = sql(ix, "PRAGMA journal_mode=WAL");
+	if (!rc)
+		rc = sql(ix, "PRAGMA synchronous=NORMAL");
+	if (!rc)
+		rc = sql(ix, "PRAGMA foreign_keys=OFF");
+	if (!rc)
+		rc = migrate(ix, fresh);
+	if (!rc)
+		rc = init_store(ix);
+	for (int i = 0; !rc && i < Q_COUNT; i++)
+		rc = sql_errno(ix, sqlite3_prepare_v3(ix->db, kv_sql[i], -1,
+						      SQLITE_PREPARE_PERSISTENT, &ix->q[i], NULL));
+	if (rc) {
 		snprintf(err, errlen, "cannot initialise index %s: %s", path,
 			 sqlite3_errmsg(ix->db));
 		goto fail;
-	}
-	for (int i = 0; i < Q_COUNT; i++) {
-		if (sqlite3_prepare_v3(ix->db, kv_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &ix->q[i],
-				       NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "index %s: %s", path, sqlite3_errmsg(ix->db));
-			goto fail;
-		}
 	}
 	*out = ix;
 	return 0;
@@ -458,16 +525,14 @@ int kv_index_meta_get(struct kv_index *ix, const char *key, int64_t *value)
 	int rc;
 
 	pthread_mutex_lock(&ix->lock);
-	rc = sqlite3_prepare_v2(ix->db, "SELECT value FROM meta WHERE key=?1", -1, &s, NULL);
-	if (rc == SQLITE_OK) {
+	rc = prepare(ix, "SELECT value FROM meta WHERE key=?1", &s);
+	if (!rc) {
 		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		if (rc == SQLITE_ROW)
+		rc = step(ix, s);
+		if (rc > 0)
 			*value = sqlite3_column_int64(s, 0);
-		rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+		rc = rc > 0 ? 0 : rc ? rc : -ENOENT;
 		sqlite3_finalize(s);
-	} else {
-		rc = -EIO;
 	}
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
@@ -479,15 +544,12 @@ int kv_index_meta_set(struct kv_index *ix, const char *key, int64_t value)
 	int rc;
 
 	pthread_mutex_lock(&ix->lock);
-	rc = sqlite3_prepare_v2(ix->db, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)",
-				-1, &s, NULL);
-	if (rc == SQLITE_OK) {
+	rc = prepare(ix, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)", &s);
+	if (!rc) {
 		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, value);
 		rc = q_exec(ix, s);
 		sqlite3_finalize(s);
-	} else {
-		rc = -EIO;
 	}
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
@@ -537,9 +599,23 @@ int kv_index_lookup(struct kv_index *ix, uint64_t parent, const char *name, size
 	return rc;
 }
 
+/* The parent of ino's (first) entry: 0, -ENOENT when ino has no entry,
+ * or the failure. Locked. */
+static int parent_of(struct kv_index *ix, uint64_t ino, uint64_t *parent)
+{
+	sqlite3_stmt *s = q(ix, Q_PARENT);
+	int rc;
+
+	sqlite3_bind_int64(s, 1, (int64_t)ino);
+	rc = step(ix, s);
+	if (rc > 0)
+		*parent = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc > 0 ? 0 : rc ? rc : -ENOENT;
+}
+
 int kv_index_parent(struct kv_index *ix, uint64_t dir, uint64_t *parent)
 {
-	sqlite3_stmt *s;
 	int rc;
 
 	if (dir == KV_ROOT_INO) {
@@ -547,12 +623,7 @@ int kv_index_parent(struct kv_index *ix, uint64_t dir, uint64_t *parent)
 		return 0;
 	}
 	pthread_mutex_lock(&ix->lock);
-	s = q(ix, Q_PARENT);
-	sqlite3_bind_int64(s, 1, (int64_t)dir);
-	rc = sqlite3_step(s) == SQLITE_ROW ? 0 : -ENOENT;
-	if (!rc)
-		*parent = (uint64_t)sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+	rc = parent_of(ix, dir, parent);
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
 }
@@ -632,15 +703,25 @@ out:
 	return rc;
 }
 
+/* 1 if dir has an entry, 0 if not, or the failure (never "empty" on a
+ * read error: rmdir would drop a directory with files in it). */
 static int has_children(struct kv_index *ix, uint64_t dir)
 {
 	sqlite3_stmt *s = q(ix, Q_HAS_CHILD);
 	int rc;
 
 	sqlite3_bind_int64(s, 1, (int64_t)dir);
-	rc = sqlite3_step(s);
+	rc = step(ix, s);
 	sqlite3_reset(s);
-	return rc == SQLITE_ROW;
+	return rc;
+}
+
+/* -ENOTEMPTY if directory dir has entries; 0 or the failure. */
+static int check_empty(struct kv_index *ix, uint64_t dir)
+{
+	int rc = has_children(ix, dir);
+
+	return rc > 0 ? -ENOTEMPTY : rc;
 }
 
 static int del_dentry(struct kv_index *ix, uint64_t parent, const char *name, size_t len)
@@ -685,8 +766,8 @@ int kv_index_remove(struct kv_index *ix, uint64_t parent, const char *name, size
 		rc = -ENOTDIR;
 	else if (!rc && !dir && S_ISDIR(a.mode))
 		rc = -EISDIR;
-	else if (!rc && dir && has_children(ix, a.ino))
-		rc = -ENOTEMPTY;
+	else if (!rc && dir)
+		rc = check_empty(ix, a.ino);
 	if (!rc)
 		rc = unlink_entry(ix, parent, name, len, &a, now);
 	rc = end(ix, rc);
@@ -699,24 +780,33 @@ out:
 	return rc;
 }
 
-/* Is anc an ancestor of (or equal to) ino? Guards against moving a
- * directory into its own subtree. */
+/* Is anc an ancestor of (or equal to) ino? 1 or 0, or the failure of the
+ * walk (never "no": that would let a directory move into its own
+ * subtree). Guards rename. */
 static int is_ancestor(struct kv_index *ix, uint64_t anc, uint64_t ino)
 {
 	for (int depth = 0; depth < 4096; depth++) {
-		sqlite3_stmt *s;
 		int rc;
 		if (ino == anc)
 			return 1;
 		if (ino == KV_ROOT_INO)
 			return 0;
-		s = q(ix, Q_PARENT);
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		rc = sqlite3_step(s);
-		ino = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : KV_ROOT_INO;
-		sqlite3_reset(s);
+		rc = parent_of(ix, ino, &ino);
+		if (rc == -ENOENT)
+			return 0; /* a detached directory: no ancestors */
+		if (rc)
+			return rc;
 	}
 	return 1;
+}
+
+/* -EINVAL if moving directory dir under newparent would put it inside
+ * itself; 0 or the failure. */
+static int check_move(struct kv_index *ix, uint64_t dir, uint64_t newparent)
+{
+	int rc = is_ancestor(ix, dir, newparent);
+
+	return rc > 0 ? -EINVAL : rc;
 }
 
 static int move_dentry(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
@@ -790,11 +880,12 @@ int kv_index_rename(struct kv_index *ix, uint64_t parent, const char *name, size
 		rc = -ENOENT;
 		goto done;
 	}
-	if ((S_ISDIR(a.mode) && is_ancestor(ix, a.ino, newparent)) ||
-	    ((flags & RENAME_EXCHANGE) && S_ISDIR(b.mode) && is_ancestor(ix, b.ino, parent))) {
-		rc = -EINVAL;
+	if (S_ISDIR(a.mode))
+		rc = check_move(ix, a.ino, newparent);
+	if (!rc && (flags & RENAME_EXCHANGE) && S_ISDIR(b.mode))
+		rc = check_move(ix, b.ino, parent);
+	if (rc)
 		goto done;
-	}
 	if (flags & RENAME_EXCHANGE) {
 		rc = rename_exchange(ix, parent, name, len, &a, newparent, newname, newlen, &b, now);
 		goto done;
@@ -804,8 +895,8 @@ int kv_index_rename(struct kv_index *ix, uint64_t parent, const char *name, size
 			rc = -ENOTDIR;
 		else if (!S_ISDIR(a.mode) && S_ISDIR(b.mode))
 			rc = -EISDIR;
-		else if (S_ISDIR(b.mode) && has_children(ix, b.ino))
-			rc = -ENOTEMPTY;
+		else if (S_ISDIR(b.mode))
+			rc = check_empty(ix, b.ino);
 		if (!rc)
 			rc = unlink_entry(ix, newparent, newname, newlen, &b, now);
 		*victim = b.ino;
@@ -850,7 +941,7 @@ int kv_index_setattr(struct kv_index *ix, const struct kv_attr *a, unsigned mask
 		return 0;
 	strcat(text, " WHERE ino=?1");
 	pthread_mutex_lock(&ix->lock);
-	rc = sqlite3_prepare_v2(ix->db, text, -1, &s, NULL) == SQLITE_OK ? 0 : -EIO;
+	rc = prepare(ix, text, &s);
 	if (!rc) {
 		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
 		for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
@@ -863,23 +954,36 @@ int kv_index_setattr(struct kv_index *ix, const struct kv_attr *a, unsigned mask
 	return rc;
 }
 
-int kv_index_readlink(struct kv_index *ix, uint64_t ino, char *buf, size_t len)
+/* ino's symlink target, as a NUL-terminated string of at most len - 1
+ * bytes: 0, -EINVAL when ino is not a symlink, -ENOENT when it is gone,
+ * or the failure. Locked. */
+static int get_target(struct kv_index *ix, uint64_t ino, char *buf, size_t len)
 {
-	sqlite3_stmt *s;
-	int rc = -EINVAL;
+	sqlite3_stmt *s = q(ix, Q_READLINK);
+	int rc;
 
-	pthread_mutex_lock(&ix->lock);
-	s = q(ix, Q_READLINK);
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_BLOB) {
+	rc = step(ix, s);
+	if (rc > 0 && sqlite3_column_type(s, 0) == SQLITE_BLOB) {
 		size_t n = (size_t)sqlite3_column_bytes(s, 0);
 		if (n >= len)
 			n = len - 1;
 		memcpy(buf, sqlite3_column_blob(s, 0), n);
 		buf[n] = 0;
 		rc = 0;
+	} else if (rc >= 0) {
+		rc = rc ? -EINVAL : -ENOENT;
 	}
 	sqlite3_reset(s);
+	return rc;
+}
+
+int kv_index_readlink(struct kv_index *ix, uint64_t ino, char *buf, size_t len)
+{
+	int rc;
+
+	pthread_mutex_lock(&ix->lock);
+	rc = get_target(ix, ino, buf, len);
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
 }
@@ -909,7 +1013,7 @@ int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_d
 		s = q(ix, Q_READDIR);
 		sqlite3_bind_int64(s, 1, (int64_t)dir);
 		sqlite3_bind_int64(s, 2, (int64_t)off);
-		for (n = 0; n < KV_READDIR_BATCH && (rc = sqlite3_step(s)) == SQLITE_ROW; n++) {
+		for (n = 0; n < KV_READDIR_BATCH && (rc = step(ix, s)) > 0; n++) {
 			struct dir_row *r = &rows[n];
 			size_t len = (size_t)sqlite3_column_bytes(s, 1);
 			r->id = (uint64_t)sqlite3_column_int64(s, 0);
@@ -918,7 +1022,7 @@ int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_d
 			r->name[r->len] = 0;
 			row_attr(s, 2, &r->a);
 		}
-		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+		rc = rc < 0 ? rc : 0;
 		sqlite3_reset(s);
 		pthread_mutex_unlock(&ix->lock);
 		for (int i = 0; !rc && !stop && i < n; i++) {
@@ -936,7 +1040,7 @@ static int each_rec(struct kv_index *ix, int which, uint64_t ino, kv_index_chunk
 	int rc, stop = 0;
 
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
-	while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!stop && (rc = step(ix, s)) > 0) {
 		struct kv_chunk c = {
 			.idx = (uint64_t)sqlite3_column_int64(s, 0),
 			.loc.seg = (uint32_t)sqlite3_column_int64(s, 1),
@@ -947,9 +1051,8 @@ static int each_rec(struct kv_index *ix, int which, uint64_t ino, kv_index_chunk
 		};
 		stop = cb(arg, &c);
 	}
-	rc = stop || rc == SQLITE_DONE ? (stop < 0 ? stop : 0) : -EIO;
 	sqlite3_reset(s);
-	return rc;
+	return stop < 0 ? stop : rc < 0 ? rc : 0;
 }
 
 static int each_chunk(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void *arg)
@@ -993,14 +1096,14 @@ static int get_irec(struct kv_index *ix, uint64_t ino, struct kv_loc *loc)
 
 	memset(loc, 0, sizeof(*loc));
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	rc = step(ix, s);
+	if (rc > 0) {
 		loc->seg = (uint32_t)sqlite3_column_int64(s, 0);
 		loc->off = (uint64_t)sqlite3_column_int64(s, 1);
 		loc->len = (uint32_t)sqlite3_column_int64(s, 2);
 	}
 	sqlite3_reset(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+	return rc < 0 ? rc : 0;
 }
 
 int kv_index_publish(struct kv_index *ix, const struct kv_attr *a, uint64_t keep,
@@ -1080,50 +1183,53 @@ int kv_index_drop(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb, void 
 	return rc;
 }
 
-/* The inodes a query returns, handed to cb after the lock is dropped. */
-static int each_ino(struct kv_index *ix, sqlite3_stmt *s, kv_index_ino_cb cb, void *arg)
+struct ino_list {
+	uint64_t *v;
+	size_t n, max;
+};
+
+/* Appends column 0 of a row to an ino_list (an each_row callback). */
+static int row_collect(sqlite3_stmt *s, void *arg)
 {
-	uint64_t *inos = NULL;
-	size_t n = 0, cap = 0;
+	struct ino_list *l = arg;
+
+	if (l->n == l->max) {
+		size_t max = l->max ? 2 * l->max : 64;
+		uint64_t *v = realloc(l->v, max * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->max = max;
+	}
+	l->v[l->n++] = (uint64_t)sqlite3_column_int64(s, 0);
+	return 0;
+}
+
+/* The inodes query text returns, handed to cb after the lock is dropped:
+ * the callback may change the index. None on a failure. */
+static int each_ino(struct kv_index *ix, const char *text, kv_index_ino_cb cb, void *arg)
+{
+	struct ino_list l = { 0 };
 	int rc;
 
-	/* Collected first: the callback may change the index. */
 	pthread_mutex_lock(&ix->lock);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			uint64_t *p = realloc(inos, (cap = cap ? cap * 2 : 64) * sizeof(*p));
-			if (!p)
-				break;
-			inos = p;
-		}
-		inos[n++] = (uint64_t)sqlite3_column_int64(s, 0);
-	}
-	rc = rc == SQLITE_DONE ? 0 : -EIO;
-	sqlite3_reset(s);
+	rc = each_row(ix, text, 0, 0, 0, row_collect, &l);
 	pthread_mutex_unlock(&ix->lock);
-	for (size_t i = 0; !rc && i < n; i++)
-		cb(arg, inos[i]);
-	free(inos);
+	for (size_t i = 0; !rc && i < l.n; i++)
+		cb(arg, l.v[i]);
+	free(l.v);
 	return rc;
 }
 
 int kv_index_orphans(struct kv_index *ix, kv_index_ino_cb cb, void *arg)
 {
-	return each_ino(ix, q(ix, Q_ORPHANS), cb, arg);
+	return each_ino(ix, "SELECT ino FROM inode WHERE nlink=0", cb, arg);
 }
 
 int kv_index_without_irec(struct kv_index *ix, kv_index_ino_cb cb, void *arg)
 {
-	sqlite3_stmt *s;
-	int rc;
-
-	if (sqlite3_prepare_v2(ix->db, "SELECT ino FROM inode WHERE nlink>0 AND ino NOT IN "
-				       "(SELECT ino FROM chunk WHERE idx=-1) ORDER BY ino",
-			       -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	rc = each_ino(ix, s, cb, arg);
-	sqlite3_finalize(s);
-	return rc;
+	return each_ino(ix, "SELECT ino FROM inode WHERE nlink>0 AND ino NOT IN "
+			    "(SELECT ino FROM chunk WHERE idx=-1) ORDER BY ino", cb, arg);
 }
 
 struct extent_cb {
@@ -1163,9 +1269,8 @@ int kv_index_segments(struct kv_index *ix, kv_index_seg_cb cb, void *arg)
 
 	pthread_mutex_lock(&ix->lock);
 	s = q(ix, Q_SEGS);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+	while ((rc = step(ix, s)) > 0)
 		cb(arg, (uint32_t)sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1));
-	rc = rc == SQLITE_DONE ? 0 : -EIO;
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
@@ -1189,9 +1294,11 @@ int kv_index_setxattr(struct kv_index *ix, uint64_t ino, const char *name,
 		goto out;
 	s = q(ix, Q_GETX);
 	bind_xname(s, ino, name);
-	exists = sqlite3_step(s) == SQLITE_ROW;
+	exists = step(ix, s);
 	sqlite3_reset(s);
-	if (exists && (flags & XATTR_CREATE))
+	if (exists < 0)
+		rc = exists;
+	else if (exists && (flags & XATTR_CREATE))
 		rc = -EEXIST;
 	else if (!exists && (flags & XATTR_REPLACE))
 		rc = -ENODATA;
@@ -1216,8 +1323,8 @@ int kv_index_getxattr(struct kv_index *ix, uint64_t ino, const char *name, void 
 	pthread_mutex_lock(&ix->lock);
 	s = q(ix, Q_GETX);
 	bind_xname(s, ino, name);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	rc = step(ix, s);
+	if (rc > 0) {
 		size_t n = (size_t)sqlite3_column_bytes(s, 0);
 		if (size && n > size)
 			rc = -ERANGE;
@@ -1226,8 +1333,8 @@ int kv_index_getxattr(struct kv_index *ix, uint64_t ino, const char *name, void 
 				memcpy(buf, sqlite3_column_blob(s, 0), n);
 			rc = (int)n;
 		}
-	} else {
-		rc = rc == SQLITE_DONE ? -ENODATA : -EIO;
+	} else if (rc == 0) {
+		rc = -ENODATA;
 	}
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&ix->lock);
@@ -1243,7 +1350,7 @@ int kv_index_listxattr(struct kv_index *ix, uint64_t ino, char *buf, size_t size
 	pthread_mutex_lock(&ix->lock);
 	s = q(ix, Q_LISTX);
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = step(ix, s)) > 0) {
 		size_t n = (size_t)sqlite3_column_bytes(s, 0);
 		if (size && total + n + 1 <= size) {
 			memcpy(buf + total, sqlite3_column_blob(s, 0), n);
@@ -1253,8 +1360,8 @@ int kv_index_listxattr(struct kv_index *ix, uint64_t ino, char *buf, size_t size
 	}
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&ix->lock);
-	if (rc != SQLITE_DONE)
-		return -EIO;
+	if (rc < 0)
+		return rc;
 	if (size && total > size)
 		return -ERANGE;
 	return (int)total;
@@ -1277,7 +1384,7 @@ int kv_index_removexattr(struct kv_index *ix, uint64_t ino, const char *name)
 
 int kv_index_stats(struct kv_index *ix, struct kv_index_stats *st)
 {
-	int64_t v[5];
+	int64_t v[5] = { 0 };
 	static const char *const text[5] = {
 		"SELECT count(*) FROM inode WHERE (mode & 61440) = 32768",
 		"SELECT count(*) FROM inode WHERE (mode & 61440) = 16384",
@@ -1306,7 +1413,6 @@ int kv_index_stats(struct kv_index *ix, struct kv_index_stats *st)
 #define SUBTREE "WITH RECURSIVE sub(ino) AS (SELECT ?1 UNION ALL " \
 		"SELECT d.ino FROM dentry d JOIN sub ON d.parent = sub.ino) "
 
-/* Prepare text, bind ?1 = a, run cb per row; for the cold paths below. */
 /* The kept statement for text, NULL when it is in use (a callback running
  * the same text) or the cache is full: the caller prepares its own. */
 static struct kv_stmt *stmt_get(struct kv_index *ix, const char *text)
@@ -1329,27 +1435,25 @@ static struct kv_stmt *stmt_get(struct kv_index *ix, const char *text)
 	return k;
 }
 
+/* Run text with ?1..?3 bound to a, b, c, passing each row to cb (may be
+ * NULL), which returns 0 for the next row, > 0 to stop, or a negative
+ * errno to stop with that failure. Returns 0 or the failure. Locked. */
 static int each_row(struct kv_index *ix, const char *text, int64_t a, int64_t b, int64_t c,
 		    int (*cb)(sqlite3_stmt *s, void *arg), void *arg)
 {
 	struct kv_stmt *k = stmt_get(ix, text);
 	sqlite3_stmt *s = k ? k->s : NULL;
-	int rc;
+	int rc, stop = 0;
 
-	if (!s && sqlite3_prepare_v2(ix->db, text, -1, &s, NULL) != SQLITE_OK) {
-		kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
-		return -EIO;
-	}
+	if (!s && (rc = prepare(ix, text, &s)))
+		return rc;
 	if (k)
 		k->busy = 1;
 	sqlite3_bind_int64(s, 1, a);
 	sqlite3_bind_int64(s, 2, b);
 	sqlite3_bind_int64(s, 3, c);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		if (cb && cb(s, arg))
-			break;
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
+	while (!stop && (rc = step(ix, s)) > 0)
+		stop = cb ? cb(s, arg) : 0;
 	if (k) {
 		sqlite3_reset(s);
 		sqlite3_clear_bindings(s);
@@ -1357,9 +1461,7 @@ static int each_row(struct kv_index *ix, const char *text, int64_t a, int64_t b,
 	} else {
 		sqlite3_finalize(s);
 	}
-	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-		return 0;
-	return rc == SQLITE_FULL ? -ENOSPC : -EIO;
+	return stop < 0 ? stop : rc < 0 ? rc : 0;
 }
 
 static int row_ctx(sqlite3_stmt *s, void *arg)
@@ -1420,10 +1522,9 @@ int kv_index_ctx_save(struct kv_index *ix, const struct kv_ctx_row *r, size_t n)
 
 	pthread_mutex_lock(&ix->lock);
 	rc = begin(ix);
-	if (!rc && sqlite3_prepare_v2(ix->db,
-			"UPDATE context SET last_access=?2, hits=?3, pin=?4, ttl=?5 WHERE ino=?1",
-			-1, &s, NULL) != SQLITE_OK)
-		rc = -EIO;
+	if (!rc)
+		rc = prepare(ix, "UPDATE context SET last_access=?2, hits=?3, pin=?4, ttl=?5 "
+			     "WHERE ino=?1", &s);
 	for (size_t i = 0; !rc && i < n; i++) {
 		sqlite3_bind_int64(s, 1, (int64_t)r[i].ino);
 		sqlite3_bind_int64(s, 2, r[i].last_access);
@@ -1440,11 +1541,6 @@ int kv_index_ctx_save(struct kv_index *ix, const struct kv_ctx_row *r, size_t n)
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
 }
-
-struct ino_list {
-	uint64_t *v;
-	size_t n, max;
-};
 
 static int row_ino(sqlite3_stmt *s, void *arg)
 {
@@ -1535,22 +1631,6 @@ int kv_index_ctx_scan(struct kv_index *ix, int depth, int64_t now)
 	return rc;
 }
 
-static int row_collect(sqlite3_stmt *s, void *arg)
-{
-	struct ino_list *l = arg;
-
-	if (l->n == l->max) {
-		size_t max = l->max ? 2 * l->max : 64;
-		uint64_t *v = realloc(l->v, max * sizeof(*v));
-		if (!v)
-			return 1;
-		l->v = v;
-		l->max = max;
-	}
-	l->v[l->n++] = (uint64_t)sqlite3_column_int64(s, 0);
-	return 0;
-}
-
 int kv_index_drop_tree(struct kv_index *ix, uint64_t ino, int64_t now, kv_index_chunk_cb cb,
 		       kv_index_ino_cb ino_cb, void *arg)
 {
@@ -1573,13 +1653,13 @@ int kv_index_drop_tree(struct kv_index *ix, uint64_t ino, int64_t now, kv_index_
 		rc = fetch_attr(ix, s, &a);
 	}
 	if (!rc) {
-		s = q(ix, Q_PARENT);
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		if (sqlite3_step(s) == SQLITE_ROW)
-			parent = (uint64_t)sqlite3_column_int64(s, 0);
-		sqlite3_reset(s);
-		rc = each_row(ix, SUBTREE "SELECT ino FROM sub", (int64_t)ino, 0, 0, row_collect, &l);
+		/* A tree without an entry (unlinked meanwhile) has no parent
+		 * to update. */
+		rc = parent_of(ix, ino, &parent);
+		rc = rc == -ENOENT ? 0 : rc;
 	}
+	if (!rc)
+		rc = each_row(ix, SUBTREE "SELECT ino FROM sub", (int64_t)ino, 0, 0, row_collect, &l);
 	for (size_t i = 0; !rc && i < l.n; i++) {
 		rc = each_rec(ix, Q_RECS, l.v[i], cb, arg);
 		for (size_t k = 0; !rc && k < sizeof(del) / sizeof(*del); k++)
@@ -1690,7 +1770,7 @@ int kv_index_codecs(struct kv_index *ix, uint64_t ino, char *buf, size_t len)
 static int row_link(sqlite3_stmt *s, void *arg)
 {
 	return kv_meta_add_link(arg, (uint64_t)sqlite3_column_int64(s, 0),
-				sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1)) ? -1 : 0;
+				sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
 }
 
 static int row_xattr(sqlite3_stmt *s, void *arg)
@@ -1702,7 +1782,7 @@ static int row_xattr(sqlite3_stmt *s, void *arg)
 	memcpy(name, sqlite3_column_blob(s, 0), (size_t)n);
 	name[n] = 0;
 	return kv_meta_add_xattr(arg, name, sqlite3_column_blob(s, 1),
-				 (uint32_t)sqlite3_column_bytes(s, 1)) ? -1 : 0;
+				 (uint32_t)sqlite3_column_bytes(s, 1));
 }
 
 static int row_meta_ctx(sqlite3_stmt *s, void *arg)
@@ -1733,18 +1813,12 @@ int kv_index_meta(struct kv_index *ix, uint64_t ino, int chunks, struct kv_meta 
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
 	rc = fetch_attr(ix, s, &m->attr);
 	if (!rc && S_ISLNK(m->attr.mode)) {
-		s = q(ix, Q_READLINK);
-		sqlite3_bind_int64(s, 1, (int64_t)ino);
-		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_bytes(s, 0) > 0) {
-			int n = sqlite3_column_bytes(s, 0);
-			if ((m->target = malloc((size_t)n + 1))) {
-				memcpy(m->target, sqlite3_column_blob(s, 0), (size_t)n);
-				m->target[n] = 0;
-			} else {
-				rc = -ENOMEM;
-			}
-		}
-		sqlite3_reset(s);
+		char target[PATH_MAX];
+		rc = get_target(ix, ino, target, sizeof(target));
+		if (rc == -EINVAL)
+			rc = 0; /* a symlink without a target: none recorded */
+		else if (!rc && *target && !(m->target = strdup(target)))
+			rc = -ENOMEM;
 	}
 	if (!rc)
 		rc = each_row(ix, "SELECT parent, name FROM dentry WHERE ino=?1 ORDER BY id",
@@ -1765,7 +1839,7 @@ int kv_index_meta(struct kv_index *ix, uint64_t ino, int chunks, struct kv_meta 
 	pthread_mutex_unlock(&ix->lock);
 	if (rc)
 		kv_meta_free(m);
-	return rc < 0 ? rc : rc ? -ENOMEM : 0;
+	return rc;
 }
 
 /* One of kv_index_set_irecs: 0, -ESTALE, -ENOENT, or an SQLite failure. */
@@ -1852,14 +1926,13 @@ int kv_index_restore(struct kv_index *ix, const struct kv_meta *m, const struct 
 {
 	const struct kv_attr *a = &m->attr;
 	sqlite3_stmt *s = NULL;
-	int rc = 0;
-
 	/* Inode 1 exists in every new index: replaced. */
-	if (sqlite3_prepare_v2(ix->db,
-			"INSERT OR REPLACE INTO inode(ino,mode,uid,gid,nlink,size,stored,rdev,atime,"
-			"mtime,ctime,target) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
-			-1, &s, NULL) != SQLITE_OK)
-		return -EIO;
+	int rc = prepare(ix, "INSERT OR REPLACE INTO inode(ino,mode,uid,gid,nlink,size,stored,"
+			 "rdev,atime,mtime,ctime,target) "
+			 "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)", &s);
+
+	if (rc)
+		return rc;
 	sqlite3_bind_int64(s, 1, (int64_t)a->ino);
 	sqlite3_bind_int64(s, 2, a->mode);
 	sqlite3_bind_int64(s, 3, a->uid);
@@ -1875,8 +1948,7 @@ int kv_index_restore(struct kv_index *ix, const struct kv_meta *m, const struct 
 		sqlite3_bind_blob(s, 12, m->target, (int)strlen(m->target), SQLITE_TRANSIENT);
 	else
 		sqlite3_bind_null(s, 12);
-	if (sqlite3_step(s) != SQLITE_DONE)
-		rc = -EIO;
+	rc = q_exec(ix, s);
 	sqlite3_finalize(s);
 	for (size_t i = 0; !rc && i < m->nlinks; i++) {
 		s = q(ix, Q_INS_DENTRY);
@@ -1898,10 +1970,10 @@ int kv_index_restore(struct kv_index *ix, const struct kv_meta *m, const struct 
 	if (!rc && rec)
 		rc = put_chunk(ix, a->ino, -1, rec, 0, 0);
 	if (!rc && (m->flags & KV_META_HAS_CTX)) {
-		s = NULL;
-		if (sqlite3_prepare_v2(ix->db, "INSERT OR REPLACE INTO context(ino,last_access,pin,ttl) "
-					       "VALUES(?1,?2,?3,?4)", -1, &s, NULL) != SQLITE_OK)
-			return -EIO;
+		rc = prepare(ix, "INSERT OR REPLACE INTO context(ino,last_access,pin,ttl) "
+			     "VALUES(?1,?2,?3,?4)", &s);
+		if (rc)
+			return rc;
 		sqlite3_bind_int64(s, 1, (int64_t)a->ino);
 		sqlite3_bind_int64(s, 2, a->mtime);
 		sqlite3_bind_int64(s, 3, m->pin);
@@ -1909,8 +1981,7 @@ int kv_index_restore(struct kv_index *ix, const struct kv_meta *m, const struct 
 			sqlite3_bind_int64(s, 4, m->ttl);
 		else
 			sqlite3_bind_null(s, 4);
-		if (sqlite3_step(s) != SQLITE_DONE)
-			rc = -EIO;
+		rc = q_exec(ix, s);
 		sqlite3_finalize(s);
 	}
 	return rc;
@@ -1922,11 +1993,10 @@ int kv_index_set_store_id(struct kv_index *ix, const uint8_t id[16])
 	int rc;
 
 	pthread_mutex_lock(&ix->lock);
-	rc = sqlite3_prepare_v2(ix->db, "UPDATE meta SET value=?1 WHERE key='store_id'", -1, &s,
-				NULL) == SQLITE_OK ? 0 : -EIO;
+	rc = prepare(ix, "UPDATE meta SET value=?1 WHERE key='store_id'", &s);
 	if (!rc) {
 		sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
-		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+		rc = q_exec(ix, s);
 		sqlite3_finalize(s);
 	}
 	if (!rc)
