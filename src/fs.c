@@ -743,15 +743,18 @@ static int recover(struct kv_fs *fs)
 	int64_t clean = 0;
 	int rc = kv_index_meta_get(fs->ix, "clean", &clean);
 
-	/* No mark: a new store, or one from before the mark existed. */
+	/* No mark: an index never mounted (new), or one from before the mark
+	 * existed. Only an index that was mounted can say what a mount left
+	 * unpublished; any other would call records it never knew garbage. */
 	if (rc == -ENOENT)
-		rc = 0, clean = -1;
-	if (!rc && clean <= 0) {
+		rc = 0, clean = 1;
+	if (!rc && clean == 0) {
 		uint64_t freed = 0;
 		rc = kv_fs_gc(fs, &freed);
-		if (!rc && (clean == 0 || freed))
-			kv_info("store %s was not unmounted cleanly: %llu bytes of unpublished "
-				"records given back", fs->store_path, (unsigned long long)freed);
+		if (!rc)
+			kv_info("store %s was not unmounted cleanly (or was rebuilt): %llu bytes "
+				"of unpublished records given back", fs->store_path,
+				(unsigned long long)freed);
 	}
 	return rc ? rc : kv_index_meta_set(fs->ix, "clean", 0);
 }
@@ -803,36 +806,76 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
 
 /* ---- open / close ---- */
 
+/* The files of a store; kvfs.db.rebuild and kvfs.db.lost-* are left by
+ * kvfsctl rebuild (one killed midway, the index it replaced). */
 static const char *const kv_store_files[] = { "kvfs.db", "kvfs.db-wal", "kvfs.db-shm",
 					      "kvfs.lock", "segments" };
 
+static int store_file(const char *name)
+{
+	for (size_t i = 0; i < sizeof(kv_store_files) / sizeof(*kv_store_files); i++)
+		if (!strcmp(name, kv_store_files[i]))
+			return 1;
+	return !strncmp(name, "kvfs.db.rebuild", 15) || !strncmp(name, "kvfs.db.lost-", 13);
+}
+
+/* What a store directory holds. */
+struct store_dir {
+	int db;        /* kvfs.db */
+	int segments;  /* a segment file: data that only an index can name */
+	int ours;      /* any file of a store: nothing of it is created anew */
+};
+
+int kv_fs_has_segments(const char *store)
+{
+	char dir[4200];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "%s/segments", store);
+	if (!(d = opendir(dir)))
+		return 0;
+	while (!n && (e = readdir(d)))
+		n = strlen(e->d_name) == 12 && !strcmp(e->d_name + 8, ".seg");
+	closedir(d);
+	return n;
+}
+
 /* A store directory may hold only our files; anything else means it is
  * not a store (or is damaged) and must not be touched. */
-static int check_store_dir(const char *path, int *has_db, char *err, size_t errlen)
+static int check_store_dir(const char *path, struct store_dir *sd, char *err, size_t errlen)
 {
 	DIR *d = opendir(path);
 	struct dirent *e;
 	int foreign = 0;
 
-	*has_db = 0;
+	memset(sd, 0, sizeof(*sd));
 	if (!d) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
 	while ((e = readdir(d))) {
-		int ours = 0;
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		for (size_t i = 0; i < sizeof(kv_store_files) / sizeof(*kv_store_files); i++)
-			ours |= !strcmp(e->d_name, kv_store_files[i]);
 		if (!strcmp(e->d_name, "kvfs.db"))
-			*has_db = 1;
-		foreign |= !ours;
+			sd->db = 1;
+		sd->ours |= store_file(e->d_name);
+		foreign |= !store_file(e->d_name);
 	}
 	closedir(d);
-	if (foreign && !*has_db) {
+	sd->segments = kv_fs_has_segments(path);
+	if (foreign && !sd->db && !sd->segments) {
 		snprintf(err, errlen, "%s is not empty and is not a kvfs store (no kvfs.db)", path);
 		return -EINVAL;
+	}
+	/* A fresh index would name none of the records: the recovery of an
+	 * unclean stop would have freed them all. */
+	if (!sd->db && sd->segments) {
+		snprintf(err, errlen, "store %s has segments but no index (kvfs.db): not mounted; "
+			 "run 'kvfsctl rebuild %s' to recreate the index from the segments", path,
+			 path);
+		return -ENOENT;
 	}
 	return 0;
 }
@@ -857,6 +900,8 @@ static int take_lock(struct kv_fs *fs, char *err, size_t errlen)
 		return -EBUSY;
 	}
 	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (fchmod(fs->lockfd, 0600))
+		kv_warn("%s: cannot make it owner only: %s", path, strerror(errno));
 	if (ftruncate(fs->lockfd, 0) || pwrite(fs->lockfd, pid, (size_t)n, 0) != n)
 		kv_warn("%s: cannot record pid", path);
 	return 0;
@@ -895,11 +940,13 @@ static int settle_chunk(struct kv_fs *fs, char *err, size_t errlen)
 
 /* Contexts found at a context_depth other than the last mount's get their
  * policy rows now, so that they can be evicted. */
-static int settle_contexts(struct kv_fs *fs)
+static int settle_contexts(struct kv_fs *fs, char *err, size_t errlen)
 {
 	int64_t depth;
 	int rc = kv_index_meta_get(fs->ix, "context_depth", &depth);
 
+	(void)err;
+	(void)errlen;
 	if (!rc && depth == fs->cfg.context_depth)
 		return 0;
 	if (rc && rc != -ENOENT)
@@ -911,6 +958,7 @@ static int settle_contexts(struct kv_fs *fs)
 static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 {
 	char path[4200];
+	uint32_t seg;
 	uint8_t id[16];
 	struct kv_attr root;
 	int rc;
@@ -930,6 +978,18 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	rc = kv_store_open(path, id, fs->cfg.segment, fs->cfg.chunk, &fs->st);
 	if (rc) {
 		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if ((seg = kv_store_foreign(fs->st))) {
+		snprintf(err, errlen, "store %s: segment %08x.seg was not written with this index "
+			 "(kvfs.db was replaced or recreated): not opened, nothing changed; "
+			 "'kvfsctl rebuild %s' recreates the index from the segments",
+			 fs->store_path, seg, fs->store_path);
+		return -EINVAL;
+	}
+	if ((rc = settle_contexts(fs, err, errlen))) {
+		if (rc != -EINVAL)
+			snprintf(err, errlen, "cannot load store %s: %s", fs->store_path, strerror(-rc));
 		return rc;
 	}
 	rc = kv_index_segments(fs->ix, account_seg, fs->st);
@@ -956,8 +1016,6 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 		rc = kv_index_orphans(fs->ix, drop_orphan, fs);
 	if (!rc && fs->cfg.mount)
 		rc = recover(fs);
-	if (!rc)
-		rc = settle_contexts(fs);
 	/* A store written before inode records existed (or just rebuilt) gets
 	 * them now, so that kvfsctl rebuild can recover it; once done, later
 	 * mounts skip the scan. */
@@ -1001,8 +1059,12 @@ int kv_fs_open_existing(const char *store, struct kv_fs **out, char *err, size_t
 	snprintf(db, sizeof(db), "%s/kvfs.db", store);
 	if (stat(db, &sb)) {
 		rc = -errno;
-		snprintf(err, errlen, "%s: %s", db,
-			 errno == ENOENT ? "not found: not a kvfs store" : strerror(errno));
+		if (errno == ENOENT && kv_fs_has_segments(store))
+			snprintf(err, errlen, "store %s has segments but no index (kvfs.db): run "
+				 "'kvfsctl rebuild %s' to recreate it from the segments", store, store);
+		else
+			snprintf(err, errlen, "%s: %s", db,
+				 errno == ENOENT ? "not found: not a kvfs store" : strerror(errno));
 		return rc;
 	}
 	rc = kv_index_check(db, err, errlen);
@@ -1019,13 +1081,66 @@ int kv_fs_open_existing(const char *store, struct kv_fs **out, char *err, size_t
 	return kv_fs_open(store, &cfg, out, err, errlen);
 }
 
+/* The index holds names and xattrs: owner only, like segments/. A new
+ * index is made 0600 before SQLite creates it (its -wal and -shm take
+ * the index's mode); an older store's files are tightened. */
+int kv_fs_private_db(const char *db)
+{
+	char path[4300];
+	struct stat sb;
+	int fd = open(db, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0 && errno != EEXIST)
+		return -errno;
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s%s", db, i == 1 ? "-wal" : i == 2 ? "-shm" : "");
+		/* A log without its database would be replayed into the new one. */
+		if (fd >= 0 && i)
+			unlink(path);
+		else if (!lstat(path, &sb) && S_ISREG(sb.st_mode) && (sb.st_mode & 077) &&
+			 !chmod(path, sb.st_mode & 0700))
+			kv_info("%s: mode %03o, now %03o (owner only)", path, sb.st_mode & 0777,
+				sb.st_mode & 0700);
+	}
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+/* Remove the files an open that failed had made in a directory that held
+ * none (and the directory, if it made that too). */
+static void unmake_store(const char *store, int created)
+{
+	static const char *const names[] = { "kvfs.db", "kvfs.db-wal", "kvfs.db-shm",
+					     "kvfs.lock" };
+	char path[4200];
+	DIR *d;
+	struct dirent *e;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+		snprintf(path, sizeof(path), "%s/%s", store, names[i]);
+		unlink(path);
+	}
+	snprintf(path, sizeof(path), "%s/segments", store);
+	if ((d = opendir(path))) {
+		while ((e = readdir(d)))
+			if (e->d_name[0] != '.')
+				unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+	}
+	rmdir(path);
+	if (created == 2)
+		rmdir(store);
+}
+
 int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out,
 	       char *err, size_t errlen)
 {
 	struct kv_fs *fs = calloc(1, sizeof(*fs));
+	struct store_dir sd;
 	pthread_condattr_t ca;
 	char db[4200];
-	int has_db, rc;
+	int made_dir = 0, rc;
 
 	if (!fs)
 		return -ENOMEM;
@@ -1047,19 +1162,30 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 		goto fail;
 	}
 	if (!realpath(store, fs->store_path)) {
-		if (errno != ENOENT || mkdir(store, 0700) || !realpath(store, fs->store_path)) {
+		made_dir = errno == ENOENT && !mkdir(store, 0700);
+		if (!made_dir || !realpath(store, fs->store_path)) {
 			rc = -errno;
 			snprintf(err, errlen, "cannot create store %s: %s", store, strerror(errno));
 			goto fail;
 		}
 	}
-	rc = check_store_dir(fs->store_path, &has_db, err, errlen);
-	if (!rc && has_db) {
+	rc = check_store_dir(fs->store_path, &sd, err, errlen);
+	if (!rc && sd.db) {
 		snprintf(db, sizeof(db), "%s/kvfs.db", fs->store_path);
 		rc = kv_index_check(db, err, errlen);
+		if (rc && sd.segments && strlen(err) + 80 < errlen)
+			snprintf(err + strlen(err), errlen - strlen(err), "; if the index is lost or "
+				 "damaged, 'kvfsctl rebuild %s' recreates it from the segments",
+				 fs->store_path);
 	}
-	if (!rc)
-		rc = take_lock(fs, err, errlen);
+	if (rc)
+		goto fail;
+	/* What this open makes, a failure takes back. */
+	fs->created = sd.ours ? 0 : made_dir ? 2 : 1;
+	rc = take_lock(fs, err, errlen);
+	snprintf(db, sizeof(db), "%s/kvfs.db", fs->store_path);
+	if (!rc && (rc = kv_fs_private_db(db)))
+		snprintf(err, errlen, "%s: %s", db, strerror(-rc));
 	if (!rc)
 		rc = open_parts(fs, err, errlen);
 	if (!rc && (rc = meta_start(fs)))
@@ -1069,8 +1195,20 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 	*out = fs;
 	return 0;
 fail:
-	kv_fs_close(fs);
+	kv_fs_abandon(fs);
 	return rc;
+}
+
+void kv_fs_abandon(struct kv_fs *fs)
+{
+	char store[sizeof(fs->store_path)];
+	int created = fs ? fs->created : 0;
+
+	if (created)
+		memcpy(store, fs->store_path, sizeof(store));
+	kv_fs_close(fs);
+	if (created)
+		unmake_store(store, created);
 }
 
 void kv_fs_close(struct kv_fs *fs)

@@ -30,8 +30,22 @@ struct kv_cred {
 	uint32_t uid, gid;
 };
 
+/* Open (create when absent) the store in directory store. Refused, with
+ * the reason in err and nothing changed: a directory holding other files,
+ * a store whose index is missing or is not the one its segments were
+ * written with (kvfsctl rebuild recreates it), a chunk option other than
+ * the store's. A failed open of a directory that held
+ * no store leaves nothing behind. */
 int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out,
 	       char *err, size_t errlen);
+/* kv_fs_close for a store that was opened but never served (the mount
+ * failed): a store this open created is removed again. */
+void kv_fs_abandon(struct kv_fs *fs);
+/* Does directory store hold a segment file (data only an index names)? */
+int kv_fs_has_segments(const char *store);
+/* Make the index file db (created empty when absent) and its -wal and
+ * -shm owner-only. 0 or a negative errno. */
+int kv_fs_private_db(const char *db);
 /* How evictions tell the kernel to drop the cached attributes of an inode
  * they deleted, so that its next stat asks (and gets ENOENT). It must not
  * block: entry invalidations, which wait for the parent directory's lock,
@@ -47,8 +61,9 @@ int kv_fs_evict_to(struct kv_fs *fs, uint64_t target);
 int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len);
 /* Open an existing store offline (tools: gc, fsck) with the settings of its
  * last mount (the context depth: another one would rebuild the context
- * rows, losing pins and TTLs). -ENOENT, without creating anything, when
- * STORE is not a kvfs store; -EBUSY when a daemon holds it. */
+ * rows, losing pins and TTLs). -ENOENT, without creating anything, when STORE
+ * is not a kvfs store (or has lost its index: the message says to
+ * rebuild it); -EBUSY when a daemon holds it. */
 int kv_fs_open_existing(const char *store, struct kv_fs **out, char *err, size_t errlen);
 /* Publishes every open file and closes the store. */
 void kv_fs_close(struct kv_fs *fs);

@@ -60,6 +60,7 @@ struct kv_fs {
 	struct kv_config cfg;
 	char store_path[4096];
 	int lockfd;
+	int created;           /* this open made the store's files (2: its directory too) */
 	struct kv_index *ix;
 	struct kv_store *st;
 	struct kv_pool *pool;

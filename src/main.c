@@ -186,12 +186,20 @@ static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 		rc = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	rc = rc ? 1 : 0;
+	/* The loop returns the signal's number when SIGTERM, SIGINT or SIGHUP
+	 * stopped it: a stop that was asked for, which unmounts and closes
+	 * the store as fusermount3 -u does, so it exits 0 (the service unit
+	 * counts status 1 as a failure). A negative errno is a failure. */
+	rc = rc < 0 ? 1 : 0;
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 out:
 	fuse_session_destroy(se);
-	kv_fs_close(m.fs);
+	/* A mount that failed leaves no store behind that it created. */
+	if (m.se)
+		kv_fs_close(m.fs);
+	else
+		kv_fs_abandon(m.fs);
 	return rc;
 }
 

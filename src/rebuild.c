@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "index.h"
 #include "meta.h"
 #include "store.h"
@@ -429,6 +430,39 @@ static void unlink_db(const char *db)
 	unlink(a);
 }
 
+/* The closed index at db holds everything on its own (SQLite's last
+ * close copied the log into it) and is on disk: it is moved in place of
+ * kvfs.db by one rename, and a log left behind would not go with it. A
+ * rebuild killed at any point leaves either no kvfs.db (a mount is then
+ * refused) or a complete one; the segments are never touched. */
+static int settle_file(const char *db)
+{
+	char wal[4400];
+	struct stat sb;
+	int fd, rc = 0;
+
+	snprintf(wal, sizeof(wal), "%s-wal", db);
+	if (!stat(wal, &sb) && sb.st_size > 0)
+		return -EIO;
+	fd = open(db, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
 /* Put the new index (built at tmp) in place of db; the old one, if any,
  * goes aside under a name of its own. */
 static int swap_in(const char *db, const char *tmp, struct kv_rebuild_report *rep, char *err,
@@ -631,6 +665,8 @@ int kv_rebuild(const char *store, FILE *out, struct kv_rebuild_report *rep, char
 	 * the new one is complete. */
 	snprintf(tmp, sizeof(tmp), "%s/kvfs.db.rebuild", path);
 	unlink_db(tmp);
+	if (!rc && (rc = kv_fs_private_db(tmp)))
+		snprintf(err, errlen, "%s: %s", tmp, strerror(-rc));
 	if (!rc)
 		rc = kv_index_open(tmp, 1, &ix, err, errlen);
 	if (rc)
@@ -676,9 +712,13 @@ int kv_rebuild(const char *store, FILE *out, struct kv_rebuild_report *rep, char
 		snprintf(err, errlen, "cannot write the new index: %s", strerror(-rc));
 	kv_index_close(ix);
 	ix = NULL;
+	if (!rc && (rc = settle_file(tmp)))
+		snprintf(err, errlen, "the new index %s is not complete: %s", tmp, strerror(-rc));
 	snprintf(db, sizeof(db), "%s/kvfs.db", path);
 	if (!rc)
 		rc = swap_in(db, tmp, rep, err, errlen);
+	if (!rc)
+		sync_dir(path);
 	if (rc)
 		unlink_db(tmp);
 out:

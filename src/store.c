@@ -19,9 +19,14 @@
 #include "endian.h"
 #include "log.h"
 
+/* What the header of a segment found at open says (segments made by
+ * this run are KV_SEG_OURS). */
+enum { KV_SEG_OURS = 0, KV_SEG_TORN, KV_SEG_DAMAGED, KV_SEG_FOREIGN };
+
 struct kv_seg {
 	int fd;          /* -1 when absent or not opened yet */
 	int dirty;       /* appended to since the last sync */
+	int hdr;         /* KV_SEG_*: whose records the index may judge */
 	uint64_t live;   /* bytes of live records */
 };
 
@@ -144,26 +149,73 @@ static int seg_roll(struct kv_store *st)
 	return 0;
 }
 
-static uint32_t scan_highest(int dirfd)
+/* Whose records segment name (id seg) holds, from its header. A segment
+ * shorter than its header (a crash right after its creation) holds none. */
+static int seg_check(struct kv_store *st, const char *name, uint32_t seg)
 {
-	int fd = dup(dirfd);
+	uint8_t h[KV_SEG_HDR], id[16];
+	uint32_t hseg, chunk;
+	int fd = openat(st->dirfd, name, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? pread(fd, h, sizeof(h), 0) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n >= 0 && n < (ssize_t)sizeof(h))
+		return KV_SEG_TORN;
+	if (n < 0 || kv_seg_header_read(h, &hseg, id, &chunk) || hseg != seg)
+		return KV_SEG_DAMAGED;
+	return memcmp(id, st->id, 16) ? KV_SEG_FOREIGN : KV_SEG_OURS;
+}
+
+/* Find the segments there are and what their headers say. */
+static int scan_segments(struct kv_store *st)
+{
+	int fd = dup(st->dirfd), rc = 0;
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *e;
-	uint32_t hi = 0;
 
 	if (!d) {
 		if (fd >= 0)
 			close(fd);
-		return 0;
+		return -errno;
 	}
-	while ((e = readdir(d))) {
+	while (!rc && (e = readdir(d))) {
 		unsigned v;
 		char tail[8];
-		if (sscanf(e->d_name, "%8x.se%1s", &v, tail) == 2 && v > hi)
-			hi = v;
+		if (sscanf(e->d_name, "%8x.se%1s", &v, tail) != 2 || !v)
+			continue;
+		if ((rc = seg_grow(st, v)))
+			break;
+		st->segs[v].hdr = seg_check(st, e->d_name, v);
+		if (st->segs[v].hdr == KV_SEG_DAMAGED)
+			kv_warn("segment %s: its header is damaged: its records are read, but it "
+				"is never deleted or garbage-collected", e->d_name);
+		if (v > st->highest)
+			st->highest = v;
 	}
 	closedir(d);
-	return hi;
+	return rc;
+}
+
+/* May the index decide that bytes of seg are garbage? Only for a segment
+ * of this store: an index that is not the store's (lost and recreated,
+ * or copied from elsewhere) would call every record garbage. Locked. */
+static int seg_vouched(const struct kv_store *st, uint32_t seg)
+{
+	return seg >= st->nsegs || st->segs[seg].hdr == KV_SEG_OURS ||
+	       st->segs[seg].hdr == KV_SEG_TORN;
+}
+
+uint32_t kv_store_foreign(struct kv_store *st)
+{
+	uint32_t seg = 0;
+
+	pthread_mutex_lock(&st->lock);
+	for (uint32_t i = 1; !seg && i < st->nsegs; i++)
+		if (st->segs[i].hdr == KV_SEG_FOREIGN)
+			seg = i;
+	pthread_mutex_unlock(&st->lock);
+	return seg;
 }
 
 int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size,
@@ -191,8 +243,7 @@ int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size,
 	pthread_mutex_init(&st->lock, NULL);
 	/* Appends always go to a fresh segment, so the tail of a segment left
 	 * by an earlier run is never written again. */
-	st->highest = scan_highest(st->dirfd);
-	if (seg_grow(st, st->highest + 1)) {
+	if (scan_segments(st) || seg_grow(st, st->highest + 1)) {
 		kv_store_close(st);
 		return -ENOMEM;
 	}
@@ -228,7 +279,7 @@ void kv_store_drop_empty(struct kv_store *st)
 	pthread_mutex_lock(&st->lock);
 	for (uint32_t seg = 1; seg <= st->highest && seg < st->nsegs; seg++) {
 		char name[32];
-		if (st->segs[seg].live || seg == st->active)
+		if (st->segs[seg].live || seg == st->active || !seg_vouched(st, seg))
 			continue;
 		seg_name(name, sizeof(name), seg);
 		if (!unlinkat(st->dirfd, name, 0))
@@ -420,7 +471,7 @@ void kv_store_free(struct kv_store *st, const struct kv_loc *loc)
 		uint64_t freed = s->live > loc->len ? loc->len : s->live;
 		s->live -= freed;
 		st->live -= freed;
-		if (!s->live && loc->seg != st->active) {
+		if (!s->live && loc->seg != st->active && seg_vouched(st, loc->seg)) {
 			seg_name(name, sizeof(name), loc->seg);
 			if (s->fd >= 0)
 				close(s->fd);
@@ -459,6 +510,12 @@ int kv_store_reclaim(struct kv_store *st, uint32_t seg, const struct kv_loc *liv
 	int fd, rc = 0;
 
 	seg_name(name, sizeof(name), seg);
+	pthread_mutex_lock(&st->lock);
+	rc = seg_vouched(st, seg);
+	pthread_mutex_unlock(&st->lock);
+	if (!rc)
+		return 0;
+	rc = 0;
 	if (fstatat(st->dirfd, name, &sb, 0))
 		return errno == ENOENT ? 0 : -errno;
 	if (!n) {

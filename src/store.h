@@ -40,10 +40,18 @@ struct kv_rec {
 struct kv_store;
 
 /* Open the segment directory dir (created when absent). id is the store's
- * 16-byte identity, written into every segment header. */
+ * 16-byte identity, written into every segment header; the headers of the
+ * segments there are read, and only segments whose header names this
+ * store (or that are too short to hold a record) are ever deleted or
+ * garbage-collected: the index judges only its own store's segments. */
 int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size,
 		  size_t max_chunk, struct kv_store **out);
 void kv_store_close(struct kv_store *st);
+
+/* The first segment whose header names another store (0: none). An index
+ * whose identity the segments do not carry cannot vouch for them (it was
+ * recreated or copied in): the store must not be opened with it. */
+uint32_t kv_store_foreign(struct kv_store *st);
 
 /* Count len live bytes in segment seg (called while loading the index, so
  * that emptied segments can be deleted). */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "fs_int.h"
+#include "rebuild.h"
 #include "kvtest.h"
 #include "kvtest_fs.h"
 
@@ -336,6 +337,108 @@ START_TEST(test_second_open_busy)
 	kv_fs_close(fs);
 	/* Free again once closed. */
 	expect_after_remount(store, &cfg, "f", data, sizeof(data));
+}
+END_TEST
+
+/* The bytes of store's segment 1 (malloc()ed; *len gets their count). */
+static uint8_t *seg1(const char *store, size_t *len)
+{
+	char p[700];
+	FILE *f;
+	uint8_t *buf = malloc(64 << 20);
+
+	snprintf(p, sizeof(p), "%s/segments/00000001.seg", store);
+	f = fopen(p, "rb");
+	ck_assert_ptr_nonnull(f);
+	*len = fread(buf, 1, 64 << 20, f);
+	fclose(f);
+	return buf;
+}
+
+static void rm_index(const char *store)
+{
+	char p[700];
+
+	snprintf(p, sizeof(p), "%s/kvfs.db", store);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/kvfs.db-wal", store);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/kvfs.db-shm", store);
+	unlink(p);
+}
+
+/* Issue 12, defect 1: a store whose index is gone was opened with a new
+ * one, whose recovery freed every record and deleted the segments. Now
+ * it is refused (and so is an index from another store) with nothing
+ * changed, and the rebuild brings the data back. */
+START_TEST(test_lost_index_refused)
+{
+	char store[600], other[700], p[700], q[800], err[512] = "";
+	struct kv_config cfg = kvtest_small_config();
+	struct kv_rebuild_report rep;
+	struct kv_fs *fs = NULL;
+	size_t size = 3 * CHUNK + 5, n0, n1;
+	uint8_t *data = malloc(size), *before, *after;
+	struct stat sb;
+
+	cfg.mount = 1; /* as the daemon: recovery runs */
+	rng_state = 12;
+	fill(data, size, 0);
+	new_store_path(store, sizeof(store));
+	fs = kvtest_open_fs(store, &cfg);
+	write_file(fs, KV_ROOT_INO, "f", data, size);
+	kv_fs_close(fs);
+	before = seg1(store, &n0);
+	rm_index(store);
+
+	ck_assert_int_eq(kv_fs_open(store, &cfg, &fs, err, sizeof(err)), -ENOENT);
+	ck_assert_msg(strstr(err, "kvfsctl rebuild") != NULL, "message: %s", err);
+	ck_assert_int_lt(kv_fs_open_existing(store, &fs, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "kvfsctl rebuild") != NULL, "message: %s", err);
+	snprintf(p, sizeof(p), "%s/kvfs.db", store);
+	ck_assert_int_ne(stat(p, &sb), 0);
+
+	/* Another store's index: not the one the segments name. */
+	snprintf(other, sizeof(other), "%s.other", store);
+	fs = kvtest_open_fs(other, &cfg);
+	kv_fs_close(fs);
+	snprintf(q, sizeof(q), "%s/kvfs.db", other);
+	ck_assert_int_eq(rename(q, p), 0);
+	ck_assert_int_eq(kv_fs_open(store, &cfg, &fs, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "kvfsctl rebuild") != NULL, "message: %s", err);
+	rm_index(store);
+
+	after = seg1(store, &n1);
+	ck_assert_uint_eq(n1, n0);
+	ck_assert_mem_eq(after, before, n0);
+	ck_assert_int_eq(kv_rebuild(store, NULL, &rep, err, sizeof(err)), 0);
+	expect_after_remount(store, &cfg, "f", data, size);
+	free(before);
+	free(after);
+	free(data);
+}
+END_TEST
+
+/* A store opened and never served (the mount failed) is removed again if
+ * this open made it; an existing store is kept. */
+START_TEST(test_abandon)
+{
+	char store[600], p[700];
+	struct kv_config cfg = kvtest_small_config();
+	struct stat sb;
+
+	new_store_path(store, sizeof(store));
+	kv_fs_abandon(kvtest_open_fs(store, &cfg));
+	ck_assert_int_ne(stat(store, &sb), 0);
+	ck_assert_int_eq(mkdir(store, 0755), 0);
+	kv_fs_abandon(kvtest_open_fs(store, &cfg));
+	ck_assert_int_eq(count_entries(store), 0);
+	kv_fs_close(kvtest_open_fs(store, &cfg));
+	kv_fs_abandon(kvtest_open_fs(store, &cfg));
+	snprintf(p, sizeof(p), "%s/kvfs.db", store);
+	ck_assert_int_eq(stat(p, &sb), 0);
+	/* Names and xattrs are the owner's, like segments/. */
+	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
 }
 END_TEST
 
@@ -1525,6 +1628,8 @@ static Suite *fs_suite(void)
 	tcase_add_test(tc, test_open_new_store);
 	tcase_add_test(tc, test_foreign_dir_refused);
 	tcase_add_test(tc, test_second_open_busy);
+	tcase_add_test(tc, test_lost_index_refused);
+	tcase_add_test(tc, test_abandon);
 	tcase_add_test(tc, test_namespace);
 
 	tc = kvtest_tcase(s, "data", 120);
