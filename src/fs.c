@@ -759,6 +759,161 @@ static int recover(struct kv_fs *fs)
 	return rc ? rc : kv_index_meta_set(fs->ix, "clean", 0);
 }
 
+/* ---- changing the context depth (kvfsctl context-depth) ---- */
+
+/* A context at the old depth, with its row. */
+struct old_ctx {
+	struct kv_ctx_row row;
+	int carried;           /* some context at the new depth took its state */
+};
+
+/* A context at the new depth, and the state it takes over. */
+struct new_ctx {
+	struct kv_ctx_row row;
+	int from;              /* old contexts merged into it */
+};
+
+struct redepth {
+	struct kv_fs *fs;
+	int from, to;          /* the old and the new depth */
+	struct old_ctx *old;
+	struct new_ctx *new;
+	size_t nold, nnew, capold, capnew;
+	int rc;
+};
+
+/* Where the walk is: depth, and the old and new contexts (indexes + 1;
+ * 0: none) at or above it. */
+struct redepth_at {
+	struct redepth *r;
+	int depth;
+	size_t old, new;
+};
+
+static int grow_to(void **v, size_t *cap, size_t n, size_t size)
+{
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	if (!(p = realloc(*v, (*cap ? 2 * *cap : 64) * size)))
+		return -ENOMEM;
+	*v = p;
+	*cap = *cap ? 2 * *cap : 64;
+	return 0;
+}
+
+/* What a context at the new depth takes from one at the old depth: a pin
+ * if any had one, the longest TTL of their own (0: never), the last
+ * access, the hits. */
+static void merge_ctx(struct kv_ctx_row *to, const struct kv_ctx_row *o)
+{
+	to->pin |= o->pin;
+	if (o->ttl >= 0)
+		to->ttl = to->ttl < 0 ? o->ttl : (!to->ttl || !o->ttl) ? 0 : to->ttl > o->ttl ? to->ttl : o->ttl;
+	if (o->last_access > to->last_access)
+		to->last_access = o->last_access;
+	to->hits += o->hits;
+}
+
+static int redepth_visit(void *arg, const char *name, size_t len, const struct kv_attr *a,
+			 uint64_t next);
+
+static int redepth_node(struct redepth_at *at, const struct kv_attr *a)
+{
+	struct redepth *r = at->r;
+	int d = at->depth, dir = S_ISDIR(a->mode), reg = S_ISREG(a->mode);
+	struct redepth_at below = *at;
+
+	if ((r->from ? dir && d == r->from : reg)) {
+		struct old_ctx *o;
+		if ((r->rc = grow_to((void **)&r->old, &r->capold, r->nold, sizeof(*o))))
+			return 1;
+		o = &r->old[r->nold++];
+		memset(o, 0, sizeof(*o));
+		if (kv_index_ctx_get(r->fs->ix, a->ino, &o->row))
+			o->row = (struct kv_ctx_row){ .ino = a->ino, .ttl = -1 };
+		below.old = r->nold;
+	}
+	if ((r->to ? dir && d == r->to : reg)) {
+		struct new_ctx *n;
+		if ((r->rc = grow_to((void **)&r->new, &r->capnew, r->nnew, sizeof(*n))))
+			return 1;
+		n = &r->new[r->nnew++];
+		memset(n, 0, sizeof(*n));
+		n->row = (struct kv_ctx_row){ .ino = a->ino, .ttl = -1 };
+		below.new = r->nnew;
+	}
+	/* Every pair of an old context and a new one that holds it or lies
+	 * in it meets once: where the lower of the two is reached. */
+	if (below.old && below.new && (below.old != at->old || below.new != at->new)) {
+		merge_ctx(&r->new[below.new - 1].row, &r->old[below.old - 1].row);
+		r->new[below.new - 1].from++;
+		r->old[below.old - 1].carried = 1;
+	}
+	below.depth = d + 1;
+	if (dir && (!r->from || !r->to || d < (r->from > r->to ? r->from : r->to)) &&
+	    (r->rc = kv_index_readdir(r->fs->ix, a->ino, 0, redepth_visit, &below)))
+		return 1;
+	return r->rc != 0;
+}
+
+static int redepth_visit(void *arg, const char *name, size_t len, const struct kv_attr *a,
+			 uint64_t next)
+{
+	struct redepth_at *at = arg;
+
+	(void)name;
+	(void)len;
+	(void)next;
+	return redepth_node(at, a);
+}
+
+int kv_fs_set_context_depth(struct kv_fs *fs, int depth, kv_fs_depth_fn report, void *arg)
+{
+	struct redepth r = { .fs = fs, .from = fs->cfg.context_depth, .to = depth };
+	struct redepth_at top = { .r = &r, .depth = 1 };
+	struct kv_ctx_row *rows = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (depth < 0 || depth > 16)
+		return -EINVAL;
+	if (depth == r.from)
+		return 0;
+	/* Rows the daemon kept in memory are the index's now. */
+	kv_policy_flush(fs->pol);
+	rc = kv_index_readdir(fs->ix, KV_ROOT_INO, 0, redepth_visit, &top);
+	rc = rc ? rc : r.rc;
+	if (!rc && !(rows = malloc((r.nnew ? r.nnew : 1) * sizeof(*rows))))
+		rc = -ENOMEM;
+	for (size_t i = 0; !rc && i < r.nnew; i++)
+		if (r.new[i].from)
+			rows[n++] = r.new[i].row;
+	/* Said before it is done: what is not carried is never lost unseen. */
+	for (size_t i = 0; !rc && report && i < r.nold; i++)
+		if (!r.old[i].carried && (r.old[i].row.pin || r.old[i].row.ttl >= 0))
+			report(arg, r.old[i].row.ino, &r.old[i].row, 0);
+	for (size_t i = 0; !rc && report && i < n; i++)
+		if (rows[i].pin || rows[i].ttl >= 0)
+			report(arg, rows[i].ino, &rows[i], 1);
+	if (!rc)
+		rc = kv_index_ctx_scan(fs->ix, depth, kv_now());
+	for (size_t i = 0; !rc && i < n; i++)
+		if (!rows[i].last_access)
+			rows[i].last_access = kv_now();
+	if (!rc && n)
+		rc = kv_index_ctx_save(fs->ix, rows, n);
+	if (!rc)
+		rc = kv_index_meta_set(fs->ix, "context_depth", depth);
+	if (!rc)
+		fs->cfg.context_depth = depth;
+	free(rows);
+	free(r.old);
+	free(r.new);
+	return rc;
+}
+
 int kv_fs_evict_to(struct kv_fs *fs, uint64_t target)
 {
 	return kv_policy_evict_to(fs->pol, target, KV_EVICT_MANUAL);
@@ -938,17 +1093,28 @@ static int settle_chunk(struct kv_fs *fs, char *err, size_t errlen)
 	return 0;
 }
 
-/* Contexts found at a context_depth other than the last mount's get their
- * policy rows now, so that they can be evicted. */
+/* The context depth is the store's: its context rows, with their pins
+ * and TTLs, are the directories at that depth. A mount without the option
+ * takes it; one that names another is refused (kvfsctl context-depth
+ * changes it, carrying the rows over). A store without one yet (new, or
+ * from before it was kept) gets rows for its contexts now. */
 static int settle_contexts(struct kv_fs *fs, char *err, size_t errlen)
 {
 	int64_t depth;
 	int rc = kv_index_meta_get(fs->ix, "context_depth", &depth);
 
-	(void)err;
-	(void)errlen;
-	if (!rc && depth == fs->cfg.context_depth)
+	if (!rc && depth >= 0 && depth <= 16) {
+		if (kv_opt_given(&fs->cfg, "context_depth") && depth != fs->cfg.context_depth) {
+			snprintf(err, errlen, "store %s has context_depth=%lld; it cannot be mounted "
+				 "with context_depth=%d (its pins and TTLs belong to the contexts at "
+				 "depth %lld; 'kvfsctl context-depth %s %d' changes the store's)",
+				 fs->store_path, (long long)depth, fs->cfg.context_depth,
+				 (long long)depth, fs->store_path, fs->cfg.context_depth);
+			return -EINVAL;
+		}
+		fs->cfg.context_depth = (int)depth;
 		return 0;
+	}
 	if (rc && rc != -ENOENT)
 		return rc;
 	rc = kv_index_ctx_scan(fs->ix, fs->cfg.context_depth, kv_now());
@@ -1050,10 +1216,8 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 int kv_fs_open_existing(const char *store, struct kv_fs **out, char *err, size_t errlen)
 {
 	struct kv_config cfg;
-	struct kv_index *ix;
 	struct stat sb;
 	char db[4200];
-	int64_t depth;
 	int rc;
 
 	snprintf(db, sizeof(db), "%s/kvfs.db", store);
@@ -1067,17 +1231,8 @@ int kv_fs_open_existing(const char *store, struct kv_fs **out, char *err, size_t
 				 errno == ENOENT ? "not found: not a kvfs store" : strerror(errno));
 		return rc;
 	}
-	rc = kv_index_check(db, err, errlen);
-	if (!rc)
-		rc = kv_index_open(db, 0, &ix, err, errlen);
-	if (rc)
-		return rc;
-	/* The context depth of the last mount: at another one kv_fs_open
-	 * would rebuild the policy rows, losing pins and TTLs. */
+	/* The defaults: chunk size and context depth are the store's. */
 	kv_opt_defaults(&cfg);
-	if (!kv_index_meta_get(ix, "context_depth", &depth) && depth >= 0 && depth <= 16)
-		cfg.context_depth = (int)depth;
-	kv_index_close(ix);
 	return kv_fs_open(store, &cfg, out, err, errlen);
 }
 

@@ -33,8 +33,8 @@ struct kv_cred {
 /* Open (create when absent) the store in directory store. Refused, with
  * the reason in err and nothing changed: a directory holding other files,
  * a store whose index is missing or is not the one its segments were
- * written with (kvfsctl rebuild recreates it), a chunk option other than
- * the store's. A failed open of a directory that held
+ * written with (kvfsctl rebuild recreates it), a chunk or context_depth
+ * option other than the store's. A failed open of a directory that held
  * no store leaves nothing behind. */
 int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out,
 	       char *err, size_t errlen);
@@ -55,13 +55,22 @@ void kv_fs_set_notify(struct kv_fs *fs, kv_fs_notify_fn fn, void *arg);
 /* Give back the space of segment bytes no index row names (left by a
  * crash); the store must not be mounted. Adds the bytes to *freed. */
 int kv_fs_gc(struct kv_fs *fs, uint64_t *freed);
+/* Make depth the store's context depth (kvfsctl context-depth; the store
+ * not mounted). Each context at the new depth takes the state of the
+ * contexts at the old depth that hold it or lie in it: pinned if any was,
+ * the longest TTL of their own (0, never, is the longest), the latest
+ * access, their hits. Before anything changes, report gets each context
+ * whose pin or TTL of its own is not carried (carried 0: no context at
+ * the new depth holds it or lies in it) and each new context that gets
+ * one (carried 1). 0 or a negative errno. */
+typedef void (*kv_fs_depth_fn)(void *arg, uint64_t ino, const struct kv_ctx_row *r, int carried);
+int kv_fs_set_context_depth(struct kv_fs *fs, int depth, kv_fs_depth_fn report, void *arg);
 /* Evict down to target stored bytes (kvfsctl evict). */
 int kv_fs_evict_to(struct kv_fs *fs, uint64_t target);
 /* The Prometheus text of .kvfs/stats into buf; returns its length. */
 int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len);
-/* Open an existing store offline (tools: gc, fsck) with the settings of its
- * last mount (the context depth: another one would rebuild the context
- * rows, losing pins and TTLs). -ENOENT, without creating anything, when STORE
+/* Open an existing store offline (tools: gc, fsck) with its own chunk
+ * size and context depth. -ENOENT, without creating anything, when STORE
  * is not a kvfs store (or has lost its index: the message says to
  * rebuild it); -EBUSY when a daemon holds it. */
 int kv_fs_open_existing(const char *store, struct kv_fs **out, char *err, size_t errlen);

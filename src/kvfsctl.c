@@ -30,6 +30,8 @@ static void usage(FILE *out)
 		"                           damaged; --repair truncates or removes damaged files\n"
 		"    rebuild STORE          recreate a lost or corrupt index from the segments\n"
 		"                           (store not mounted; the old kvfs.db is kept aside)\n"
+		"    context-depth STORE [N]  the store's context depth, or make it N (store not\n"
+		"                           mounted): pins and TTLs go to the contexts at depth N\n"
 		"    help                   this text\n");
 }
 
@@ -416,6 +418,60 @@ static int cmd_fsck(const char *store, int repair)
 	return rc;
 }
 
+struct depth_arg {
+	struct kv_fs *fs;
+	int lost;
+};
+
+static void depth_report(void *arg, uint64_t ino, const struct kv_ctx_row *r, int carried)
+{
+	struct depth_arg *d = arg;
+	char path[4096], ttl[32] = "";
+
+	d->lost |= !carried;
+	kv_fs_path(d->fs, ino, path, sizeof(path));
+	if (r->ttl >= 0)
+		snprintf(ttl, sizeof(ttl), "%sttl %lld", r->pin ? ", " : "", (long long)r->ttl);
+	printf(carried ? "%s: %s%s\n" : "%s: %s%s not carried: no context at the new depth "
+				       "holds it or lies in it\n", path, r->pin ? "pin" : "", ttl);
+}
+
+/* Show or change the store's context depth. Exit status: 0 done, 1 done
+ * but some pin or TTL had no context to go to, 2 not done. */
+static int cmd_context_depth(const char *store, const char *n)
+{
+	struct depth_arg d = { 0 };
+	struct kv_fs *fs;
+	char err[512], *end = "";
+	long depth = n ? strtol(n, &end, 10) : 0;
+	int rc, from;
+
+	if (n && (*n < '0' || *n > '9' || *end || depth > 16)) {
+		fprintf(stderr, "kvfsctl: context-depth: %s: expected 0..16\n", n);
+		return 2;
+	}
+	rc = kv_fs_open_existing(store, &fs, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "kvfsctl: context-depth: %s\n", err);
+		return 2;
+	}
+	from = kv_fs_config(fs)->context_depth;
+	if (!n || depth == from) {
+		printf("context_depth=%d\n", from);
+		kv_fs_close(fs);
+		return 0;
+	}
+	d.fs = fs;
+	rc = kv_fs_set_context_depth(fs, (int)depth, depth_report, &d);
+	kv_fs_close(fs);
+	if (rc) {
+		fprintf(stderr, "kvfsctl: context-depth %s %ld: %s\n", store, depth, strerror(-rc));
+		return 2;
+	}
+	printf("context_depth=%ld (was %d)\n", depth, from);
+	return d.lost;
+}
+
 /* Exit status: 0 rebuilt and nothing lost, 1 rebuilt with files cut short
  * or moved to /lost+found, 2 not rebuilt. */
 static int cmd_rebuild(const char *store)
@@ -473,6 +529,8 @@ int main(int argc, char *argv[])
 		return cmd_fsck(argv[2], 1);
 	if (!strcmp(cmd, "rebuild") && argc == 3)
 		return cmd_rebuild(argv[2]);
+	if (!strcmp(cmd, "context-depth") && (argc == 3 || argc == 4))
+		return cmd_context_depth(argv[2], argc == 4 ? argv[3] : NULL);
 	fprintf(stderr, "kvfsctl: unknown command or arguments: %s\n", cmd);
 	usage(stderr);
 	return 2;

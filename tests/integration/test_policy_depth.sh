@@ -3,8 +3,9 @@
 # (check() evals its condition string later; ls: the readdir of the mount is
 # what is observed, and every name is ours; a/100*p: the daemon's own arithmetic)
 # Cache policy, part 5: what a context is. context_depth=0 (every regular
-# file is its own context), a store remounted at another context_depth, and
-# directories renamed to or away from the context depth.
+# file is its own context), the store's context_depth (another one refused,
+# kvfsctl context-depth), and directories renamed to or away from the
+# context depth.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -65,28 +66,57 @@ kv_umount "$MNT4"
 soft_pass "context_depth=0: files evicted one by one, pins and ttls on files"
 
 # ---------------------------------------------------------------------------
-# 2. A store remounted at another context_depth.
+# 2. The context depth is the store's: a mount at another one is refused
+#    (it used to rescan the contexts and drop every pin and TTL, issue 12),
+#    a mount without the option takes the store's, and kvfsctl
+#    context-depth changes it, carrying pins and TTLs over.
 # ---------------------------------------------------------------------------
 STORE5=$T/store5
 MNT5=$T/mnt5
 kv_mount "$STORE5" "$MNT5" "codec=none"
 for c in ns1/a ns1/b ns2/c; do mkctx "$MNT5/$c" 100000; done
 assert_eq "$(stat1 "$MNT5" kvfs_contexts)" 3 "contexts at depth 2"
+setfattr -n user.kvfs.pin -v 1 "$MNT5/ns1/a"
+setfattr -n user.kvfs.ttl -v 1000 "$MNT5/ns2/c"
 kv_umount "$MNT5"
-kv_mount "$STORE5" "$MNT5" "codec=none,context_depth=1"
+kv_try "$STORE5" "$MNT5" -o codec=none,context_depth=1
+check '[ "$KV_TRY_RC" -ne 0 ]' "a mount with context_depth=1 of a depth-2 store was not refused"
+grep -q "context_depth=2" <<<"$KV_TRY_OUT" || fail "the refusal does not name the store's depth: $KV_TRY_OUT"
+grep -q "kvfsctl context-depth" <<<"$KV_TRY_OUT" || fail "the refusal does not say how to change it: $KV_TRY_OUT"
+kv_mount "$STORE5" "$MNT5" "codec=none"
+grep -qx "context_depth=2" "$MNT5/.kvfs/config" || fail "a mount without the option is not at the store's depth 2"
+assert_eq "$(xget "$MNT5/ns1/a" user.kvfs.pin)" 1 "pin of ns1/a after a refused mount at another depth"
+assert_eq "$(xget "$MNT5/ns2/c" user.kvfs.ttl)" 1000 "ttl of ns2/c after a refused mount at another depth"
+kv_umount "$MNT5"
+assert_eq "$("$KVFSCTL" context-depth "$STORE5")" "context_depth=2" "kvfsctl context-depth STORE"
+out=$("$KVFSCTL" context-depth "$STORE5" 1) || fail "kvfsctl context-depth STORE 1: $out"
+grep -qx "/ns1: pin" <<<"$out" || fail "context-depth 1 does not say that ns1 takes ns1/a's pin: $out"
+grep -qx "/ns2: ttl 1000" <<<"$out" || fail "context-depth 1 does not say that ns2 takes ns2/c's ttl: $out"
+kv_mount "$STORE5" "$MNT5" "codec=none"
+grep -qx "context_depth=1" "$MNT5/.kvfs/config" || fail "the store's depth is not 1 after kvfsctl context-depth"
 assert_eq "$(xget "$MNT5/ns1" user.kvfs.logical_bytes)" 200000 "logical_bytes of ns1, a context at depth 1"
+assert_eq "$(xget "$MNT5/ns1" user.kvfs.pin)" 1 "pin of ns1 (carried from ns1/a)"
+assert_eq "$(xget "$MNT5/ns2" user.kvfs.ttl)" 1000 "ttl of ns2 (carried from ns2/c)"
 expect_fail "Invalid argument" "pin on ns1/a, no context at depth 1" setfattr -n user.kvfs.pin -v 1 "$MNT5/ns1/a"
-soft_eq "$(stat1 "$MNT5" kvfs_contexts)" 2 "contexts after remounting with context_depth=1 (ns1, ns2)"
-# evicting one context removes a whole depth-1 context, not a part of one
+soft_eq "$(stat1 "$MNT5" kvfs_contexts)" 2 "contexts at depth 1 (ns1, ns2)"
+# evicting one context removes a whole depth-1 context, not a part of one:
+# ns2 (ns1 is pinned)
 s=$(stat1 "$MNT5" kvfs_stored_bytes)
 "$KVFSCTL" evict "$MNT5" --to $((s - 1)) || fail "kvfsctl evict at depth 1"
 left=$(cd "$MNT5" && find . -path ./.kvfs -prune -o -print | LC_ALL=C sort | tr '\n' ' ')
-case $left in
-". ./ns1 ./ns1/a ./ns1/a/f ./ns1/b ./ns1/b/f " | ". ./ns2 ./ns2/c ./ns2/c/f ") ;;
-*) soft_eq "$left" "(all of ns1 or all of ns2 gone)" "tree after evicting one depth-1 context" ;;
-esac
+soft_eq "$left" ". ./ns1 ./ns1/a ./ns1/a/f ./ns1/b ./ns1/b/f " "tree after evicting one depth-1 context (all of ns2 gone)"
 kv_umount "$MNT5"
-soft_pass "remount at context_depth=1: contexts are the depth-1 directories"
+# deeper: ns1's pin goes to both contexts in it; at depth 3 nothing is a
+# directory, so the pins have nowhere to go, and that is said
+"$KVFSCTL" context-depth "$STORE5" 2 >"$T/cd2.out" || fail "kvfsctl context-depth STORE 2: $(cat "$T/cd2.out")"
+rc=0; out=$("$KVFSCTL" context-depth "$STORE5" 3) || rc=$?
+assert_eq "$rc" 1 "exit status of a depth change that drops pins ($out)"
+grep -q "/ns1/a: pin not carried" <<<"$out" || fail "context-depth 3 does not report the pin it drops: $out"
+"$KVFSCTL" context-depth "$STORE5" 2 >/dev/null || true
+kv_mount "$STORE5" "$MNT5" "codec=none"
+grep -qx "context_depth=2" "$MNT5/.kvfs/config" || fail "the store's depth is not 2 again"
+kv_umount "$MNT5"
+soft_pass "context_depth is the store's: another one is refused; kvfsctl context-depth moves pins and TTLs"
 
 # ---------------------------------------------------------------------------
 # 3. Directories renamed to or away from the context depth (depth 2).

@@ -442,6 +442,33 @@ START_TEST(test_abandon)
 }
 END_TEST
 
+/* Issue 12, defect 7: a mount at another context_depth rescanned the
+ * contexts and lost every pin. The depth is the store's now. */
+START_TEST(test_context_depth_kept)
+{
+	char store[600], err[512] = "", v[8] = "";
+	struct kv_config cfg = kvtest_small_config(), two = kvtest_small_config();
+	struct kv_config plain = kvtest_small_config();
+	struct kv_fs *fs = NULL;
+	uint64_t ctx;
+
+	ck_assert_int_eq(kv_opt_set(&cfg, "context_depth", "1", err, sizeof(err)), 0);
+	ck_assert_int_eq(kv_opt_set(&two, "context_depth", "2", err, sizeof(err)), 0);
+	new_store_path(store, sizeof(store));
+	fs = kvtest_open_fs(store, &cfg);
+	ctx = mkdir_fs(fs, KV_ROOT_INO, "ctx");
+	ck_assert_int_eq(kv_fs_setxattr(fs, ctx, "user.kvfs.pin", "1", 1, 0), 0);
+	kv_fs_close(fs);
+	ck_assert_int_eq(kv_fs_open(store, &two, &fs, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "context_depth=1") != NULL, "message: %s", err);
+	fs = kvtest_open_fs(store, &plain);
+	ck_assert_int_eq(kv_fs_config(fs)->context_depth, 1);
+	ck_assert_int_eq(kv_fs_getxattr(fs, ctx, "user.kvfs.pin", v, sizeof(v) - 1), 1);
+	ck_assert_str_eq(v, "1");
+	kv_fs_close(fs);
+}
+END_TEST
+
 /* ---- data path ---- */
 
 START_TEST(test_write_read)
@@ -1630,6 +1657,7 @@ static Suite *fs_suite(void)
 	tcase_add_test(tc, test_second_open_busy);
 	tcase_add_test(tc, test_lost_index_refused);
 	tcase_add_test(tc, test_abandon);
+	tcase_add_test(tc, test_context_depth_kept);
 	tcase_add_test(tc, test_namespace);
 
 	tc = kvtest_tcase(s, "data", 120);
