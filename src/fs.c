@@ -1877,8 +1877,11 @@ int kv_fs_removexattr(struct kv_fs *fs, uint64_t ino, const char *name)
 {
 	int rc = check_xattr(name, 0);
 
+	/* A namespace that cannot be set cannot be removed either; the kernel
+	 * also sends setting an empty POSIX ACL as a remove, which must fail
+	 * as setting one does. */
 	if (rc)
-		return rc == -EOPNOTSUPP ? -ENODATA : rc;
+		return rc;
 	if (policy_attr(name) >= 0)
 		return -EPERM;
 	rc = kv_index_removexattr(fs->ix, ino, name);
