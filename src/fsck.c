@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fs_int.h"
+#include "log.h"
 
 struct fsck_job {
 	uint64_t ino;
@@ -289,6 +290,13 @@ int kv_fsck_check(struct kv_fs *fs, int threads, struct kv_fsck_report *rep)
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
+	rc = kv_index_verify(fs->ix, 0, rep->index_msg, sizeof(rep->index_msg));
+	if (rc > 0)
+		rep->index_problems = rc;
+	else if (rc)
+		kv_err("fsck %s: cannot check the index: %s", fs->store_path, rep->index_msg);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	rc = collect(&w);
 	if (!rc && w.njobs)
 		qsort(w.jobs, w.njobs, sizeof(*w.jobs), by_place);

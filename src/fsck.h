@@ -1,7 +1,9 @@
 /* kv_fsck: offline check and repair of a store (kvfsctl fsck).
  *
- * The check reads every chunk record of every file reachable from the
- * root with the reader's full checks (kv_store_read: both checksums,
+ * The check first runs SQLite's integrity_check on the index: the chunk
+ * check walks the index, so a damaged one stops it there (the remedy is
+ * kvfsctl rebuild, which recovers the index from the segments). It then
+ * reads every chunk record of every file reachable from the root with the reader's full checks (kv_store_read: both checksums,
  * owner inode and chunk index, lengths, decoding), after checking that the
  * record's segment exists and holds the whole record. Records are read on
  * a few threads, in segment order. Repair cuts each damaged file before
@@ -36,6 +38,8 @@ struct kv_fsck_seg {
 };
 
 struct kv_fsck_report {
+	int index_problems;         /* > 0: the index is damaged; nothing else checked */
+	char index_msg[256];        /* then SQLite's first complaint */
 	uint64_t files, chunks;     /* checked: regular files, chunk records */
 	uint64_t bytes, stored;     /* file bytes in those records; record bytes */
 	uint64_t bad_chunks;
@@ -49,10 +53,10 @@ struct kv_fsck_report {
  * it, and -ENOENT for a directory that is not a store (none is created).
  * The mount's context depth is kept, so policy state survives. */
 
-/* Check every chunk of the store; threads 0 picks a few (one per CPU, at
- * most 8). Returns 0 with *rep filled (free it with kv_fsck_report_free)
- * whether or not anything is damaged, or a negative errno when the check
- * could not be done. */
+/* Check the index, then every chunk of the store; threads 0 picks a few
+ * (one per CPU, at most 8). Returns 0 with *rep filled (free it with
+ * kv_fsck_report_free) whether or not anything is damaged, or a negative
+ * errno when the check could not be done. */
 int kv_fsck_check(struct kv_fs *fs, int threads, struct kv_fsck_report *rep);
 void kv_fsck_report_free(struct kv_fsck_report *rep);
 

@@ -60,8 +60,17 @@ struct kv_index;
 
 /* Move checkpoints (copying the write-ahead log into the database, with
  * its fsync) off the committing threads: a thread with a connection of its
- * own runs them once the log holds 1000 pages. For the mount. */
+ * own runs them once the log holds 1000 pages. For the mount. The thread
+ * first runs quick_check on the index and logs any damage. */
 int kv_index_checkpointer(struct kv_index *ix);
+
+/* Check the index file itself: SQLite's integrity_check (every page, and
+ * every index against its table), or quick_check when quick (no index
+ * comparison; on a 1M-file index about 0.6 s with the file cached). Returns
+ * 0 when sound, the number of problems found (the first in msg), or a
+ * negative errno when the check could not run (why in msg). For fsck;
+ * a mount runs quick_check in the checkpointer's thread. */
+int kv_index_verify(struct kv_index *ix, int quick, char *msg, size_t len);
 
 /* Open (create when create != 0) the index at path. A file that is not a
  * kvfs index, or one from a newer kvfs, is refused without being changed,

@@ -22,7 +22,9 @@ static void usage(FILE *out)
 		"commands:\n"
 		"    info STORE             format version, files, contexts, logical and stored bytes\n"
 		"    stats MOUNT            the mount's counters, for people (raw: MOUNT/.kvfs/stats)\n"
-		"    ls MOUNT [NAMESPACE]   contexts, most recently used first, with sizes, TTL, pin\n"
+		"    ls MOUNT [NAMESPACE]   contexts, most recently used first, with sizes, TTL, pin;\n"
+		"                           in names, control bytes, spaces, backslashes and bytes\n"
+		"                           that are not UTF-8 are written \\ooo (octal)\n"
 		"    evict MOUNT --to SIZE  evict least recently used contexts down to SIZE stored\n"
 		"    pin PATH, unpin PATH   keep a context from eviction, or stop keeping it\n"
 		"    gc STORE               give back space left by a crash (store not mounted)\n"
@@ -229,6 +231,51 @@ static void walk(const char *dir, const char *rel, int levels, struct ctx_list *
 	closedir(d);
 }
 
+/* Length of the valid UTF-8 sequence at p, not a C1 control, or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n = p[0] < 0xc2 ? 0 : p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : p[0] < 0xf5 ? 4 : 0;
+	unsigned lo = 0x80, hi = 0xbf;
+
+	if (p[0] == 0xe0)
+		lo = 0xa0; /* overlong */
+	else if (p[0] == 0xed)
+		hi = 0x9f; /* surrogates */
+	else if (p[0] == 0xf0)
+		lo = 0x90; /* overlong */
+	else if (p[0] == 0xf4)
+		hi = 0x8f; /* past U+10FFFF */
+	else if (p[0] == 0xc2)
+		lo = 0xa0; /* C1 controls U+0080..U+009F */
+	for (size_t i = 1; i < n; i++, lo = 0x80, hi = 0xbf)
+		if (p[i] < lo || p[i] > hi)
+			return 0;
+	return n;
+}
+
+/* A name as one field of a row: names are any bytes but '/' and NUL, and
+ * a newline or tab in one would forge rows or columns, an escape sequence
+ * would drive the terminal. Every byte that is a control, a space, a
+ * backslash or not part of UTF-8 is written \ooo, as in
+ * /proc/self/mountinfo: always three digits, so a digit after one is
+ * plain. out holds 4 * len + 1. */
+static void escape_name(char *out, const char *name)
+{
+	const unsigned char *p = (const unsigned char *)name;
+
+	while (*p) {
+		size_t n = *p >= 0x80 ? utf8_len(p) : *p > ' ' && *p != '\\' && *p != 0x7f;
+		if (n) {
+			memcpy(out, p, n);
+			out += n;
+			p += n;
+		} else {
+			out += sprintf(out, "\\%03o", *p++);
+		}
+	}
+	*out = 0;
+}
+
 static int cmd_ls(const char *mnt, const char *ns)
 {
 	char path[4200], *cfg, *p;
@@ -259,10 +306,11 @@ static int cmd_ls(const char *mnt, const char *ns)
 	printf("%-40s %-20s %14s %14s %8s %4s\n", "context", "last access", "logical", "stored",
 	       "ttl", "pin");
 	for (size_t i = 0; i < l.n; i++) {
-		char when[32];
+		char when[32], name[4 * sizeof(l.v[i].path) + 1];
 		time_t t = (time_t)l.v[i].last_access;
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
-		printf("%-40s %-20s %14s %14s %8s %4s\n", l.v[i].path, when, l.v[i].logical,
+		escape_name(name, l.v[i].path);
+		printf("%-40s %-20s %14s %14s %8s %4s\n", name, when, l.v[i].logical,
 		       l.v[i].stored, l.v[i].ttl, l.v[i].pin);
 	}
 	free(l.v);
@@ -408,6 +456,13 @@ static int cmd_fsck(const char *store, int repair)
 		fprintf(stderr, "kvfsctl: fsck %s: %s\n", store, strerror(-rc));
 		kv_fs_close(fs);
 		return 2;
+	}
+	if (r.index_problems) {
+		printf("index %s/kvfs.db is damaged (%d problem%s; the first: %s); chunks not "
+		       "checked: run `kvfsctl rebuild %s` (docs/reliability.md)\n", store,
+		       r.index_problems, r.index_problems > 1 ? "s" : "", r.index_msg, store);
+		kv_fs_close(fs);
+		return 1;
 	}
 	fsck_print(fs, &r, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	rc = r.nbad ? 1 : 0;
