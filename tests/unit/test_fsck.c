@@ -16,6 +16,7 @@
 #include "fs_int.h"
 #include "fsck.h"
 #include "kvtest.h"
+#include "kvtest_corrupt.h"
 #include "kvtest_fs.h"
 
 #define CHUNK (64u << 10)
@@ -481,6 +482,39 @@ START_TEST(test_damage_and_repair)
 }
 END_TEST
 
+/* A damaged index is reported as such (issue 12: fsck said "clean"), and
+ * the chunk check, which walks it, is not run. */
+START_TEST(test_damaged_index)
+{
+	static const char *const pages[] = { "dentry_by_ino", NULL };
+	struct kv_config cfg = kvtest_small_config();
+	struct kv_fsck_report rep;
+	struct kv_fs *fs;
+	char store[1024], db[1100];
+
+	kvtest_new_path(store, sizeof(store), "store");
+	fs = kvtest_open_fs(store, &cfg);
+	mknode(fs, mknode(fs, KV_ROOT_INO, "ns", S_IFDIR | 0755), "f", S_IFREG | 0644);
+	kv_fs_close(fs);
+	fs = fsck_open(store);
+	ck_assert_int_eq(kv_fsck_check(fs, 1, &rep), 0);
+	ck_assert_int_eq(rep.index_problems, 0);
+	ck_assert_uint_eq(rep.files, 1);
+	kv_fsck_report_free(&rep);
+	kv_fs_close(fs);
+
+	snprintf(db, sizeof(db), "%s/kvfs.db", store);
+	kvtest_corrupt_pages(db, pages);
+	fs = fsck_open(store);
+	ck_assert_int_eq(kv_fsck_check(fs, 1, &rep), 0);
+	ck_assert_int_gt(rep.index_problems, 0);
+	ck_assert_str_ne(rep.index_msg, "");
+	ck_assert_uint_eq(rep.files, 0);
+	kv_fsck_report_free(&rep);
+	kv_fs_close(fs);
+}
+END_TEST
+
 START_TEST(test_refuses_mounted_and_foreign)
 {
 	struct kv_config cfg = kvtest_small_config();
@@ -542,6 +576,7 @@ static Suite *fsck_suite(void)
 
 	tcase_add_test(tc, test_clean);
 	tcase_add_test(tc, test_damage_and_repair);
+	tcase_add_test(tc, test_damaged_index);
 	tcase_add_test(tc, test_refuses_mounted_and_foreign);
 	tcase_add_test(tc, test_keeps_context_depth);
 	return s;

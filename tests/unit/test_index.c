@@ -14,6 +14,7 @@
 
 #include "index.h"
 #include "kvtest.h"
+#include "kvtest_corrupt.h"
 
 /* A fresh directory; *db gets the index path inside it. */
 static void new_dir(char *dir, size_t len, char *db, size_t dblen)
@@ -1173,6 +1174,139 @@ START_TEST(test_check_newer_version)
 }
 END_TEST
 
+/* ---- a damaged index (issue 12) ---- */
+
+/* /d holding /d/f and /d/sub, and an empty /e; the index is closed. */
+static void damaged_tree(struct kv_attr *d, struct kv_attr *e)
+{
+	struct kv_index *ix = fresh();
+
+	*d = mkdirx(ix, 1, "d");
+	*e = mkdirx(ix, 1, "e");
+	mkfile(ix, d->ino, "f");
+	mkdirx(ix, d->ino, "sub");
+	kv_index_close(ix);
+}
+
+static int nop_entry(void *arg, const char *name, size_t len, const struct kv_attr *a,
+		     uint64_t next)
+{
+	(void)name, (void)len, (void)a, (void)next;
+	++*(int *)arg;
+	return 0;
+}
+
+/* Every table and index of the directory entries damaged: the namespace
+ * operations say EIO, never ENOENT or an empty directory. */
+START_TEST(test_damaged_dentry)
+{
+	static const char *const all[] = { "dentry", "sqlite_autoindex_dentry_1", "dentry_by_ino",
+					   "dentry_by_parent", NULL };
+	struct kv_attr d, e, a = { .mode = S_IFREG | 0644 };
+	struct kv_index *ix;
+	uint64_t parent = 0, ino;
+	uint32_t nlink;
+	char msg[256];
+	int n = 0;
+
+	damaged_tree(&d, &e);
+	kvtest_corrupt_pages(T_db, all);
+	ix = open_ix(T_db);
+	ck_assert_int_eq(kv_index_readdir(ix, 1, 0, nop_entry, &n), -EIO);
+	ck_assert_int_eq(kv_index_readdir(ix, d.ino, 0, nop_entry, &n), -EIO);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(lookup(ix, 1, "d", NULL), -EIO);
+	ck_assert_int_eq(kv_index_parent(ix, d.ino, &parent), -EIO);
+	ck_assert_int_eq(rm(ix, 1, "e", 1, &ino, &nlink), -EIO);
+	ck_assert_int_eq(kv_index_create(ix, 1, "new", 3, &a, NULL), -EIO);
+	ck_assert_int_eq(mv(ix, 1, "d", 1, "d2", 0, NULL, NULL), -EIO);
+	ck_assert_int_gt(kv_index_verify(ix, 1, msg, sizeof(msg)), 0);
+	ck_assert_int_gt(kv_index_verify(ix, 0, msg, sizeof(msg)), 0);
+	ck_assert_str_ne(msg, "");
+	kv_index_close(ix);
+}
+END_TEST
+
+/* Only the index of entries by parent damaged (has_children reads it):
+ * rmdir of a directory with entries must fail, never drop it. */
+START_TEST(test_damaged_has_children)
+{
+	static const char *const by_parent[] = { "dentry_by_parent", NULL };
+	struct kv_attr d, e;
+	struct kv_index *ix;
+	uint64_t ino;
+	uint32_t nlink;
+
+	damaged_tree(&d, &e);
+	kvtest_corrupt_pages(T_db, by_parent);
+	ix = open_ix(T_db);
+	ck_assert_int_eq(rm(ix, 1, "d", 1, &ino, &nlink), -EIO);
+	ck_assert_int_eq(rm(ix, 1, "e", 1, &ino, &nlink), -EIO);
+	ck_assert_uint_eq(ino_of(ix, 1, "d"), d.ino);
+	ck_assert_uint_gt(ino_of(ix, d.ino, "f"), d.ino);
+	kv_index_close(ix);
+}
+END_TEST
+
+/* Only the index of entries by inode damaged (the parent walk reads it):
+ * a directory must not move into its own subtree because the walk failed,
+ * and readdir, which names the parent as "..", fails. */
+START_TEST(test_damaged_parent_walk)
+{
+	static const char *const by_ino[] = { "dentry_by_ino", NULL };
+	struct kv_attr d, e;
+	struct kv_index *ix;
+	uint64_t parent, sub;
+
+	damaged_tree(&d, &e);
+	kvtest_corrupt_pages(T_db, by_ino);
+	ix = open_ix(T_db);
+	sub = ino_of(ix, d.ino, "sub");
+	ck_assert_int_eq(mv(ix, 1, "d", sub, "d", 0, NULL, NULL), -EIO);
+	ck_assert_uint_eq(ino_of(ix, 1, "d"), d.ino);
+	ck_assert_int_eq(kv_index_parent(ix, sub, &parent), -EIO);
+	kv_index_close(ix);
+}
+END_TEST
+
+/* A store of schema 2 gets schema 3 at its next open, keeps its entries,
+ * and readdir then resumes from the index, with no sort. */
+START_TEST(test_migrate_dentry_by_parent)
+{
+	struct kv_index *ix = fresh();
+	struct kv_attr d = mkdirx(ix, 1, "d");
+	struct listing l;
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	char plan[1024] = "";
+
+	for (int i = 0; i < 150; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "f%03d", i);
+		mkfile(ix, d.ino, name);
+	}
+	kv_index_close(ix);
+	sqlite_exec(T_db, "DROP INDEX dentry_by_parent; PRAGMA user_version=2;");
+	ix = open_ix(T_db);
+	ck_assert_int_eq(kv_index_user_version(ix), 3);
+	list(ix, d.ino, 0, 200, &l);
+	ck_assert_int_eq(l.n, 150);
+	ck_assert_str_eq(l.names[149], "f149");
+	kv_index_close(ix);
+	/* The query of kv_index_readdir (Q_READDIR in src/index.c). */
+	ck_assert_int_eq(sqlite3_open(T_db, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT d.id,d.name,i.ino,"
+			 "i.mode FROM dentry d JOIN inode i ON i.ino=d.ino "
+			 "WHERE d.parent=?1 AND d.id>?2 ORDER BY d.id", -1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW)
+		snprintf(plan + strlen(plan), sizeof(plan) - strlen(plan), "%s; ",
+			 (const char *)sqlite3_column_text(s, 3));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	ck_assert_msg(strstr(plan, "dentry_by_parent") && !strstr(plan, "TEMP B-TREE"), "%s", plan);
+}
+END_TEST
+
 static Suite *index_suite(void)
 {
 	Suite *s = suite_create("index");
@@ -1208,6 +1342,12 @@ static Suite *index_suite(void)
 	tcase_add_test(tc, test_check_empty_db);
 	tcase_add_test(tc, test_check_foreign_db);
 	tcase_add_test(tc, test_check_newer_version);
+
+	tc = kvtest_tcase(s, "damaged", 30);
+	tcase_add_test(tc, test_damaged_dentry);
+	tcase_add_test(tc, test_damaged_has_children);
+	tcase_add_test(tc, test_damaged_parent_walk);
+	tcase_add_test(tc, test_migrate_dentry_by_parent);
 	return s;
 }
 
