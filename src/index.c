@@ -476,6 +476,9 @@ static int check_db(sqlite3 *db, const char *pragma, char *msg, size_t len)
 		snprintf(msg, len, "%s", sqlite3_errmsg(db));
 		return (rc & 0xff) == SQLITE_INTERRUPT ? -EINTR : -EIO;
 	}
+	/* One line, for the log and fsck's report. */
+	for (char *c = msg; (c = strchr(c, '\n')); )
+		*c = ' ';
 	return n;
 }
 
