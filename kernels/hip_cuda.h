@@ -38,6 +38,7 @@ typedef void *hipDeviceptr_t;
 #define hipStreamNonBlocking cudaStreamNonBlocking
 #define hipEventDisableTiming cudaEventDisableTiming
 #define hipHostRegisterDefault cudaHostRegisterDefault
+#define hipHostRegisterReadOnly cudaHostRegisterReadOnly
 #define hipHostMallocDefault cudaHostAllocDefault
 #define hipIpcMemLazyEnablePeerAccess cudaIpcMemLazyEnablePeerAccess
 #define hipMemcpyHostToDevice cudaMemcpyHostToDevice

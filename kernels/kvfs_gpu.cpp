@@ -118,6 +118,18 @@ static int kv_gpu_host_register(void *p, size_t len)
 			    "hipHostRegister");
 }
 
+/* A read-only file mapping: without the flag the runtime asks for write
+ * access, which a PROT_READ mapping refuses (and which would dirty the
+ * file's pages). */
+#ifndef hipHostRegisterReadOnly
+#define hipHostRegisterReadOnly 0x08
+#endif
+static int kv_gpu_host_register_ro(void *p, size_t len)
+{
+	return kv_gpu_check(hipHostRegister(p, len, hipHostRegisterReadOnly),
+			    "hipHostRegister(ReadOnly)");
+}
+
 static void kv_gpu_host_unregister(void *p)
 {
 	kv_gpu_check(hipHostUnregister(p), "hipHostUnregister");
@@ -270,6 +282,7 @@ static const struct kv_gpu_plugin kv_gpu_table = {
 	.device_uuid = kv_gpu_device_uuid,
 	.host_register = kv_gpu_host_register,
 	.host_unregister = kv_gpu_host_unregister,
+	.host_register_ro = kv_gpu_host_register_ro,
 	.host_alloc = kv_gpu_host_alloc,
 	.host_free = kv_gpu_host_free,
 	.ipc_open = kv_gpu_ipc_open,

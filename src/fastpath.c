@@ -13,6 +13,7 @@
 #include "fs_int.h"
 #include "gpu.h"
 #include "log.h"
+#include "segmap.h"
 
 struct fjob {
 	struct fjob *next;
@@ -27,6 +28,7 @@ struct fjob {
 struct kv_fast {
 	struct kv_fs *fs;
 	struct kv_gpu *g;
+	struct kv_segmap *segmap; /* raw chunks copied from the page cache */
 	pthread_mutex_t lock;
 	pthread_cond_t work;
 	struct fjob *head, *tail;
@@ -34,7 +36,7 @@ struct kv_fast {
 	int nthreads, idle, queued, stopping;
 	pthread_t th[KV_FAST_THREADS];
 	atomic_uint_least64_t requests, errors, read_bytes, write_bytes;
-	atomic_uint_least64_t load_wait_ns, copy_wait_ns, load_ns, loads;
+	atomic_uint_least64_t load_wait_ns, copy_wait_ns, load_ns, loads, direct;
 };
 
 static uint64_t mono_ns(void)
@@ -48,6 +50,8 @@ static uint64_t mono_ns(void)
 static void rd_free_all(struct kv_fast *f);
 
 static void slab_cb(void *arg, void *p, size_t len) { kv_gpu_register(arg, p, len); }
+static int pin_cb(void *arg, void *p, size_t len) { return kv_gpu_pin_ro(arg, p, len); }
+static void unpin_cb(void *arg, void *p, size_t len) { kv_gpu_unpin(arg, p, len); }
 
 struct kv_fast *kv_fast_new(struct kv_fs *fs, struct kv_gpu *g)
 {
@@ -57,6 +61,14 @@ struct kv_fast *kv_fast_new(struct kv_fs *fs, struct kv_gpu *g)
 		return NULL;
 	f->fs = fs;
 	f->g = g;
+	if (fs->cfg.gpu_pin) {
+		struct kv_segmap_pin pin = { pin_cb, unpin_cb, g };
+		f->segmap = kv_segmap_new(fs->st, fs->cfg.gpu_pin, &pin);
+		if (!f->segmap) {
+			free(f);
+			return NULL;
+		}
+	}
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->work, NULL);
 	/* Chunk buffers (the DRAM tier among them) and the zero chunk are
@@ -78,6 +90,7 @@ void kv_fast_free(struct kv_fast *f)
 		pthread_join(f->th[i], NULL);
 	kv_bufs_on_slab(f->fs->bufs, NULL, NULL);
 	rd_free_all(f);
+	kv_segmap_free(f->segmap);
 	pthread_cond_destroy(&f->work);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
@@ -227,6 +240,7 @@ struct piece {
 	struct rd *r;
 	struct piece_pos pos;
 	struct kv_readv rv;
+	struct kv_segwin *win; /* rv points into this window (load_direct) */
 	int state, rc;
 	unsigned streams;     /* bit s: the piece's copies used stream s */
 };
@@ -283,13 +297,59 @@ static void rd_free_all(struct kv_fast *f)
 	}
 }
 
+/* A piece (within one chunk) whose chunk is stored raw in a page-locked
+ * window of its segment: the record is checked there and the piece copied
+ * from there, with no read into a buffer first. Its length, or -EAGAIN
+ * when the usual load must do (no window, compressed, not stored yet, or
+ * the check failed: freed meanwhile or damaged, which the usual load
+ * tells apart). */
+static int load_direct(struct rd *r, struct piece *p)
+{
+	struct kv_fs *fs = r->fs;
+	uint64_t idx = p->pos.off / fs->cfg.chunk, a = p->pos.off % fs->cfg.chunk, k;
+	struct kv_codec_ctx *cc;
+	const uint8_t *rec;
+	struct kv_loc loc;
+	uint32_t raw;
+	uint8_t codec;
+
+	if (!r->f->segmap || kv_file_chunk_rec(fs, r->ino, idx, &loc, &raw, &codec) ||
+	    loc.len != KV_REC_HDR + raw || !(cc = kv_codec_tls(fs->cfg.chunk)))
+		return -EAGAIN;
+	rec = kv_segmap_get(r->f->segmap, &loc, &p->win);
+	if (!rec)
+		return -EAGAIN;
+	/* A raw payload is checked in place (dst is the payload: nothing is
+	 * written to the read-only mapping). */
+	if (kv_rec_verify(cc, rec, rec + KV_REC_HDR, raw, loc.seg, r->ino, idx,
+			  (void *)(uintptr_t)(rec + KV_REC_HDR), raw)) {
+		kv_segmap_put(r->f->segmap, p->win);
+		p->win = NULL;
+		return -EAGAIN;
+	}
+	memset(&p->rv, 0, sizeof(p->rv));
+	k = a < raw ? raw - a : 0;
+	if (k > p->pos.len)
+		k = p->pos.len;
+	if (k)
+		p->rv.iov[p->rv.n++] = (struct iovec){ (void *)(uintptr_t)(rec + KV_REC_HDR + a), k };
+	if (p->pos.len > k)
+		p->rv.iov[p->rv.n++] = (struct iovec){ fs->zeros, p->pos.len - k };
+	p->rv.bytes = p->pos.len;
+	atomic_fetch_add(&r->f->direct, 1);
+	return (int)p->pos.len;
+}
+
 static void load_job(void *arg)
 {
 	struct piece *p = arg;
 	struct rd *r = p->r;
 	uint64_t t0 = mono_ns();
-	int rc = kv_file_read_ex(r->fs, r->ino, (off_t)p->pos.off, p->pos.len, &p->rv,
-				 KV_READ_OWN_COPY | KV_READ_NO_PREFETCH);
+	int rc = load_direct(r, p);
+
+	if (rc == -EAGAIN)
+		rc = kv_file_read_ex(r->fs, r->ino, (off_t)p->pos.off, p->pos.len, &p->rv,
+				     KV_READ_OWN_COPY | KV_READ_NO_PREFETCH);
 
 	atomic_fetch_add(&r->f->load_ns, mono_ns() - t0);
 	atomic_fetch_add(&r->f->loads, 1);
@@ -329,6 +389,8 @@ static int retire(struct rd *r, struct kv_gpu_lane *l, int i)
 	}
 	if (r->p[i].state != P_FREE)
 		kv_file_read_done(r->fs, &r->p[i].rv);
+	kv_segmap_put(r->f->segmap, r->p[i].win);
+	r->p[i].win = NULL;
 	r->p[i].state = P_FREE;
 	return rc;
 }
@@ -627,4 +689,10 @@ void kv_fast_stats(struct kv_fast *f, struct kv_fast_stats *s)
 	s->copy_wait_ns = atomic_load(&f->copy_wait_ns);
 	s->load_ns = atomic_load(&f->load_ns);
 	s->loads = atomic_load(&f->loads);
+	s->direct = atomic_load(&f->direct);
+	{
+		struct kv_segmap_stats ss;
+		kv_segmap_stats(f->segmap, &ss);
+		s->pinned_windows = ss.bytes;
+	}
 }

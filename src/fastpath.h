@@ -68,6 +68,8 @@ struct kv_fast_stats {
 	uint64_t requests, errors, read_bytes, write_bytes;
 	uint64_t load_wait_ns, copy_wait_ns; /* GPU_READs waiting on chunk loads / copies */
 	uint64_t load_ns, loads;             /* chunk loads run on the worker pool */
+	uint64_t direct;                     /* ... of them copied from a segment window */
+	uint64_t pinned_windows;             /* bytes of segment windows page-locked now */
 };
 void kv_fast_stats(struct kv_fast *f, struct kv_fast_stats *s);
 

@@ -940,6 +940,28 @@ int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, stru
 	return (int)rv->bytes;
 }
 
+int kv_file_chunk_rec(struct kv_fs *fs, uint64_t ino, uint64_t idx, struct kv_loc *loc,
+		      uint32_t *raw, uint8_t *codec)
+{
+	int rc = 0;
+	struct kv_inode *in = open_inode(fs, ino, &rc);
+	struct kv_centry *e;
+
+	if (!in)
+		return rc;
+	pthread_mutex_lock(&in->lock);
+	e = kv_cmap_get(&in->map, idx);
+	if (!e || e->buf || e->inflight || !e->stored || kv_fs_quarantined(fs, &e->loc)) {
+		rc = -EAGAIN;
+	} else {
+		*loc = e->loc;
+		*raw = e->raw;
+		*codec = e->codec;
+	}
+	pthread_mutex_unlock(&in->lock);
+	return rc;
+}
+
 void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv)
 {
 	for (int i = 0; i < rv->nrefs; i++)

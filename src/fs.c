@@ -955,6 +955,8 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
 		g.gpu_copy_wait_ns = fst.copy_wait_ns;
 		g.gpu_load_ns = fst.load_ns;
 		g.gpu_loads = fst.loads;
+		g.gpu_direct = fst.direct;
+		g.gpu_window_bytes = fst.pinned_windows;
 	}
 	return kv_stats_format(&fs->stats, &g, buf, len);
 }

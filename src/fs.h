@@ -148,5 +148,11 @@ int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct 
 int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv,
 		    unsigned flags);
 void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv);
+/* The record that holds chunk idx of an open file now, for a caller that
+ * reads it itself (the GPU fast path, from a mapping of the segment):
+ * 0, or -EAGAIN when the chunk is a hole, has bytes not yet stored, or
+ * its record failed its checks before. */
+int kv_file_chunk_rec(struct kv_fs *fs, uint64_t ino, uint64_t idx, struct kv_loc *loc,
+		      uint32_t *raw, uint8_t *codec);
 
 #endif

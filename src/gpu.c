@@ -524,3 +524,25 @@ void kv_gpu_free(struct kv_gpu *g)
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 }
+
+int kv_gpu_pin_ro(struct kv_gpu *g, void *p, size_t len)
+{
+	int rc = kv_gpu_start(g);
+
+	if (!rc)
+		rc = g->p->host_register_ro(p, len);
+	if (!rc) {
+		pthread_mutex_lock(&g->lock);
+		g->st.registered += len;
+		pthread_mutex_unlock(&g->lock);
+	}
+	return rc;
+}
+
+void kv_gpu_unpin(struct kv_gpu *g, void *p, size_t len)
+{
+	g->p->host_unregister(p);
+	pthread_mutex_lock(&g->lock);
+	g->st.registered -= len;
+	pthread_mutex_unlock(&g->lock);
+}

@@ -59,6 +59,12 @@ const struct kv_gpu_plugin *kv_gpu_plugin(const struct kv_gpu *g);
 /* Page-lock host memory for the backend (now if started, else at start). */
 void kv_gpu_register(struct kv_gpu *g, void *p, size_t len);
 
+/* Page-lock memory the device only reads (a read-only file mapping,
+ * src/segmap.h), starting the backend if needed; counted in registered.
+ * kv_gpu_unpin releases it. */
+int kv_gpu_pin_ro(struct kv_gpu *g, void *p, size_t len);
+void kv_gpu_unpin(struct kv_gpu *g, void *p, size_t len);
+
 /* The mapping of an IPC handle on dev, imported now or found in the
  * cache, referenced. pid (0: unknown) is the client whose exit closes it.
  * -EBADF with a message in err when the handle cannot be opened. */

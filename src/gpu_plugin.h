@@ -1,6 +1,7 @@
 /* The interface between kvfs and a GPU backend plugin (libkvfs-gpu-*.so),
- * version 1. The daemon links no GPU runtime: it dlopen()s a plugin and
- * calls kvfs_gpu_plugin_v1() for this table. Plugins are written against
+ * version 2. The daemon links no GPU runtime: it dlopen()s a plugin and
+ * calls kvfs_gpu_plugin_v1() for this table (ABI 2 added host_register_ro;
+ * plugins are built with the daemon). Plugins are written against
  * the HIP API (kernels/kvfs_gpu.cpp); the CUDA build maps HIP to CUDA
  * through kernels/hip_cuda.h.
  *
@@ -18,7 +19,7 @@
 extern "C" {
 #endif
 
-#define KV_GPU_PLUGIN_ABI 1u
+#define KV_GPU_PLUGIN_ABI 2u
 
 struct kv_gpu_plugin {
 	uint32_t abi;             /* KV_GPU_PLUGIN_ABI */
@@ -34,6 +35,9 @@ struct kv_gpu_plugin {
 	 * copies from it run at full speed; failure only costs speed. */
 	int (*host_register)(void *p, size_t len);
 	void (*host_unregister)(void *p);
+	/* Page-lock memory the device only reads: a read-only mapping of a
+	 * file (ABI 2), released with host_unregister. */
+	int (*host_register_ro)(void *p, size_t len);
 	/* Pinned host memory for staging; NULL on failure. */
 	void *(*host_alloc)(size_t len);
 	void (*host_free)(void *p);

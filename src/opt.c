@@ -248,6 +248,15 @@ static int set_gpu(struct kv_config *cfg, const char *v, char *err, size_t errle
 	return 0;
 }
 
+static int set_gpu_pin(struct kv_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (kv_opt_parse_size(v, &cfg->gpu_pin)) {
+		snprintf(err, errlen, "gpu_pin=%s: expected a size such as 4G, or 0 for none", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static void show_codec(const struct kv_config *c, char *b, size_t n)
 {
 	static const char *const names[] = { "none", "lz4", "zstd" };
@@ -292,6 +301,7 @@ SHOW(low, "%d", c->low)
 SHOW(ttl, "%lld", (long long)c->ttl)
 SHOW(depth, "%d", c->context_depth)
 SHOW(gpu, "%s", c->gpu)
+SHOW(gpu_pin, "%zu", c->gpu_pin)
 
 static const struct kv_opt kv_opts[] = {
 	{ "codec", "none|lz4|zstd[:LEVEL]", "lz4",
@@ -329,6 +339,10 @@ static const struct kv_opt kv_opts[] = {
 	{ "gpu", "auto|cuda|hip|off|PATH", "auto",
 	  "GPU backend plugin for the ioctl fast path, started at the first GPU request "
 	  "(auto: the first of cuda, hip that finds a device; off: none)", set_gpu, show_gpu },
+	{ "gpu_pin", "SIZE", "4G",
+	  "page-locked windows of segment files from which GPU loads of chunks stored raw copy "
+	  "straight out of the page cache (pages held there cannot be reclaimed; 0: off)",
+	  set_gpu_pin, show_gpu_pin },
 };
 
 #define KV_NOPTS (sizeof(kv_opts) / sizeof(kv_opts[0]))

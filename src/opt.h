@@ -28,6 +28,7 @@ struct kv_config {
 	int64_t ttl;      /* default context time to live, seconds, 0 = none */
 	int context_depth;/* directory depth of a context; 0 = every file */
 	char gpu[256];    /* GPU backend: auto, cuda, hip, off or a plugin path */
+	size_t gpu_pin;   /* bytes of segment windows page-locked for GPU loads */
 	unsigned given;   /* options set by the user, one bit per table row */
 	int mount;        /* not an option: opened by the daemon (recovers after a crash) */
 };

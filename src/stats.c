@@ -95,5 +95,10 @@ int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *b
 		"kvfs_gpu_load_seconds_total %.6f\n", (double)g->gpu_load_ns / 1e9);
 	metric(&o, "kvfs_gpu_loads_total", "counter", "Chunks loaded on the worker pool for GPU reads.",
 	       g->gpu_loads);
+	metric(&o, "kvfs_gpu_direct_loads_total", "counter",
+	       "Of those, chunks stored raw copied straight from page-locked segment windows.",
+	       g->gpu_direct);
+	metric(&o, "kvfs_gpu_window_bytes", "gauge",
+	       "Bytes of segment windows page-locked now (at most -o gpu_pin).", g->gpu_window_bytes);
 	return (int)o.used;
 }

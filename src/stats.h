@@ -24,6 +24,7 @@ struct kv_gauges {
 	uint64_t gpu_requests, gpu_errors, gpu_read_bytes, gpu_write_bytes;
 	uint64_t gpu_mappings, gpu_ipc_opens, gpu_pinned_bytes;
 	uint64_t gpu_load_wait_ns, gpu_copy_wait_ns, gpu_load_ns, gpu_loads;
+	uint64_t gpu_direct, gpu_window_bytes;
 };
 
 static inline void kv_stat_add(atomic_uint_least64_t *c, uint64_t n)

@@ -460,6 +460,28 @@ int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
 	return 0;
 }
 
+int kv_store_seg_open(struct kv_store *st, uint32_t seg, uint64_t *size)
+{
+	struct stat sb;
+	int fd;
+
+	pthread_mutex_lock(&st->lock);
+	fd = seg_fd(st, seg);
+	fd = fd < 0 ? -EIO : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	pthread_mutex_unlock(&st->lock);
+	if (fd == -EIO)
+		return fd;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb)) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	*size = (uint64_t)sb.st_size;
+	return fd;
+}
+
 void kv_store_free(struct kv_store *st, const struct kv_loc *loc)
 {
 	int fd = -1;

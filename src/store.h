@@ -88,6 +88,11 @@ int kv_rec_verify(struct kv_codec_ctx *cc, const uint8_t h[KV_REC_HDR], const ui
 
 void kv_store_free(struct kv_store *st, const struct kv_loc *loc);
 
+/* A descriptor of segment seg's file of the caller's own (to close), and
+ * the file's size now, for mapping it (src/segmap.h). -EIO if there is no
+ * such segment. */
+int kv_store_seg_open(struct kv_store *st, uint32_t seg, uint64_t *size);
+
 /* Start reading the record at loc into the page cache, without waiting. */
 void kv_store_prefetch(struct kv_store *st, const struct kv_loc *loc);
 

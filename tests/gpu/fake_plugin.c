@@ -165,6 +165,7 @@ static const struct kv_gpu_plugin fake = {
 	.device_uuid = fake_uuid,
 	.host_register = fake_register,
 	.host_unregister = fake_unregister,
+	.host_register_ro = fake_register,
 	.host_alloc = fake_alloc,
 	.host_free = fake_free,
 	.ipc_open = fake_open,

@@ -968,6 +968,55 @@ START_TEST(test_read_segments)
 }
 END_TEST
 
+/* Chunks stored raw are copied from page-locked windows of the segments,
+ * checked there, without a read into a buffer or the DRAM tier; a record
+ * replaced since its window was mapped is read from its new place, and a
+ * damaged one is EIO, caught by the usual load. */
+START_TEST(test_read_cold_direct)
+{
+	const size_t size = 70 * CHUNK + 999, nchunks = 71;
+	struct rig r;
+	uint8_t patch[3000];
+	char seg[700];
+	uint64_t ino, misses;
+	int fd;
+
+	rig_open(&r, "none", KVFS_FAKE_PLUGIN, size, 6, 2 * size, 0);
+	write_file(r.fs, "f", r.data, size);
+	rig_reopen(&r);
+	ino = lookup(r.fs, "f");
+	misses = metric(r.fs, "kvfs_tier_misses_total");
+	seg_add(r.io, 100, 100, size - 100);
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p + 100, r.data + 100, size - 100, "GPU_READ from segment windows");
+	ck_assert_uint_eq(fstats(r.fs).loads, nchunks);
+	ck_assert_uint_eq(fstats(r.fs).direct, nchunks);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_tier_misses_total"), misses);
+	ck_assert_uint_ge(fstats(r.fs).pinned_windows, size);
+
+	/* Chunk 3 rewritten: its new record lies past the window mapped. */
+	memset(patch, 0x5a, sizeof(patch));
+	ck_assert_int_eq(kv_file_open(r.fs, ino, 0), 0);
+	wr(r.fs, ino, patch, sizeof(patch), 3 * CHUNK + 10);
+	ck_assert_int_eq(kv_file_release(r.fs, ino), 0);
+	memcpy(r.data + 3 * CHUNK + 10, patch, sizeof(patch));
+	run_ok(r.fs, ino, RD, r.io);
+	expect_bytes(r.a.p + 100, r.data + 100, size - 100, "GPU_READ after a rewrite");
+	ck_assert_uint_eq(fstats(r.fs).direct, 2 * nchunks);
+
+	/* A flipped byte in chunk 0's payload (the segment's header and the
+	 * record's come first): EIO, and nothing counted as direct. */
+	snprintf(seg, sizeof(seg), "%s/segments/00000001.seg", r.store);
+	fd = open(seg, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "\xff\x00\xff", 3, KV_SEG_HDR + KV_REC_HDR + 500), 3);
+	close(fd);
+	expect_err(r.fs, ino, RD, r.io, -EIO, KVFS_E_IO, 0);
+	ck_assert_uint_eq(metric(r.fs, "kvfs_checksum_errors_total"), 1);
+	rig_close(&r);
+}
+END_TEST
+
 START_TEST(test_read_cold_then_tier)
 {
 	/* More chunks than a request keeps in flight (KV_FAST_AHEAD) and than
@@ -975,8 +1024,12 @@ START_TEST(test_read_cold_then_tier)
 	const size_t size = 70 * CHUNK + 999, nchunks = 71;
 	struct rig r;
 	uint64_t ino, hits, misses;
+	struct kv_config cfg = config("lz4", KVFS_FAKE_PLUGIN);
+	char err[128];
 
-	rig_open(&r, "lz4", KVFS_FAKE_PLUGIN, size, 5, 2 * size + 100, 0);
+	/* Loads through buffers and the DRAM tier: no segment windows. */
+	ck_assert_int_eq(kv_opt_set(&cfg, "gpu_pin", "0", err, sizeof(err)), 0);
+	rig_open_cfg(&r, &cfg, size, 5, 2 * size + 100, 0);
 	write_file(r.fs, "f", r.data, size);
 	rig_reopen(&r); /* an empty DRAM tier */
 	ino = lookup(r.fs, "f");
@@ -1816,6 +1869,7 @@ static Suite *gpu_suite(void)
 	tc = kvtest_tcase(s, "fastpath", 120);
 	tcase_add_loop_test(tc, test_read_segments, 0, 3);
 	tcase_add_test(tc, test_read_cold_then_tier);
+	tcase_add_test(tc, test_read_cold_direct);
 	tcase_add_loop_test(tc, test_write_roundtrip, 0, 2);
 	tcase_add_test(tc, test_write_past_eof);
 	tcase_add_test(tc, test_read_buffered);

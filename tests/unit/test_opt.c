@@ -243,7 +243,7 @@ START_TEST(test_known)
 {
 	const char *names[] = { "codec",    "shuffle", "chunk", "ram",      "workers", "segment",
 				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth",
-				"gpu" };
+				"gpu",      "wbuf",    "gpu_pin" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		ck_assert_msg(kv_opt_known(names[i]), "%s", names[i]);
@@ -298,9 +298,9 @@ START_TEST(test_format_defaults)
 	kv_opt_defaults(&c);
 	kv_opt_format(&c, buf, sizeof(buf));
 	snprintf(want, sizeof(want),
-		 "codec=lz4\nshuffle=auto\nchunk=1048576\nram=134217728\nworkers=%zu\n"
-		 "segment=1073741824\ncapacity=0\nhigh=95\nlow=90\nmin_free=0\nttl=0\n"
-		 "context_depth=2\ngpu=auto\n",
+		 "codec=lz4\nshuffle=auto\nchunk=1048576\nram=134217728\nwbuf=268435456\n"
+		 "workers=%zu\nsegment=1073741824\ncapacity=0\nhigh=95\nlow=90\nmin_free=0\n"
+		 "ttl=0\ncontext_depth=2\ngpu=auto\ngpu_pin=4294967296\n",
 		 nproc_auto());
 	ck_assert_str_eq(buf, want);
 }
@@ -311,7 +311,7 @@ START_TEST(test_format_set)
 	struct kv_config c;
 	char buf[512], err[128];
 	const char *tail = "capacity=0\nhigh=95\nlow=90\nmin_free=0\nttl=0\ncontext_depth=2\n"
-			   "gpu=auto\n";
+			   "gpu=auto\ngpu_pin=4294967296\n";
 	char want[512];
 
 	kv_opt_defaults(&c);
@@ -323,13 +323,13 @@ START_TEST(test_format_set)
 	ck_assert_int_eq(kv_opt_set(&c, "segment", "16M", err, sizeof(err)), 0);
 	kv_opt_format(&c, buf, sizeof(buf));
 	snprintf(want, sizeof(want), "codec=zstd:5\nshuffle=4\nchunk=65536\nram=1073741824\n"
-		 "workers=3\nsegment=16777216\n%s", tail);
+		 "wbuf=268435456\nworkers=3\nsegment=16777216\n%s", tail);
 	ck_assert_str_eq(buf, want);
 	ck_assert_int_eq(kv_opt_set(&c, "codec", "none", err, sizeof(err)), 0);
 	ck_assert_int_eq(kv_opt_set(&c, "shuffle", "off", err, sizeof(err)), 0);
 	kv_opt_format(&c, buf, sizeof(buf));
 	snprintf(want, sizeof(want), "codec=none\nshuffle=off\nchunk=65536\nram=1073741824\n"
-		 "workers=3\nsegment=16777216\n%s", tail);
+		 "wbuf=268435456\nworkers=3\nsegment=16777216\n%s", tail);
 	ck_assert_str_eq(buf, want);
 	/* Truncated to the buffer, still terminated. */
 	memset(buf, 'x', sizeof(buf));
@@ -385,7 +385,7 @@ START_TEST(test_help_tables)
 	char *help = capture(kv_opt_print_help), *md = capture(kv_opt_print_markdown);
 	const char *names[] = { "codec",    "shuffle", "chunk", "ram",      "workers", "segment",
 				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth",
-				"gpu" };
+				"gpu",      "wbuf",    "gpu_pin" };
 	int rows = 0;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -400,7 +400,7 @@ START_TEST(test_help_tables)
 	ck_assert_ptr_nonnull(strstr(md, "| option | values | default | meaning |"));
 	for (const char *p = md; (p = strchr(p, '\n')); p++)
 		rows++;
-	ck_assert_int_eq(rows, 2 + 13); /* header, rule, one row per option */
+	ck_assert_int_eq(rows, 2 + 15); /* header, rule, one row per option */
 	free(help);
 	free(md);
 }
