@@ -144,6 +144,14 @@ static void daemon_ready(int notify, char status)
 	close(notify);
 }
 
+/* Physical memory in bytes, 0 if unknown. */
+static uint64_t phys_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
+
 static void forget_attr(void *arg, uint64_t ino)
 {
 	fuse_lowlevel_notify_inval_inode(arg, ino, -1, 0);
@@ -207,6 +215,7 @@ int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct cmdline c = { 0 };
+	char err[512];
 	int notify = -1, rc;
 
 	/* Chunk buffers come from the heap, not fresh mappings: mmap and
@@ -241,6 +250,9 @@ int main(int argc, char *argv[])
 	fuse_opt_add_arg(&args, "-osubtype=kvfs");
 	if (c.debug)
 		kv_log_set_level(KV_LOG_DEBUG);
+	/* Lowered, not refused: one fstab line serves machines of any size. */
+	if (kv_opt_fit_memory(&c.cfg, phys_memory(), err, sizeof(err)))
+		kv_warn("%s", err);
 	if (!c.foreground && daemon_start(&notify)) {
 		fprintf(stderr, "kvfs: cannot start in the background: %s\n", strerror(errno));
 		return 1;

@@ -114,7 +114,7 @@ static int set_ram(struct kv_config *cfg, const char *v, char *err, size_t errle
 
 static int set_wbuf(struct kv_config *cfg, const char *v, char *err, size_t errlen)
 {
-	if (kv_opt_parse_size(v, &cfg->wbuf) || cfg->wbuf < (16 << 20)) {
+	if (kv_opt_parse_size(v, &cfg->wbuf) || cfg->wbuf < KV_WBUF_MIN) {
 		snprintf(err, errlen, "wbuf=%s: expected a size of at least 16M, such as 256M", v);
 		return -EINVAL;
 	}
@@ -312,10 +312,12 @@ static const struct kv_opt kv_opts[] = {
 	  "files are cut into chunks of this size (power of two, 64K..16M), each compressed alone; "
 	  "fixed when the store is created", set_chunk, show_chunk },
 	{ "ram", "SIZE", "128M",
-	  "DRAM tier: budget for decompressed chunks kept in memory", set_ram, show_ram },
+	  "DRAM tier: budget for decompressed chunks kept in memory; at most half of physical "
+	  "memory (a larger value is lowered at mount, with a warning)", set_ram, show_ram },
 	{ "wbuf", "SIZE", "256M",
 	  "write buffers of all open files together: data written but not yet compressed; "
-	  "above it writers compress the oldest buffered chunks first", set_wbuf, show_wbuf },
+	  "above it writers compress the oldest buffered chunks first; at most a quarter of "
+	  "physical memory (lowered at mount, with a warning)", set_wbuf, show_wbuf },
 	{ "workers", "N|auto", "auto",
 	  "compression worker threads (auto: one per online CPU)", set_workers, show_workers },
 	{ "segment", "SIZE", "1G",
@@ -413,6 +415,50 @@ void kv_opt_print_markdown(FILE *out)
 			fprintf(out, *v == '|' ? "\\|" : "%c", *v);
 		fprintf(out, "` | `%s` | %s |\n", kv_opts[i].def, kv_opts[i].help);
 	}
+}
+
+/* A size in the largest unit that holds it whole, as the options take it. */
+static void size_str(char *b, size_t n, uint64_t v)
+{
+	static const char units[] = "KMGT";
+	int u = 0;
+
+	while (u < 4 && v && !(v & 1023)) {
+		v >>= 10;
+		u++;
+	}
+	snprintf(b, n, u ? "%llu%c" : "%llu", (unsigned long long)v, u ? units[u - 1] : 0);
+}
+
+/* A budget over its share of memory is lowered to that share, in whole
+ * MiB; msg gets what was done. */
+static void fit(const char *name, size_t *v, uint64_t share, uint64_t mem, const char *part,
+		char *msg, size_t len)
+{
+	size_t used = strlen(msg);
+	char was[32], now[32], all[32];
+
+	share &= ~(uint64_t)((1 << 20) - 1);
+	if (*v <= share)
+		return;
+	size_str(was, sizeof(was), *v);
+	size_str(now, sizeof(now), share);
+	size_str(all, sizeof(all), mem & ~(uint64_t)((1 << 20) - 1));
+	snprintf(msg + used, len - used, "%s%s=%s is more than %s of the %s of memory: lowered "
+		 "to %s", used ? "; " : "", name, was, part, all, now);
+	*v = (size_t)share;
+}
+
+int kv_opt_fit_memory(struct kv_config *cfg, uint64_t mem, char *msg, size_t len)
+{
+	uint64_t wbuf_max = mem / 4 > KV_WBUF_MIN ? mem / 4 : KV_WBUF_MIN;
+
+	msg[0] = 0;
+	if (!mem)
+		return 0;
+	fit("ram", &cfg->ram, mem / 2, mem, "half", msg, len);
+	fit("wbuf", &cfg->wbuf, wbuf_max, mem, "a quarter", msg, len);
+	return msg[0] != 0;
 }
 
 void kv_opt_format(const struct kv_config *cfg, char *buf, size_t len)

@@ -9,6 +9,9 @@
 
 enum kv_codec_id { KV_CODEC_NONE = 0, KV_CODEC_LZ4 = 1, KV_CODEC_ZSTD = 2 };
 
+/* The smallest wbuf: a few chunks of the largest size. */
+#define KV_WBUF_MIN ((size_t)16 << 20)
+
 /* shuffle: KV_SHUFFLE_AUTO picks per chunk between off and 2-byte shuffle. */
 #define KV_SHUFFLE_AUTO (-1)
 
@@ -50,6 +53,13 @@ void kv_opt_print_help(FILE *out);
 void kv_opt_print_markdown(FILE *out);
 /* The effective configuration, one "name=value" line per option. */
 void kv_opt_format(const struct kv_config *cfg, char *buf, size_t len);
+
+/* Lower ram to half of mem bytes of memory and wbuf to a quarter (not
+ * under KV_WBUF_MIN), in whole MiB: a budget the machine cannot hold
+ * would only end in the OOM killer. Returns 1 with what was lowered in
+ * msg (len > 0), else 0 (mem 0: unknown, nothing done). Pure, for tests:
+ * the daemon passes the physical memory at mount. */
+int kv_opt_fit_memory(struct kv_config *cfg, uint64_t mem, char *msg, size_t len);
 
 /* "64K", "1M", "2G", "4096" -> bytes. Returns 0 or -EINVAL. */
 int kv_opt_parse_size(const char *s, size_t *out);

@@ -406,6 +406,54 @@ START_TEST(test_help_tables)
 }
 END_TEST
 
+/* ---- kv_opt_fit_memory: pure, the memory size is an argument ---- */
+
+START_TEST(test_fit_memory)
+{
+	const uint64_t mem = 24105ull << 20; /* a "24 GB" machine */
+	struct kv_config c;
+	char msg[512], err[128];
+
+	kv_opt_defaults(&c);
+	ck_assert_int_eq(kv_opt_fit_memory(&c, mem, msg, sizeof(msg)), 0);
+	ck_assert_str_eq(msg, "");
+	ck_assert_uint_eq(c.ram, 128u << 20);
+	ck_assert_uint_eq(c.wbuf, 256u << 20);
+
+	/* parsing stays as given; the fit lowers, in whole MiB */
+	ck_assert_int_eq(kv_opt_set(&c, "ram", "1T", err, sizeof(err)), 0);
+	ck_assert_uint_eq(c.ram, 1ull << 40);
+	ck_assert_int_eq(kv_opt_fit_memory(&c, mem, msg, sizeof(msg)), 1);
+	ck_assert_uint_eq(c.ram, 12052ull << 20);
+	ck_assert_uint_eq(c.wbuf, 256u << 20);
+	ck_assert_str_eq(msg, "ram=1T is more than half of the 24105M of memory: lowered to 12052M");
+
+	/* both, and a value at its share is kept */
+	ck_assert_int_eq(kv_opt_set(&c, "ram", "1T", err, sizeof(err)), 0);
+	ck_assert_int_eq(kv_opt_set(&c, "wbuf", "100G", err, sizeof(err)), 0);
+	ck_assert_int_eq(kv_opt_fit_memory(&c, 64ull << 30, msg, sizeof(msg)), 1);
+	ck_assert_uint_eq(c.ram, 32ull << 30);
+	ck_assert_uint_eq(c.wbuf, 16ull << 30);
+	ck_assert_str_eq(msg, "ram=1T is more than half of the 64G of memory: lowered to 32G; "
+			      "wbuf=100G is more than a quarter of the 64G of memory: lowered to 16G");
+	ck_assert_int_eq(kv_opt_fit_memory(&c, 64ull << 30, msg, sizeof(msg)), 0);
+
+	/* a tiny machine: wbuf keeps its floor */
+	kv_opt_defaults(&c);
+	ck_assert_int_eq(kv_opt_fit_memory(&c, 40ull << 20, msg, sizeof(msg)), 1);
+	ck_assert_uint_eq(c.ram, 20u << 20);
+	ck_assert_uint_eq(c.wbuf, KV_WBUF_MIN);
+
+	/* memory unknown: nothing changes; a short message buffer is safe */
+	ck_assert_int_eq(kv_opt_set(&c, "ram", "1T", err, sizeof(err)), 0);
+	ck_assert_int_eq(kv_opt_fit_memory(&c, 0, msg, sizeof(msg)), 0);
+	ck_assert_uint_eq(c.ram, 1ull << 40);
+	ck_assert_int_eq(kv_opt_fit_memory(&c, mem, msg, 8), 1);
+	ck_assert_uint_eq(c.ram, 12052ull << 20);
+	ck_assert_uint_eq(strlen(msg), 7);
+}
+END_TEST
+
 static Suite *opt_suite(void)
 {
 	Suite *s = suite_create("opt");
@@ -423,6 +471,7 @@ static Suite *opt_suite(void)
 	tcase_add_test(tc, test_known);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_later_value_wins);
+	tcase_add_test(tc, test_fit_memory);
 
 	tc = kvtest_tcase(s, "format", 0);
 	tcase_add_test(tc, test_format_defaults);
