@@ -4,8 +4,8 @@
 # through the mount, never an empty directory; the mount's background
 # quick_check logs it; `kvfsctl fsck` reports it (exit 1, says to rebuild)
 # instead of "clean"; `kvfsctl rebuild` recovers the tree. Also: a store of
-# schema 2 gets schema 3 (dentry_by_parent) at its next mount, and lists a
-# directory of several readdir batches completely.
+# schema 2 gets schemas 3 and 4 (dentry_by_parent, the TTL indexes) at its
+# next mount, and lists a directory of several readdir batches completely.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -47,11 +47,12 @@ for i in $(seq 1 300); do : >"$MNT/big/e$i"; done
 kv_umount "$MNT"
 out=$("$KVFSCTL" fsck "$STORE" 2>&1) || fail "fsck of the intact store: $out"
 
-# --- schema 2 -> 3 at mount ----------------------------------------------
+# --- schema 2 -> 4 at mount ----------------------------------------------
 python3 - "$DB" <<'EOF'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-db.execute('DROP INDEX dentry_by_parent')
+for i in ('dentry_by_parent', 'context_ttl_default', 'context_ttl_own'):
+    db.execute('DROP INDEX ' + i)
 db.execute('PRAGMA user_version=2')
 db.commit()
 EOF
@@ -60,8 +61,8 @@ grep -q 'applied schema 003_dentry_by_parent.sql' "${KV_LOG[$MNT]}" ||
     fail "no migration to schema 3 logged"
 assert_eq "$(count_e "$MNT/big")" 300 "entries of big/ after the migration"
 kv_umount "$MNT"
-assert_eq "$(kv_info "$STORE" schema_version)" 3 "schema version after the migration"
-pass "a schema 2 store migrates to 3 at mount"
+assert_eq "$(kv_info "$STORE" schema_version)" 4 "schema version after the migration"
+pass "a schema 2 store migrates to 4 at mount"
 
 # --- the entries-by-inode index damaged: readdir's parent lookup fails ---
 corrupt dentry_by_ino

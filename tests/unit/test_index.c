@@ -1269,8 +1269,8 @@ START_TEST(test_damaged_parent_walk)
 }
 END_TEST
 
-/* A store of schema 2 gets schema 3 at its next open, keeps its entries,
- * and readdir then resumes from the index, with no sort. */
+/* A store of schema 2 gets schemas 3 and 4 at its next open, keeps its
+ * entries, and readdir then resumes from the index, with no sort. */
 START_TEST(test_migrate_dentry_by_parent)
 {
 	struct kv_index *ix = fresh();
@@ -1286,9 +1286,10 @@ START_TEST(test_migrate_dentry_by_parent)
 		mkfile(ix, d.ino, name);
 	}
 	kv_index_close(ix);
-	sqlite_exec(T_db, "DROP INDEX dentry_by_parent; PRAGMA user_version=2;");
+	sqlite_exec(T_db, "DROP INDEX dentry_by_parent; DROP INDEX context_ttl_default; "
+			  "DROP INDEX context_ttl_own; PRAGMA user_version=2;");
 	ix = open_ix(T_db);
-	ck_assert_int_eq(kv_index_user_version(ix), 3);
+	ck_assert_int_eq(kv_index_user_version(ix), 4);
 	list(ix, d.ino, 0, 200, &l);
 	ck_assert_int_eq(l.n, 150);
 	ck_assert_str_eq(l.names[149], "f149");
@@ -1304,6 +1305,57 @@ START_TEST(test_migrate_dentry_by_parent)
 	sqlite3_finalize(s);
 	sqlite3_close(db);
 	ck_assert_msg(strstr(plan, "dentry_by_parent") && !strstr(plan, "TEMP B-TREE"), "%s", plan);
+}
+END_TEST
+
+/* ---- contexts ---- */
+
+static int has_ino(const uint64_t *v, size_t n, uint64_t ino)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == ino)
+			return 1;
+	return 0;
+}
+
+/* The TTL sweep's query (schema 4's partial indexes): the mount's ttl for
+ * rows without one, a row's own ttl, 0 = never, pinned never. */
+START_TEST(test_ctx_expired)
+{
+	struct kv_index *ix = fresh();
+	const int64_t s = 1000000000, now = T0 + 1000 * s;
+	/* last access (s before now), pin, ttl (s; -1: the mount's) */
+	static const struct { int64_t age; int pin; int64_t ttl; } c[] = {
+		{ 200, 0, -1 }, /* 0: default ttl 100: expired */
+		{ 50, 0, -1 },  /* 1: default: not yet */
+		{ 200, 0, 300 }, /* 2: own ttl: not yet */
+		{ 200, 0, 150 }, /* 3: own ttl: expired */
+		{ 900, 0, 0 },  /* 4: never */
+		{ 900, 1, -1 }, /* 5: pinned */
+		{ 20, 0, 10 },  /* 6: own ttl: expired */
+	};
+	struct kv_ctx_row r[7];
+	uint64_t got[16];
+	size_t n;
+
+	for (int i = 0; i < 7; i++) {
+		char name[2] = { (char)('a' + i), 0 };
+		r[i] = (struct kv_ctx_row){ mkdirx(ix, 1, name).ino, now - c[i].age * s, 0,
+					    c[i].pin, c[i].ttl };
+		ck_assert_int_eq(kv_index_ctx_add(ix, &r[i]), 0);
+	}
+	ck_assert_int_eq(kv_index_ctx_save(ix, r, 7), 0);
+	ck_assert_int_eq(kv_index_ctx_expired(ix, now, 100, got, 16, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert(has_ino(got, n, r[0].ino) && has_ino(got, n, r[3].ino) && has_ino(got, n, r[6].ino));
+	/* No default ttl: only own ones. */
+	ck_assert_int_eq(kv_index_ctx_expired(ix, now, 0, got, 16, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert(has_ino(got, n, r[3].ino) && has_ino(got, n, r[6].ino));
+	/* At most max. */
+	ck_assert_int_eq(kv_index_ctx_expired(ix, now, 100, got, 2, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	kv_index_close(ix);
 }
 END_TEST
 
@@ -1336,6 +1388,7 @@ static Suite *index_suite(void)
 	tcase_add_test(tc, test_xattr_empty_value);
 	tcase_add_test(tc, test_stats);
 	tcase_add_test(tc, test_persistence);
+	tcase_add_test(tc, test_ctx_expired);
 
 	tc = kvtest_tcase(s, "check", 30);
 	tcase_add_test(tc, test_check_garbage);
