@@ -394,8 +394,9 @@ int kv_index_open(const char *path, int create, struct kv_index **out, char *err
 		rc = sql_errno(ix, sqlite3_prepare_v3(ix->db, kv_sql[i], -1,
 						      SQLITE_PREPARE_PERSISTENT, &ix->q[i], NULL));
 	if (rc) {
+		/* SQLite's message is in the log: a rollback may have cleared it. */
 		snprintf(err, errlen, "cannot initialise index %s: %s", path,
-			 sqlite3_errmsg(ix->db));
+			 sqlite3_errcode(ix->db) ? sqlite3_errmsg(ix->db) : strerror(-rc));
 		goto fail;
 	}
 	*out = ix;
