@@ -1176,6 +1176,8 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	}
 	if (!rc) {
 		fs->gpu = kv_gpu_new(fs->cfg.gpu);
+		if (fs->gpu)
+			kv_gpu_set_shared(fs->gpu, fs->cfg.allow_other);
 		fs->fast = fs->gpu ? kv_fast_new(fs, fs->gpu) : NULL;
 		if (!fs->fast)
 			rc = -ENOMEM;

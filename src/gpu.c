@@ -45,6 +45,7 @@ struct region { void *p; size_t len; };
 
 struct kv_gpu {
 	char spec[256];
+	int shared;           /* other users reach the mount: no test-only plugin */
 	pthread_mutex_t lock;
 	int started;          /* 0: not tried; 1: running; <0: failed with this errno */
 	void *dl;
@@ -101,6 +102,12 @@ static int load(struct kv_gpu *g, const char *path, int quiet_missing)
 			kv_debug("gpu: %s: %s", path, dlerror());
 		return -ENODEV;
 	}
+	if (g->shared && dlsym(dl, KV_GPU_PLUGIN_TEST_ONLY)) {
+		kv_err("gpu: %s is a plugin for tests only, which opens what any client names with "
+		       "the daemon's rights: not loaded on a mount with allow_other", path);
+		dlclose(dl); /* not started: nothing of it runs */
+		return -ENODEV;
+	}
 	fn = (kv_gpu_plugin_fn)(uintptr_t)dlsym(dl, KV_GPU_PLUGIN_SYMBOL);
 	p = fn ? fn() : NULL;
 	if (!p || p->abi != KV_GPU_PLUGIN_ABI) {
@@ -126,6 +133,13 @@ static int load(struct kv_gpu *g, const char *path, int quiet_missing)
 	g->ndev = n;
 	kv_info("gpu: %s backend with %d device(s) from %s", p->name, n, path);
 	return 0;
+}
+
+void kv_gpu_set_shared(struct kv_gpu *g, int shared)
+{
+	pthread_mutex_lock(&g->lock);
+	g->shared = shared;
+	pthread_mutex_unlock(&g->lock);
 }
 
 static int load_named(struct kv_gpu *g, const char *name, int quiet)

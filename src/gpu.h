@@ -44,8 +44,13 @@ struct kv_gpu *kv_gpu_new(const char *spec);
  * given to kv_gpu_register is freed. */
 void kv_gpu_free(struct kv_gpu *g);
 
+/* The mount lets other users in (allow_other): a plugin marked test-only
+ * (KV_GPU_PLUGIN_TEST_ONLY) is then refused. Call before kv_gpu_start. */
+void kv_gpu_set_shared(struct kv_gpu *g, int shared);
+
 /* Start the backend once (later calls return the first outcome): 0, or
- * -ENODEV when there is none (spec off, no plugin, no device). */
+ * -ENODEV when there is none (spec off, no plugin, no device, a test-only
+ * plugin on a shared mount). */
 int kv_gpu_start(struct kv_gpu *g);
 /* After a successful start: the backend. */
 uint32_t kv_gpu_vendor(const struct kv_gpu *g);

@@ -65,6 +65,11 @@ struct kv_gpu_plugin {
 typedef const struct kv_gpu_plugin *(*kv_gpu_plugin_fn)(void);
 #define KV_GPU_PLUGIN_SYMBOL "kvfs_gpu_plugin_v1"
 
+/* A plugin for tests only exports this symbol (an int): it does what no
+ * runtime does, such as open files its clients name with the daemon's
+ * rights, so the daemon does not load it for a mount other users reach. */
+#define KV_GPU_PLUGIN_TEST_ONLY "kvfs_gpu_plugin_test_only"
+
 #ifdef __cplusplus
 }
 #endif

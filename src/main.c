@@ -18,7 +18,7 @@ struct cmdline {
 	int foreground, debug, single, help, version, markdown, bad;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG, KEY_SINGLE, KEY_MARKDOWN };
+enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG, KEY_SINGLE, KEY_MARKDOWN, KEY_ALLOW_OTHER };
 
 static const struct fuse_opt kv_fuse_opts[] = {
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -30,6 +30,7 @@ static const struct fuse_opt kv_fuse_opts[] = {
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
 	FUSE_OPT_KEY("-s", KEY_SINGLE),
 	FUSE_OPT_KEY("--options-markdown", KEY_MARKDOWN),
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_END
 };
 
@@ -71,6 +72,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_DEBUG: c->debug = c->foreground = 1; return 1;
 	case KEY_SINGLE: c->single = 1; return 0;
 	case KEY_MARKDOWN: c->markdown = 1; return 0;
+	case KEY_ALLOW_OTHER: c->cfg.allow_other = 1; return 1; /* libfuse's too */
 	case FUSE_OPT_KEY_NONOPT:
 		if (!c->store)
 			c->store = strdup(arg);

@@ -34,6 +34,7 @@ struct kv_config {
 	size_t gpu_pin;   /* bytes of segment windows page-locked for GPU loads */
 	unsigned given;   /* options set by the user, one bit per table row */
 	int mount;        /* not an option: opened by the daemon (recovers after a crash) */
+	int allow_other;  /* not an option: libfuse's allow_other, other users reach the mount */
 };
 
 /* Fill cfg with the defaults from the table. */

@@ -4,7 +4,12 @@
  * It exercises everything of the fast path but the DMA itself.
  *
  * KVFS_FAKE_GPU_FAIL_COPY=1 in the daemon's environment makes every copy
- * fail (the error path of a broken device). */
+ * fail (the error path of a broken device).
+ *
+ * For tests only: any client names any file as its allocation, and the
+ * daemon, often root, maps it read-write. It is marked test-only
+ * (KV_GPU_PLUGIN_TEST_ONLY), and kvfs refuses to load it on a mount with
+ * allow_other, where clients are other users. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -181,6 +186,9 @@ static const struct kv_gpu_plugin fake = {
 	.stream_sync = fake_sync,
 	.last_error = fake_last,
 };
+
+extern const int kvfs_gpu_plugin_test_only;
+__attribute__((visibility("default"))) const int kvfs_gpu_plugin_test_only = 1;
 
 const struct kv_gpu_plugin *kvfs_gpu_plugin_v1(void);
 __attribute__((visibility("default"))) const struct kv_gpu_plugin *kvfs_gpu_plugin_v1(void)
