@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016  # check() evals its condition string later
 # The fake GPU backend (tests/gpu/fake_plugin.c) takes a file path as its
 # IPC handle and maps that file read-write in the daemon, as root: on a
 # mount with allow_other any user could have had the daemon overwrite any
