@@ -381,6 +381,130 @@ static void unlinked(struct kv_fs *fs, uint64_t ino, uint32_t nlink)
 	}
 }
 
+/* ---- the index's reserve ---- */
+
+/* SQLite needs room in its log to record anything, deletions included:
+ * on a full backing filesystem nothing could be removed to make room.
+ * Like CockroachDB's emergency ballast, a mount keeps a file of
+ * KV_RESERVE_MIN..KV_RESERVE_MAX bytes (1/64 of the filesystem) that is
+ * given up when a deletion or an eviction finds no room in the index; the
+ * deletion is tried again and frees its records. Until the file can be
+ * made again (twice its size free), appends get ENOSPC at once, so the
+ * room stays the index's. */
+#define KV_RESERVE_MIN (UINT64_C(1) << 20)
+#define KV_RESERVE_MAX (UINT64_C(64) << 20)
+#define KV_RESERVE_NAME "kvfs.reserve"
+
+/* Make the reserve file whole; 0 or a negative errno (then it is gone). */
+static int reserve_fill(struct kv_fs *fs)
+{
+	char path[4200];
+	static const uint8_t zero[65536];
+	struct stat sb;
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/" KV_RESERVE_NAME, fs->store_path);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	if (!fstat(fd, &sb) && (uint64_t)sb.st_blocks * 512 >= fs->reserve_size) {
+		close(fd);
+		return 0;
+	}
+	if (fallocate(fd, 0, 0, (off_t)fs->reserve_size)) {
+		rc = -errno;
+		/* Where blocks cannot be allocated ahead, they are written. */
+		for (uint64_t off = 0; rc == -EOPNOTSUPP && off < fs->reserve_size; off += sizeof(zero))
+			if (pwrite(fd, zero, sizeof(zero), (off_t)off) != (ssize_t)sizeof(zero))
+				rc = errno ? -errno : -ENOSPC;
+		if (rc == -EOPNOTSUPP)
+			rc = 0;
+	}
+	if (rc || fsync(fd))
+		rc = rc ? rc : -errno;
+	close(fd);
+	if (rc)
+		unlink(path);
+	return rc;
+}
+
+/* At mount: size the reserve and make it. A filesystem too full for it
+ * starts with the reserve out. */
+static void reserve_start(struct kv_fs *fs)
+{
+	struct statvfs sv;
+	uint64_t total;
+
+	if (statvfs(fs->store_path, &sv))
+		return;
+	total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	fs->reserve_size = total / 64 < KV_RESERVE_MIN ? KV_RESERVE_MIN
+			 : total / 64 > KV_RESERVE_MAX ? KV_RESERVE_MAX : total / 64;
+	if (reserve_fill(fs)) {
+		fs->reserve_out = 1;
+		kv_store_hold(fs->st, 1);
+		kv_warn("store %s: no room for the index's reserve (%llu bytes): writes get ENOSPC "
+			"until there is", fs->store_path, (unsigned long long)fs->reserve_size);
+	}
+}
+
+/* The index had no room to record a deletion: give it the reserve. 1 if
+ * there was one to give (try again), 0 if not. */
+static int reserve_release(struct kv_fs *fs)
+{
+	char path[4200];
+	int given = 0;
+
+	pthread_mutex_lock(&fs->reserve_lock);
+	if (fs->reserve_size && !fs->reserve_out) {
+		kv_store_hold(fs->st, 1);
+		snprintf(path, sizeof(path), "%s/" KV_RESERVE_NAME, fs->store_path);
+		given = !unlink(path);
+		fs->reserve_out = 1;
+	}
+	pthread_mutex_unlock(&fs->reserve_lock);
+	if (given)
+		kv_warn("store %s: the backing filesystem is full; the index's reserve (%llu bytes) "
+			"is given up so that deletions and evictions can be recorded, and writes get "
+			"ENOSPC until it is back", fs->store_path,
+			(unsigned long long)fs->reserve_size);
+	return given;
+}
+
+/* Once twice its size is free again, the reserve is made again and
+ * appends go on. */
+static void reserve_refill(struct kv_fs *fs)
+{
+	struct statvfs sv;
+	int back = 0;
+
+	pthread_mutex_lock(&fs->reserve_lock);
+	if (fs->reserve_out && !statvfs(fs->store_path, &sv) &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize >= 2 * fs->reserve_size && !reserve_fill(fs)) {
+		fs->reserve_out = 0;
+		kv_store_hold(fs->st, 0);
+		back = 1;
+	}
+	pthread_mutex_unlock(&fs->reserve_lock);
+	if (back)
+		kv_info("store %s: the index's reserve is back; writes go on", fs->store_path);
+}
+
+/* While the reserve is out, the room there is belongs to deletions:
+ * other changes of the namespace get ENOSPC, as appends do. */
+static int room(struct kv_fs *fs)
+{
+	return __atomic_load_n(&fs->reserve_out, __ATOMIC_RELAXED) ? -ENOSPC : 0;
+}
+
+/* A deletion's index change rc: on a full index, again with the reserve. */
+#define KV_DELETION(fs, rc, call)                                       \
+	do {                                                            \
+		(rc) = (call);                                          \
+		if ((rc) == -ENOSPC && reserve_release(fs))             \
+			(rc) = (call);                                  \
+	} while (0)
+
 /* ---- records ---- */
 
 void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc)
@@ -422,6 +546,9 @@ static void free_list(struct kv_fs *fs, struct loc_list *l)
 	__atomic_sub_fetch(&fs->irec_bytes, l->irec, __ATOMIC_RELAXED);
 	free(l->v);
 	memset(l, 0, sizeof(*l));
+	/* The room a deletion made may bring the reserve back. */
+	if (__atomic_load_n(&fs->reserve_out, __ATOMIC_RELAXED))
+		reserve_refill(fs);
 }
 
 void kv_fs_free_irec(struct kv_fs *fs, const struct kv_loc *loc)
@@ -433,8 +560,9 @@ void kv_fs_free_irec(struct kv_fs *fs, const struct kv_loc *loc)
 void kv_fs_drop(struct kv_fs *fs, uint64_t ino)
 {
 	struct loc_list l = { 0 };
-	int rc = kv_index_drop(fs->ix, ino, collect_loc, &l);
+	int rc;
 
+	KV_DELETION(fs, rc, kv_index_drop(fs->ix, ino, collect_loc, &l));
 	if (rc)
 		kv_err("inode %" PRIu64 ": cannot delete: %s", ino, strerror(-rc));
 	else
@@ -654,7 +782,7 @@ static int evict_tree(void *arg, uint64_t ino)
 	int rc = kv_index_entry_of(fs->ix, ino, &parent, name);
 
 	if (!rc)
-		rc = kv_index_drop_tree(fs->ix, ino, kv_now(), collect_loc, mark_gone, &e);
+		KV_DELETION(fs, rc, kv_index_drop_tree(fs->ix, ino, kv_now(), collect_loc, mark_gone, &e));
 	if (!rc)
 		free_list(fs, &e.l);
 	free(e.l.v);
@@ -682,6 +810,14 @@ static void send_invalidations(void *arg)
 	for (size_t i = 0; fs->notify && i < n; i++)
 		fs->notify(fs->notify_arg, v[i]);
 	free(v);
+}
+
+/* After each pass of the evictor (every second). */
+static void evictor_pass(void *arg)
+{
+	send_invalidations(arg);
+	if (__atomic_load_n(&((struct kv_fs *)arg)->reserve_out, __ATOMIC_RELAXED))
+		reserve_refill(arg);
 }
 
 static uint64_t ctx_bytes(void *arg, uint64_t ino)
@@ -966,7 +1102,7 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
 /* The files of a store; kvfs.db.rebuild and kvfs.db.lost-* are left by
  * kvfsctl rebuild (one killed midway, the index it replaced). */
 static const char *const kv_store_files[] = { "kvfs.db", "kvfs.db-wal", "kvfs.db-shm",
-					      "kvfs.lock", "segments" };
+					      "kvfs.lock", "segments", KV_RESERVE_NAME };
 
 static int store_file(const char *name)
 {
@@ -1160,6 +1296,8 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 			snprintf(err, errlen, "cannot load store %s: %s", fs->store_path, strerror(-rc));
 		return rc;
 	}
+	if (fs->cfg.mount)
+		reserve_start(fs);
 	rc = kv_index_segments(fs->ix, account_seg, fs->st);
 	if (!rc)
 		rc = kv_index_irec_bytes(fs->ix, &fs->irec_bytes);
@@ -1200,7 +1338,7 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	}
 	if (!rc) {
 		struct kv_policy_hooks h = { fs, evict_tree, stored_bytes, backing_space,
-					     send_invalidations, ctx_bytes, 1 };
+					     evictor_pass, ctx_bytes, 1 };
 		rc = kv_policy_new(&fs->cfg, fs->ix, &fs->stats, &h, &fs->pol);
 	}
 	if (!rc)
@@ -1271,7 +1409,7 @@ int kv_fs_private_db(const char *db)
 static void unmake_store(const char *store, int created)
 {
 	static const char *const names[] = { "kvfs.db", "kvfs.db-wal", "kvfs.db-shm",
-					     "kvfs.lock" };
+					     "kvfs.lock", KV_RESERVE_NAME };
 	char path[4200];
 	DIR *d;
 	struct dirent *e;
@@ -1310,6 +1448,7 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 	pthread_mutex_init(&fs->meta_lock, NULL);
 	pthread_mutex_init(&fs->bad_lock, NULL);
 	pthread_mutex_init(&fs->dirty_lock, NULL);
+	pthread_mutex_init(&fs->reserve_lock, NULL);
 	kv_file_wb_init(fs);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1415,6 +1554,7 @@ void kv_fs_close(struct kv_fs *fs)
 	pthread_mutex_destroy(&fs->meta_lock);
 	pthread_mutex_destroy(&fs->bad_lock);
 	pthread_mutex_destroy(&fs->dirty_lock);
+	pthread_mutex_destroy(&fs->reserve_lock);
 	kv_file_wb_fini(fs);
 	pthread_cond_destroy(&fs->dirty_cond);
 	kv_inoset_free(&fs->dirty);
@@ -1509,6 +1649,8 @@ int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *a, unsig
 
 	if (!in)
 		return rc;
+	if ((rc = room(fs)))
+		return rc;
 	if (mask & KV_SET_SIZE) {
 		if (S_ISDIR(in->attr.mode))
 			rc = -EISDIR;
@@ -1577,6 +1719,8 @@ int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mo
 	int rc = check_name(name);
 
 	if (!rc)
+		rc = room(fs);
+	if (!rc)
 		rc = kv_fs_getattr(fs, parent, &dir);
 	if (rc)
 		return rc;
@@ -1620,7 +1764,8 @@ int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir)
 	int rc = check_name(name);
 
 	if (!rc)
-		rc = kv_index_remove(fs->ix, parent, name, strlen(name), dir, kv_now(), &ino, &nlink);
+		KV_DELETION(fs, rc, kv_index_remove(fs->ix, parent, name, strlen(name), dir, kv_now(),
+						    &ino, &nlink));
 	if (rc)
 		return rc;
 	refresh(fs, parent);
@@ -1673,6 +1818,8 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 
 	if (!rc)
 		rc = check_name(newname);
+	if (!rc)
+		rc = room(fs);
 	if (!rc)
 		rc = kv_index_rename(fs->ix, parent, name, strlen(name), newparent, newname,
 				     strlen(newname), flags, kv_now(), &victim, &nlink);
@@ -1840,6 +1987,8 @@ int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void 
 	if (!rc && which >= 0)
 		return policy_set(fs, ino, which, value, size);
 	if (!rc)
+		rc = room(fs);
+	if (!rc)
 		rc = kv_index_setxattr(fs->ix, ino, name, value, size, flags);
 	if (!rc)
 		kv_fs_note(fs, ino);
@@ -1888,7 +2037,7 @@ int kv_fs_removexattr(struct kv_fs *fs, uint64_t ino, const char *name)
 		return rc;
 	if (policy_attr(name) >= 0)
 		return -EPERM;
-	rc = kv_index_removexattr(fs->ix, ino, name);
+	KV_DELETION(fs, rc, kv_index_removexattr(fs->ix, ino, name));
 	if (!rc)
 		kv_fs_note(fs, ino);
 	return rc;

@@ -61,6 +61,13 @@ struct kv_fs {
 	char store_path[4096];
 	int lockfd;
 	int created;           /* this open made the store's files (2: its directory too) */
+	/* The index's reserve, kvfs.reserve (fs.c): given up when the index has
+	 * no room to record a deletion, made again once there is room; while
+	 * it is out, appends are held (kv_store_hold). Under reserve_lock,
+	 * which is taken last but for the store's own lock. */
+	pthread_mutex_t reserve_lock;
+	uint64_t reserve_size; /* 0: none (not a mount) */
+	int reserve_out;
 	struct kv_index *ix;
 	struct kv_store *st;
 	struct kv_pool *pool;

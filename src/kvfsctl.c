@@ -332,8 +332,24 @@ static int cmd_evict(const char *mnt, const char *size)
 	bad = fprintf(f, "%s\n", size) < 0;
 	bad |= fclose(f) != 0;
 	if (bad) {
-		fprintf(stderr, "kvfsctl: evict to %s: %s\n", size,
-			errno == ENOSPC ? "pinned or open contexts hold more than that" : strerror(errno));
+		int e = errno;
+		char now[64] = "", h[32], *text;
+		double v;
+		/* What is stored now, so that "more than that" has a figure. */
+		snprintf(path, sizeof(path), "%s/.kvfs/stats", mnt);
+		if ((text = slurp(path)) && !sample(text, "kvfs_stored_bytes", &v)) {
+			human(h, sizeof(h), v);
+			snprintf(now, sizeof(now), " (stored now: %s)", h);
+		}
+		free(text);
+		if (e == ENOSPC)
+			fprintf(stderr, "kvfsctl: evict to %s: pinned or open contexts hold more than "
+				"that%s\n", size, now);
+		else if (e == EIO)
+			fprintf(stderr, "kvfsctl: evict to %s: a context could not be evicted: the index "
+				"could not record it (the daemon's log says why)%s\n", size, now);
+		else
+			fprintf(stderr, "kvfsctl: evict to %s: %s\n", size, strerror(e));
 		return 1;
 	}
 	return 0;

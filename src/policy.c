@@ -348,13 +348,16 @@ static int evict_one(struct kv_policy *p, uint64_t ino, enum kv_evict_reason why
 }
 
 /* Evict until stored bytes are at most target; *n counts the contexts
- * evicted. */
+ * evicted. Short of it: -ENOSPC when what is left is pinned, open or
+ * going, -EIO when an eviction could not be done (logged with its cause:
+ * the index could not record it). */
 static int evict_until(struct kv_policy *p, uint64_t target, enum kv_evict_reason why,
 		       size_t *evicted)
 {
 	uint64_t inos[KV_EVICT_BATCH];
 	size_t skip = 0, n;
-	int stuck = 0;
+	int rc;
+	int stuck = 0, failed = 0;
 
 	*evicted = 0;
 	pthread_mutex_lock(&p->evicting);
@@ -370,10 +373,12 @@ static int evict_until(struct kv_policy *p, uint64_t target, enum kv_evict_reaso
 				skip++; /* open, pinned, going or empty: it keeps its place */
 				continue;
 			}
-			if (!evict_one(p, inos[i], why)) {
+			rc = evict_one(p, inos[i], why);
+			if (!rc) {
 				progress = 1;
 				(*evicted)++;
 			} else {
+				failed |= rc != -ENOENT;
 				skip++;
 			}
 		}
@@ -382,7 +387,7 @@ static int evict_until(struct kv_policy *p, uint64_t target, enum kv_evict_reaso
 	pthread_mutex_unlock(&p->evicting);
 	/* Writers may add bytes meanwhile: what counts is whether this pass
 	 * reached its target, not the stored bytes read again afterwards. */
-	return stuck ? -ENOSPC : 0;
+	return !stuck ? 0 : failed ? -EIO : -ENOSPC;
 }
 
 int kv_policy_evict_to(struct kv_policy *p, uint64_t target, enum kv_evict_reason why)

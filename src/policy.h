@@ -25,7 +25,8 @@ struct kv_policy_hooks {
 	uint64_t (*stored)(void *arg);
 	/* Bytes free on the backing filesystem, and its size. */
 	int (*space)(void *arg, uint64_t *avail, uint64_t *total);
-	/* Runs on the evictor thread after evictions: tell the kernel. */
+	/* Runs on the evictor thread after each pass (every second and after
+	 * evictions): tell the kernel, and whatever else waits for a tick. */
 	void (*flushed)(void *arg);
 	/* Bytes context ino holds; LRU eviction for room skips empty ones (a
 	 * context just made, whose files are not open yet, frees nothing);
@@ -68,7 +69,8 @@ int kv_policy_set_ttl(struct kv_policy *p, uint64_t ctx, int64_t ttl);
  * used contexts if that would pass the cap or the free-space floor.
  * -ENOSPC (counted) when not enough can be evicted. */
 int kv_policy_admit(struct kv_policy *p, uint64_t bytes);
-/* Evict until stored bytes are at most target. */
+/* Evict until stored bytes are at most target. -ENOSPC when what is left
+ * is pinned or open, -EIO when an eviction failed (logged). */
 int kv_policy_evict_to(struct kv_policy *p, uint64_t target, enum kv_evict_reason why);
 /* Write dirty context state to the index now. */
 int kv_policy_flush(struct kv_policy *p);

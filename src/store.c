@@ -43,6 +43,7 @@ struct kv_store {
 	uint32_t active;       /* segment receiving appends, 0 = none yet */
 	uint64_t tail;         /* next append offset in the active segment */
 	uint64_t live;         /* live bytes in all segments */
+	int held;              /* appends refused (kv_store_hold) */
 };
 
 static void seg_name(char *buf, size_t len, uint32_t seg)
@@ -342,7 +343,9 @@ static int append(struct kv_store *st, struct kv_rec *rec, const void *data, str
 	int fd, rc = 0;
 
 	pthread_mutex_lock(&st->lock);
-	if (!st->active || st->tail + len > st->seg_size)
+	if (st->held)
+		rc = -ENOSPC;
+	else if (!st->active || st->tail + len > st->seg_size)
 		rc = seg_roll(st);
 	if (!rc) {
 		loc->seg = st->active;
@@ -369,6 +372,13 @@ static int append(struct kv_store *st, struct kv_rec *rec, const void *data, str
 		       loc->seg, ino, idx, strerror(-rc));
 	kv_store_free(st, loc);
 	return rc;
+}
+
+void kv_store_hold(struct kv_store *st, int held)
+{
+	pthread_mutex_lock(&st->lock);
+	st->held = held;
+	pthread_mutex_unlock(&st->lock);
 }
 
 int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,

@@ -59,6 +59,10 @@ void kv_store_account(struct kv_store *st, uint32_t seg, uint64_t len);
 /* Delete segments that hold no live record; call once after accounting. */
 void kv_store_drop_empty(struct kv_store *st);
 
+/* While held, appends fail with -ENOSPC at once: the room left on the
+ * backing filesystem is the index's (kv_fs's reserve is out). */
+void kv_store_hold(struct kv_store *st, int held);
+
 int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc);
 
