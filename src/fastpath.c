@@ -230,6 +230,19 @@ static int next_piece(struct cursor *c, struct piece_pos *p)
 	return 1;
 }
 
+/* A piece is done: bytes_done counts the segments done whole, in order
+ * (partial holds the bytes of the current one so far). */
+static void count_piece(struct kvfs_gpu_io *io, const struct piece_pos *p, uint64_t *partial)
+{
+	const struct kvfs_gpu_seg *s = &io->seg[p->seg];
+
+	*partial += p->len;
+	if (p->off + p->len == s->file_off + s->len) {
+		io->bytes_done += *partial;
+		*partial = 0;
+	}
+}
+
 /* ---- GPU_READ ---------------------------------------------------------- */
 
 enum { P_FREE, P_LOADING, P_LOADED, P_COPYING };
@@ -402,7 +415,7 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 	struct rd *r = rd_get(f);
 	struct cursor c = { io, fs->cfg.chunk, 1, 0, 0 };
 	struct piece_pos pos;
-	uint64_t issued = 0, consumed = 0, copied = 0;
+	uint64_t issued = 0, consumed = 0, partial = 0;
 	unsigned turn = 0;
 	int more = 1, rc = 0;
 
@@ -480,7 +493,7 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 		p->state = P_COPYING;
 		consumed++;
 		if (!rc)
-			copied += p->pos.len;
+			count_piece(io, &p->pos, &partial);
 	}
 	/* Drain: jobs still loading point into r. */
 	for (int i = 0; i < NPIECE; i++) {
@@ -488,8 +501,9 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 		if (retire(r, l, i) && !rc)
 			rc = fail(io, -EIO, KVFS_E_COPY, r->p[i].pos.seg);
 	}
-	if (rc == 0 || io->detail != KVFS_E_COPY)
-		io->bytes_done = copied;
+	/* A failed copy may have been any of those in flight. */
+	if (rc && io->detail == KVFS_E_COPY)
+		io->bytes_done = 0;
 	if (rc == -EIO && io->detail == KVFS_E_COPY)
 		kv_err("gpu read: inode %llu: copy to the device failed: %s",
 		       (unsigned long long)ino, kv_gpu_plugin(f->g)->last_error());
@@ -501,46 +515,109 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 
 /* ---- GPU_WRITE --------------------------------------------------------- */
 
+/* Whole chunks are copied from the device straight into chunk buffers
+ * (page-locked), up to KV_FAST_AHEAD of them in flight on the lane's
+ * streams, and handed to the file as they land, in order
+ * (kv_file_write_chunk): compression and the store's appends run on the
+ * worker pool meanwhile, with no copy through a staging buffer. A piece
+ * that is part of a chunk goes through a staging buffer and
+ * kv_file_write, once the chunks before it have landed (segments may
+ * overlap: the later one wins, as with write()). */
+struct wslot {
+	struct piece_pos pos;
+	void *buf;
+	int s;
+};
+
+static int write_staged(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint8_t *base,
+			struct kvfs_gpu_io *io, const struct piece_pos *p)
+{
+	uint8_t *stage = kv_gpu_staging(l, 0);
+	ssize_t n;
+
+	if (!stage) {
+		kv_err("gpu write: cannot allocate pinned staging memory");
+		return fail(io, -ENOMEM, KVFS_E_IO, p->seg);
+	}
+	/* Pieces never cross a chunk, so a staging buffer holds one. */
+	if (kv_gpu_d2h(l, 0, stage, base + p->dev, p->len) || kv_gpu_mark(l, 0, 0) ||
+	    kv_gpu_wait(l, 0, 0))
+		return fail(io, -EIO, KVFS_E_COPY, p->seg);
+	n = kv_file_write(f->fs, ino, stage, p->len, (off_t)p->off);
+	if (n < 0 || (size_t)n != p->len)
+		return fail(io, n < 0 ? (int)n : -EIO, KVFS_E_IO, p->seg);
+	return 0;
+}
+
+/* The oldest chunk in flight has landed (or failed): hand it over. */
+static int write_land(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l,
+		      struct kvfs_gpu_io *io, const struct wslot *w, uint64_t k, int rc)
+{
+	struct kv_fs *fs = f->fs;
+	ssize_t n;
+
+	if (kv_gpu_wait(l, (int)(k % KV_GPU_NEV), w->s) && !rc)
+		rc = fail(io, -EIO, KVFS_E_COPY, w->pos.seg);
+	if (rc) {
+		kv_buf_put(fs->bufs, w->buf);
+		return rc;
+	}
+	n = kv_file_write_chunk(fs, ino, w->pos.off / fs->cfg.chunk, w->buf, (uint32_t)w->pos.len);
+	return n < 0 ? fail(io, (int)n, KVFS_E_IO, w->pos.seg) : 0;
+}
+
 static int gpu_write(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint8_t *base,
 		     struct kvfs_gpu_io *io)
 {
-	struct cursor c = { io, KV_GPU_STAGE, 0, 0, 0 };
-	struct piece_pos pos[2];
-	uint8_t *stage[2] = { kv_gpu_staging(l, 0), kv_gpu_staging(l, 1) };
-	uint64_t k = 0;
-	int have, rc = 0;
+	struct kv_fs *fs = f->fs;
+	struct cursor c = { io, fs->cfg.chunk, 1, 0, 0 };
+	struct wslot w[KV_FAST_AHEAD];
+	uint64_t issued = 0, landed = 0, partial = 0;
+	struct piece_pos pos;
+	int more = 1, rc = 0;
 
-	if (!stage[0] || !stage[1]) {
-		kv_err("gpu write: cannot allocate pinned staging memory");
-		return fail(io, -ENOMEM, KVFS_E_IO, 0);
-	}
-	have = next_piece(&c, &pos[0]);
-	if (have && kv_gpu_d2h(l, stage[0], base + pos[0].dev, pos[0].len))
-		rc = fail(io, -EIO, KVFS_E_COPY, pos[0].seg);
-	if (have && !rc && kv_gpu_mark(l, 0, 0))
-		rc = fail(io, -EIO, KVFS_E_COPY, pos[0].seg);
-	while (have && !rc) {
-		int cur = (int)(k & 1), nxt = cur ^ 1;
-		struct piece_pos *p = &pos[cur];
-		ssize_t n;
-
-		if (kv_gpu_wait(l, cur, 0)) {
-			rc = fail(io, -EIO, KVFS_E_COPY, p->seg);
-			break;
+	for (;;) {
+		if (!rc && more && issued - landed < KV_FAST_AHEAD) {
+			struct cursor save = c;
+			struct wslot *x = &w[issued % KV_FAST_AHEAD];
+			if (!(more = next_piece(&c, &pos)))
+				continue;
+			/* A segment that cannot fit is refused before any of it is
+			 * written: a chunk left half written would fail at its
+			 * close and take the segments before it along. */
+			if (pos.off == io->seg[pos.seg].file_off &&
+			    (rc = kv_policy_admit(fs->pol, io->seg[pos.seg].len + KV_REC_HDR *
+						  (io->seg[pos.seg].len / fs->cfg.chunk + 2)))) {
+				rc = fail(io, rc, KVFS_E_IO, pos.seg);
+				continue;
+			}
+			if (pos.len != fs->cfg.chunk) {
+				if (landed < issued)
+					c = save; /* the chunks before it land first */
+				else if (!(rc = write_staged(f, ino, l, base, io, &pos)))
+					count_piece(io, &pos, &partial);
+				if (landed == issued)
+					continue;
+			} else {
+				*x = (struct wslot){ pos, kv_buf_get(fs->bufs),
+						     (int)(issued % KV_GPU_NSTREAM) };
+				if (!x->buf) {
+					rc = fail(io, -ENOMEM, KVFS_E_IO, pos.seg);
+					continue;
+				}
+				if (kv_gpu_d2h(l, x->s, x->buf, base + pos.dev, pos.len) ||
+				    kv_gpu_mark(l, (int)(issued % KV_GPU_NEV), x->s))
+					rc = fail(io, -EIO, KVFS_E_COPY, pos.seg);
+				issued++;
+				continue;
+			}
 		}
-		/* The next copy runs while this piece is written. */
-		have = next_piece(&c, &pos[nxt]);
-		if (have && (kv_gpu_d2h(l, stage[nxt], base + pos[nxt].dev, pos[nxt].len) ||
-			     kv_gpu_mark(l, nxt, 0)))
-			rc = fail(io, -EIO, KVFS_E_COPY, pos[nxt].seg);
-		n = kv_file_write(f->fs, ino, stage[cur], p->len, (off_t)p->off);
-		if (n > 0)
-			io->bytes_done += (uint64_t)n;
-		if (n < 0 || (size_t)n != p->len) {
-			rc = fail(io, n < 0 ? (int)n : -EIO, KVFS_E_IO, p->seg);
+		if (landed == issued)
 			break;
-		}
-		k++;
+		rc = write_land(f, ino, l, io, &w[landed % KV_FAST_AHEAD], landed, rc);
+		if (!rc)
+			count_piece(io, &w[landed % KV_FAST_AHEAD].pos, &partial);
+		landed++;
 	}
 	if (kv_gpu_sync(l) && !rc)
 		rc = fail(io, -EIO, KVFS_E_COPY, 0);

@@ -540,6 +540,56 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 	return rc;
 }
 
+ssize_t kv_file_write_chunk(struct kv_fs *fs, uint64_t ino, uint64_t idx, void *buf,
+			    uint32_t len)
+{
+	int rc = 0;
+	struct kv_inode *in = open_inode(fs, ino, &rc);
+	uint64_t cs = chunk_start(fs, idx);
+	struct kv_centry *e;
+
+	if (in && (len > fs->cfg.chunk || cs + len > KV_FILE_MAX))
+		rc = -EINVAL;
+	if (in && !rc)
+		rc = kv_policy_admit(fs->pol, len + KV_REC_HDR);
+	if (!in || rc) {
+		kv_buf_put(fs->bufs, buf);
+		return rc;
+	}
+	kv_stat_add(&fs->stats.written_bytes, len);
+	wb_throttle(fs, ino);
+	pthread_mutex_lock(&in->lock);
+	rc = in->error;
+	in->error = 0;
+	wait_entry(in, idx);
+	if (!rc && len < fs->cfg.chunk && cs + len < in->attr.size)
+		rc = -EINVAL; /* would drop bytes of the chunk past len */
+	if (!rc && !(e = kv_cmap_add(&in->map, idx)))
+		rc = -ENOMEM;
+	if (rc) {
+		pthread_mutex_unlock(&in->lock);
+		kv_buf_put(fs->bufs, buf);
+		return rc;
+	}
+	/* The record the chunk has is retired when this buffer is stored. */
+	if (e->buf)
+		kv_buf_put(fs->bufs, e->buf);
+	else
+		wb_count(fs, in, 1);
+	e->buf = buf;
+	e->fill = len;
+	if (cs + len > in->attr.size)
+		in->attr.size = cs + len;
+	in->attr.mtime = in->attr.ctime = kv_now();
+	in->meta_dirty = 1;
+	if (len == fs->cfg.chunk)
+		rc = submit(fs, in, idx, 0);
+	if (!rc)
+		rc = spill(fs, in, idx);
+	pthread_mutex_unlock(&in->lock);
+	return rc ? rc : (ssize_t)len;
+}
+
 int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 {
 	uint64_t first = (size + fs->cfg.chunk - 1) / fs->cfg.chunk;

@@ -123,6 +123,12 @@ int kv_file_flush(struct kv_fs *fs, uint64_t ino);
 int kv_file_fsync(struct kv_fs *fs, uint64_t ino);
 int kv_file_release(struct kv_fs *fs, uint64_t ino);
 ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t size, off_t off);
+/* Chunk idx of an open file becomes the first len bytes of buf, a chunk
+ * buffer of the mount's (the GPU fast path copies into one straight from
+ * the device): len is the chunk size, or what reaches the end of the file
+ * or past it. The file takes buf, also on failure. len or -errno. */
+ssize_t kv_file_write_chunk(struct kv_fs *fs, uint64_t ino, uint64_t idx, void *buf,
+			    uint32_t len);
 
 /* A read's reply as a vector over tier entries, a copy of buffered data,
  * and zeros for holes. Release it after replying. The copy lives in a

@@ -474,9 +474,9 @@ int kv_gpu_h2d(struct kv_gpu_lane *l, int s, void *dst, const void *src, size_t 
 	return l->p->copy_h2d(l->dev, l->stream[s], dst, src, n);
 }
 
-int kv_gpu_d2h(struct kv_gpu_lane *l, void *dst, const void *src, size_t n)
+int kv_gpu_d2h(struct kv_gpu_lane *l, int s, void *dst, const void *src, size_t n)
 {
-	return l->p->copy_d2h(l->dev, l->stream[0], dst, src, n);
+	return l->p->copy_d2h(l->dev, l->stream[s], dst, src, n);
 }
 
 int kv_gpu_mark(struct kv_gpu_lane *l, int slot, int s)

@@ -86,10 +86,10 @@ int kv_gpu_reap(struct kv_gpu *g, int64_t idle_sec);
 /* A lane on dev for one request at a time; NULL if it cannot be made. */
 struct kv_gpu_lane *kv_gpu_lane_get(struct kv_gpu *g, int dev);
 void kv_gpu_lane_put(struct kv_gpu *g, struct kv_gpu_lane *l);
-/* Host-to-device copy on stream s (0..KV_GPU_NSTREAM-1); device-to-host
- * copies run on stream 0. */
+/* Host-to-device and device-to-host copies on stream s
+ * (0..KV_GPU_NSTREAM-1). */
 int kv_gpu_h2d(struct kv_gpu_lane *l, int s, void *dst, const void *src, size_t n);
-int kv_gpu_d2h(struct kv_gpu_lane *l, void *dst, const void *src, size_t n);
+int kv_gpu_d2h(struct kv_gpu_lane *l, int s, void *dst, const void *src, size_t n);
 /* Record event slot (0..KV_GPU_NEV-1) of stream s after the copies issued
  * so far on s; kv_gpu_wait returns when they have completed. */
 int kv_gpu_mark(struct kv_gpu_lane *l, int slot, int s);

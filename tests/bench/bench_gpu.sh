@@ -5,7 +5,9 @@
 #   pread         pread() through the mount + cudaMemcpy (pageable / pinned)
 #   GPU_READ hot  from the DRAM tier (ram=2G, after one pass)
 #   GPU_READ cold codec none/lz4/zstd: tier too small to hold the file, the
-#                 store's segments in the page cache
+#                 store's segments in the page cache (raw chunks copied from
+#                 page-locked segment windows); codec=none with gpu_pin=0:
+#                 every chunk read into a buffer first
 # 1 GiB of KV-like bf16 data, requests of 64 MiB and 2 MiB (a layer).
 # Usage: bench_gpu.sh BUILD_DIR [OUT_DIR]
 set -euo pipefail
@@ -61,9 +63,17 @@ for codec in none lz4 zstd; do
 		R[pread_2M]=$(med pread $MNT/bench/ctx/data $M2)
 		R[pinned_2M]=$(med pread-pinned $MNT/bench/ctx/data $M2)
 	fi
-	grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes|gpu_(load|copy)_wait_seconds_total|gpu_load_seconds_total|gpu_loads_total)' $MNT/.kvfs/stats | sed "s/^/  [$codec cold] /"
+	grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes|gpu_(load|copy)_wait_seconds_total|gpu_load_seconds_total|gpu_loads_total|gpu_direct_loads_total|gpu_window_bytes)' $MNT/.kvfs/stats | sed "s/^/  [$codec cold] /"
 	umount_kvfs
 done
+
+# The cold path before segment windows (every chunk read into a buffer).
+mount_kvfs $W/store-buffered "codec=none,chunk=$CHUNK,ram=128M,gpu=cuda,gpu_pin=0"
+cp $DATA $MNT/bench/ctx/data
+sync
+R[buffered_64M]=$(med ioctl $MNT/bench/ctx/data $M64)
+R[buffered_2M]=$(med ioctl $MNT/bench/ctx/data $M2)
+umount_kvfs
 
 mount_kvfs $W/store-hot "codec=lz4,chunk=$CHUNK,ram=2G,gpu=cuda"
 cp $DATA $MNT/bench/ctx/data
@@ -72,7 +82,7 @@ R[hot_64M]=$(med ioctl $MNT/bench/ctx/data $M64)
 R[hot_2M]=$(med ioctl $MNT/bench/ctx/data $M2)
 R[write_64M]=$(med ioctl-write $MNT/bench/ctx/data $M64)
 R[query]=$("$B/kvfs-bench-gpu" query $MNT/bench/ctx/data $((4 << 10)) $RUNS | awk '/^median/ {print $5}')
-grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes|gpu_(load|copy)_wait_seconds_total|gpu_load_seconds_total|gpu_loads_total)' $MNT/.kvfs/stats | sed 's/^/  [hot] /'
+grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes|gpu_(load|copy)_wait_seconds_total|gpu_load_seconds_total|gpu_loads_total|gpu_direct_loads_total|gpu_window_bytes)' $MNT/.kvfs/stats | sed 's/^/  [hot] /'
 umount_kvfs
 
 gb() { echo "${R[$1]}" | cut -d' ' -f1; }
@@ -89,6 +99,7 @@ ratio() { awk -v a="$(gb $1)" -v b="$(gb $2)" 'BEGIN { printf "%.2fx", a / b }';
 	for c in none lz4 zstd; do
 		echo "| GPU_READ cold, codec=$c | $(gb cold_${c}_64M) | $(ratio cold_${c}_64M limit_64M) | $(ratio cold_${c}_64M pread_64M) | $(gb cold_${c}_2M) | $(us cold_${c}_2M) |"
 	done
+	echo "| GPU_READ cold, codec=none, gpu_pin=0 (through buffers) | $(gb buffered_64M) | $(ratio buffered_64M limit_64M) | $(ratio buffered_64M pread_64M) | $(gb buffered_2M) | $(us buffered_2M) |"
 	echo "| GPU_WRITE (codec=lz4) | $(gb write_64M) | | | | |"
 	echo
 	echo "A QUERY ioctl round trip (the fixed cost of any ioctl through FUSE): $(echo ${R[query]}) us."

@@ -831,7 +831,7 @@ START_TEST(test_lanes)
 	ck_assert_int_eq(kv_gpu_sync(l1), 0);
 	for (int s = 0; s < KV_GPU_NSTREAM; s++)
 		expect_bytes(a.p + (size_t)s * CHUNK, src, CHUNK, "h2d");
-	ck_assert_int_eq(kv_gpu_d2h(l3, kv_gpu_staging(l3, 1), base + 3 * CHUNK, CHUNK), 0);
+	ck_assert_int_eq(kv_gpu_d2h(l3, 0, kv_gpu_staging(l3, 1), base + 3 * CHUNK, CHUNK), 0);
 	ck_assert_int_eq(kv_gpu_mark(l3, 0, 0), 0);
 	ck_assert_int_eq(kv_gpu_wait(l3, 0, 0), 0);
 	expect_bytes(kv_gpu_staging(l3, 1), src, CHUNK, "d2h");
@@ -839,7 +839,7 @@ START_TEST(test_lanes)
 	/* A failing device: copies report it, nothing lands. */
 	ck_assert_int_eq(setenv("KVFS_FAKE_GPU_FAIL_COPY", "1", 1), 0);
 	ck_assert_int_lt(kv_gpu_h2d(l1, 0, base + 10 * CHUNK, src, CHUNK), 0);
-	ck_assert_int_lt(kv_gpu_d2h(l1, s1, base, CHUNK), 0);
+	ck_assert_int_lt(kv_gpu_d2h(l1, 0, s1, base, CHUNK), 0);
 	ck_assert(all_zero(a.p + 10 * CHUNK, CHUNK));
 	ck_assert_uint_eq(s1[0], 0xcd);
 	ck_assert_int_eq(unsetenv("KVFS_FAKE_GPU_FAIL_COPY"), 0);
