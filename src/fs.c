@@ -1141,6 +1141,7 @@ static int check_store_dir(const char *path, struct store_dir *sd, char *err, si
 {
 	DIR *d = opendir(path);
 	struct dirent *e;
+	struct stat sb;
 	int foreign = 0;
 
 	memset(sd, 0, sizeof(*sd));
@@ -1151,8 +1152,10 @@ static int check_store_dir(const char *path, struct store_dir *sd, char *err, si
 	while ((e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
+		/* An empty kvfs.db is a first open that was killed before the
+		 * index was written: a new store, unless there are segments. */
 		if (!strcmp(e->d_name, "kvfs.db"))
-			sd->db = 1;
+			sd->db = fstatat(dirfd(d), e->d_name, &sb, 0) || sb.st_size > 0;
 		sd->ours |= store_file(e->d_name);
 		foreign |= !store_file(e->d_name);
 	}

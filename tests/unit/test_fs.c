@@ -393,6 +393,11 @@ START_TEST(test_lost_index_refused)
 
 	ck_assert_int_eq(kv_fs_open(store, &cfg, &fs, err, sizeof(err)), -ENOENT);
 	ck_assert_msg(strstr(err, "kvfsctl rebuild") != NULL, "message: %s", err);
+	/* An empty kvfs.db is no index either. */
+	snprintf(p, sizeof(p), "%s/kvfs.db", store);
+	fclose(fopen(p, "w"));
+	ck_assert_int_eq(kv_fs_open(store, &cfg, &fs, err, sizeof(err)), -ENOENT);
+	ck_assert_int_eq(unlink(p), 0);
 	ck_assert_int_lt(kv_fs_open_existing(store, &fs, err, sizeof(err)), 0);
 	ck_assert_msg(strstr(err, "kvfsctl rebuild") != NULL, "message: %s", err);
 	snprintf(p, sizeof(p), "%s/kvfs.db", store);
@@ -439,6 +444,14 @@ START_TEST(test_abandon)
 	ck_assert_int_eq(stat(p, &sb), 0);
 	/* Names and xattrs are the owner's, like segments/. */
 	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
+	/* A first open killed before the index was written left it empty:
+	 * still a new store. */
+	snprintf(p, sizeof(p), "%s.killed", store);
+	ck_assert_int_eq(mkdir(p, 0700), 0);
+	snprintf(p, sizeof(p), "%s.killed/kvfs.db", store);
+	fclose(fopen(p, "w"));
+	snprintf(p, sizeof(p), "%s.killed", store);
+	kv_fs_close(kvtest_open_fs(p, &cfg));
 }
 END_TEST
 
