@@ -15,10 +15,11 @@
 struct cmdline {
 	struct kv_config cfg;
 	char *store, *mountpoint;
-	int foreground, debug, single, help, version, markdown, bad;
+	int foreground, debug, single, help, version, markdown, man, bad;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG, KEY_SINGLE, KEY_MARKDOWN, KEY_ALLOW_OTHER };
+enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG, KEY_SINGLE, KEY_MARKDOWN, KEY_MAN,
+       KEY_ALLOW_OTHER };
 
 static const struct fuse_opt kv_fuse_opts[] = {
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -30,29 +31,10 @@ static const struct fuse_opt kv_fuse_opts[] = {
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
 	FUSE_OPT_KEY("-s", KEY_SINGLE),
 	FUSE_OPT_KEY("--options-markdown", KEY_MARKDOWN),
+	FUSE_OPT_KEY("--man", KEY_MAN),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_END
 };
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: kvfs [options] STORE MOUNTPOINT\n"
-		"\n"
-		"Mounts the KV-cache store in directory STORE (created when absent) on\n"
-		"MOUNTPOINT. Contexts are directories <namespace>/<context>/ of per-layer files.\n"
-		"\n"
-		"general options:\n"
-		"    -h, --help             print this help and exit\n"
-		"    -V, --version          print the version and exit\n"
-		"    -f                     stay in the foreground\n"
-		"    -d, -o debug           foreground, with every FUSE request logged\n"
-		"    -s                     single-threaded request loop\n"
-		"    -o allow_other         let other users reach the mount (needs user_allow_other\n"
-		"                           in /etc/fuse.conf when not root)\n"
-		"\n");
-	kv_opt_print_help(out);
-}
 
 /* fuse_opt callback: our -o options go through the option table; the
  * mount options libfuse knows are kept for it. */
@@ -72,6 +54,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_DEBUG: c->debug = c->foreground = 1; return 1;
 	case KEY_SINGLE: c->single = 1; return 0;
 	case KEY_MARKDOWN: c->markdown = 1; return 0;
+	case KEY_MAN: c->man = 1; return 0;
 	case KEY_ALLOW_OTHER: c->cfg.allow_other = 1; return 1; /* libfuse's too */
 	case FUSE_OPT_KEY_NONOPT:
 		if (!c->store)
@@ -229,14 +212,16 @@ int main(int argc, char *argv[])
 		fuse_opt_free_args(&args);
 		return 1;
 	}
-	if (c.help || c.version || c.markdown) {
+	if (c.help || c.version || c.markdown || c.man) {
 		if (c.help)
-			usage(stdout);
+			kv_opt_print_help(stdout);
 		if (c.version)
 			printf("kvfs %s (format %d, libfuse %s)\n", KVFS_VERSION, KV_FORMAT_VERSION,
 			       fuse_pkgversion());
 		if (c.markdown)
 			kv_opt_print_markdown(stdout);
+		if (c.man)
+			kv_opt_print_man(stdout);
 		fuse_opt_free_args(&args);
 		return 0;
 	}

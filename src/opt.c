@@ -394,15 +394,101 @@ int kv_opt_given(const struct kv_config *cfg, const char *name)
 	return 0;
 }
 
+/* What kvfs does and the options it takes besides the table's (main.c
+ * parses them), for --help and the manual page. A newline is where --help
+ * breaks the line; the manual page fills its paragraphs. */
+static const char kv_description[] =
+	"Mounts the KV-cache store in directory STORE (created when absent) on\n"
+	"MOUNTPOINT. Contexts are directories <namespace>/<context>/ of per-layer files.";
+
+static const struct { const char *flags, *help; } kv_general[] = {
+	{ "-h, --help", "print this help and exit" },
+	{ "-V, --version", "print the version and exit" },
+	{ "-f", "stay in the foreground" },
+	{ "-d, -o debug", "foreground, with every FUSE request logged" },
+	{ "-s", "single-threaded request loop" },
+	{ "-o allow_other", "let other users reach the mount (needs user_allow_other\n"
+			    "in /etc/fuse.conf when not root)" },
+	{ "--options-markdown", "print the -o options as a Markdown table and exit" },
+	{ "--man", "print this manual page (troff) and exit" },
+};
+
+#define KV_NGENERAL (sizeof(kv_general) / sizeof(kv_general[0]))
+
 void kv_opt_print_help(FILE *out)
 {
-	fprintf(out, "kvfs options (-o name=value[,name=value...]):\n");
+	fprintf(out, "usage: kvfs [options] STORE MOUNTPOINT\n\n%s\n\ngeneral options:\n",
+		kv_description);
+	for (size_t i = 0; i < KV_NGENERAL; i++) {
+		fprintf(out, "    %-22s ", kv_general[i].flags);
+		for (const char *h = kv_general[i].help; *h; h++)
+			if (*h == '\n')
+				fprintf(out, "\n%27s", "");
+			else
+				fputc(*h, out);
+		fprintf(out, "\n");
+	}
+	fprintf(out, "\nkvfs options (-o name=value[,name=value...]):\n");
 	for (size_t i = 0; i < KV_NOPTS; i++) {
 		char lhs[64];
 		snprintf(lhs, sizeof(lhs), "%s=%s", kv_opts[i].name, kv_opts[i].values);
 		fprintf(out, "    -o %-28s %s (default %s)\n", lhs, kv_opts[i].help,
 			kv_opts[i].def);
 	}
+}
+
+/* Text for troff: a backslash is \e, a line never starts with a control
+ * character, and in option names '-' is a minus (\-), not a hyphen. */
+static void troff(FILE *out, const char *s, int minus)
+{
+	for (int bol = 1; *s; s++) {
+		if (bol && (*s == '.' || *s == '\''))
+			fputs("\\&", out);
+		if (*s == '\\')
+			fputs("\\e", out);
+		else if (*s == '-' && minus)
+			fputs("\\-", out);
+		else
+			fputc(*s, out);
+		bol = *s == '\n';
+	}
+}
+
+void kv_opt_print_man(FILE *out)
+{
+	fprintf(out, ".TH KVFS 1 \"\" \"kvfs %s\" \"kvfs\"\n"
+		".SH NAME\nkvfs \\- a filesystem for LLM KV caches\n"
+		".SH SYNOPSIS\n.B kvfs\n[\\fIoptions\\fR] \\fISTORE MOUNTPOINT\\fR\n"
+		".SH DESCRIPTION\n", KVFS_VERSION);
+	troff(out, kv_description, 0);
+	fprintf(out, "\n.SH OPTIONS\n");
+	for (size_t i = 0; i < KV_NGENERAL; i++) {
+		fprintf(out, ".TP\n.B ");
+		troff(out, kv_general[i].flags, 1);
+		fprintf(out, "\n");
+		troff(out, kv_general[i].help, 0);
+		fprintf(out, "\n");
+	}
+	fprintf(out, ".SH MOUNT OPTIONS\n"
+		"Given as \\fB\\-o\\fR \\fIname\\fR=\\fIvalue\\fR[,\\fIname\\fR=\\fIvalue\\fR...]. "
+		"Sizes take K, M, G or T suffixes (powers of 1024). Mount options libfuse knows "
+		"(allow_other, ro, ...) are passed through; unknown or malformed options stop kvfs "
+		"with a message and exit status 1.\n");
+	for (size_t i = 0; i < KV_NOPTS; i++) {
+		fprintf(out, ".TP\n.B \\-o ");
+		troff(out, kv_opts[i].name, 1);
+		fputc('=', out);
+		troff(out, kv_opts[i].values, 1);
+		fprintf(out, "\n");
+		troff(out, kv_opts[i].help, 0);
+		fprintf(out, " (default %s)\n", kv_opts[i].def);
+	}
+	fprintf(out, ".SH EXIT STATUS\n"
+		"0 once the mount is unmounted, or when SIGTERM, SIGINT or SIGHUP stopped kvfs "
+		"(it unmounts and closes the store cleanly first); 1 when the options are wrong, "
+		"the store cannot be opened or the mount fails.\n"
+		".SH SEE ALSO\n.BR fusermount3 (1),\n.BR mount.fuse3 (8),\n"
+		"kvfsctl help, and the README of kvfs.\n");
 }
 
 void kv_opt_print_markdown(FILE *out)

@@ -50,8 +50,12 @@ int kv_opt_known(const char *name);
 /* Did the user set option name (through kv_opt_set)? */
 int kv_opt_given(const struct kv_config *cfg, const char *name);
 
+/* kvfs --help: usage, the general options and this table. */
 void kv_opt_print_help(FILE *out);
+/* The table as the README's Markdown table (kvfs --options-markdown). */
 void kv_opt_print_markdown(FILE *out);
+/* The manual page kvfs(1) in troff, from the same text (kvfs --man). */
+void kv_opt_print_man(FILE *out);
 /* The effective configuration, one "name=value" line per option. */
 void kv_opt_format(const struct kv_config *cfg, char *buf, size_t len);
 

@@ -454,6 +454,29 @@ START_TEST(test_fit_memory)
 }
 END_TEST
 
+/* kvfs(1) comes from the same table: every option, valid troff. */
+START_TEST(test_man_page)
+{
+	char *man = capture(kv_opt_print_man), *help = capture(kv_opt_print_help);
+
+	ck_assert_ptr_nonnull(strstr(man, ".TH KVFS 1 "));
+	for (const char *p = help; (p = strstr(p, "    -o ")); p++) {
+		char name[64], want[80], eq = 0;
+		if (sscanf(p + 7, "%63[a-z_]%c", name, &eq) != 2 || eq != '=')
+			continue; /* -o allow_other, a general option */
+		snprintf(want, sizeof(want), ".B \\-o %s=", name);
+		ck_assert_msg(strstr(man, want) != NULL, "man page lacks %s", want);
+	}
+	/* a line of text starting with '.' would be a troff request */
+	ck_assert_ptr_nonnull(strstr(man, "\n\\&... and evicts"));
+	ck_assert_ptr_null(strstr(man, "\n..."));
+	ck_assert_ptr_nonnull(strstr(man, ".B \\-h, \\-\\-help\n"));
+	ck_assert_ptr_nonnull(strstr(help, "    --man "));
+	free(man);
+	free(help);
+}
+END_TEST
+
 static Suite *opt_suite(void)
 {
 	Suite *s = suite_create("opt");
@@ -478,6 +501,7 @@ static Suite *opt_suite(void)
 	tcase_add_test(tc, test_format_set);
 	tcase_add_test(tc, test_format_parses_back);
 	tcase_add_test(tc, test_help_tables);
+	tcase_add_test(tc, test_man_page);
 	return s;
 }
 
