@@ -86,6 +86,7 @@ until_full() {
     ((i < max)) || { log "$what: $max times on a full store, all fitted"; return 0; }
     grep -q "No space left on device" <<<"$out" || fail "$what on a full store: $out (expected ENOSPC)"
 }
+# shellcheck disable=SC2034  # V is read by the commands until_full evals
 V=$(head -c 2000 /dev/zero | tr '\0' v)
 until_full setxattr 5000 'setfattr -n user.x$i -v "$V" "$MNT/ns/keep"'
 until_full rename 200 'mv "$MNT/ns/keep/k" "$MNT/ns/keep/k2" && mv "$MNT/ns/keep/k2" "$MNT/ns/keep/k"'

@@ -98,7 +98,8 @@ if command -v strace >/dev/null; then
         local call=$1 n=$2 rc=0
         strace -f -o /dev/null -e trace="$call" -e inject="$call:error=EIO:signal=SIGKILL:when=$n" \
             "$KVFSCTL" rebuild "$STORE" >"$T/rb-kill.out" 2>&1 || rc=$?
-        check '[ "$rc" -ne 0 ]' "rebuild with $call #$n killed exited 0: $(cat "$T/rb-kill.out")"
+        # (a rebuild with fewer such calls than n completes: that is fine too)
+        [ "$rc" -ne 0 ] || log "rebuild completed before $call #$n"
         assert_eq "$(segsums "$STORE")" "$SUMS" "segments after a rebuild killed at $call #$n"
         if [ -e "$STORE/kvfs.db" ]; then
             # a complete index (the old or the new one): the store mounts
