@@ -283,7 +283,21 @@ int kv_policy_flush(struct kv_policy *p)
 	pthread_mutex_unlock(&p->lock);
 	if (!rc && n)
 		rc = kv_index_ctx_save(p->ix, rows, n);
-	if (rc)
+	if (rc && n) {
+		/* Kept for the next flush: a full disk passes. */
+		pthread_mutex_lock(&p->lock);
+		for (size_t i = 0; i < n; i++) {
+			struct kv_pctx *c = find(p, rows[i].ino);
+			if (c && !c->removed)
+				c->dirty = 1;
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
+	/* A full disk is logged where it is found (the store's reserve), not
+	 * once a second here. */
+	if (rc == -ENOSPC)
+		kv_debug("cannot save the state of %zu contexts: %s", n, strerror(-rc));
+	else if (rc)
 		kv_err("cannot save the state of %zu contexts: %s", n, strerror(-rc));
 	free(rows);
 	return rc;
