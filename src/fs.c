@@ -538,6 +538,13 @@ static int collect_loc(void *arg, const struct kv_chunk *c)
 	return 0;
 }
 
+/* Empty l for a deletion tried again: the failed try collected too. */
+static void loc_reset(struct loc_list *l)
+{
+	l->n = 0;
+	l->irec = 0;
+}
+
 /* Free the records of l (after the index stopped naming them). */
 static void free_list(struct kv_fs *fs, struct loc_list *l)
 {
@@ -562,7 +569,7 @@ void kv_fs_drop(struct kv_fs *fs, uint64_t ino)
 	struct loc_list l = { 0 };
 	int rc;
 
-	KV_DELETION(fs, rc, kv_index_drop(fs->ix, ino, collect_loc, &l));
+	KV_DELETION(fs, rc, (loc_reset(&l), kv_index_drop(fs->ix, ino, collect_loc, &l)));
 	if (rc)
 		kv_err("inode %" PRIu64 ": cannot delete: %s", ino, strerror(-rc));
 	else
@@ -782,7 +789,8 @@ static int evict_tree(void *arg, uint64_t ino)
 	int rc = kv_index_entry_of(fs->ix, ino, &parent, name);
 
 	if (!rc)
-		KV_DELETION(fs, rc, kv_index_drop_tree(fs->ix, ino, kv_now(), collect_loc, mark_gone, &e));
+		KV_DELETION(fs, rc, (loc_reset(&e.l), kv_index_drop_tree(fs->ix, ino, kv_now(),
+									      collect_loc, mark_gone, &e)));
 	if (!rc)
 		free_list(fs, &e.l);
 	free(e.l.v);
