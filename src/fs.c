@@ -1352,7 +1352,9 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 					     evictor_pass, ctx_bytes, 1 };
 		rc = kv_policy_new(&fs->cfg, fs->ix, &fs->stats, &h, &fs->pol);
 	}
-	if (!rc)
+	/* Offline (kvfsctl fsck, gc, context-depth) nothing is
+	 * evicted behind the tool's back: TTLs and watermarks are a mount's. */
+	if (!rc && fs->cfg.mount)
 		rc = kv_policy_start(fs->pol);
 	if (!rc)
 		rc = kv_index_getattr(fs->ix, KV_ROOT_INO, &root);
