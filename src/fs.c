@@ -1242,6 +1242,33 @@ static int settle_chunk(struct kv_fs *fs, char *err, size_t errlen)
 	return 0;
 }
 
+/* Each open of the store has a number, one more than the last, committed
+ * to the index before any segment is made and written into every segment
+ * it makes. An index that has not seen the number of the newest segment
+ * is older than the data (restored from a backup, or its -wal lost) and
+ * would call the newer records garbage and delete their segments. */
+static int settle_epoch(struct kv_fs *fs, char *err, size_t errlen)
+{
+	uint64_t seen = kv_store_epoch_seen(fs->st);
+	int64_t epoch = 0;
+	int rc = kv_index_meta_get(fs->ix, "epoch", &epoch);
+
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (seen > (uint64_t)epoch) {
+		snprintf(err, errlen, "store %s: its segments were written after its index kvfs.db "
+			 "(open %llu, the index knows %lld: restored from a backup, or its -wal "
+			 "lost?): not opened, nothing changed; 'kvfsctl rebuild %s' recreates the "
+			 "index from the segments", fs->store_path, (unsigned long long)seen,
+			 (long long)epoch, fs->store_path);
+		return -EINVAL;
+	}
+	rc = kv_index_meta_set(fs->ix, "epoch", epoch + 1);
+	if (!rc)
+		kv_store_set_epoch(fs->st, (uint64_t)epoch + 1);
+	return rc;
+}
+
 /* The context depth is the store's: its context rows, with their pins
  * and TTLs, are the directories at that depth. A mount without the option
  * takes it; one that names another is refused (kvfsctl context-depth
@@ -1302,7 +1329,7 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 			 fs->store_path, seg, fs->store_path);
 		return -EINVAL;
 	}
-	if ((rc = settle_contexts(fs, err, errlen))) {
+	if ((rc = settle_epoch(fs, err, errlen)) || (rc = settle_contexts(fs, err, errlen))) {
 		if (rc != -EINVAL)
 			snprintf(err, errlen, "cannot load store %s: %s", fs->store_path, strerror(-rc));
 		return rc;

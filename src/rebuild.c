@@ -45,6 +45,7 @@ struct rb {
 	uint64_t lost_ino;    /* the lost+found used, 0 if none */
 	uint8_t id[16];
 	int have_id;
+	uint64_t epoch;       /* the highest open that wrote a segment */
 	struct kv_rebuild_report *rep;
 	int err;
 };
@@ -253,6 +254,8 @@ static int scan(struct rb *b, const char *store, char *err, size_t errlen)
 		}
 		if (chunk)
 			b->rep->chunk_size = chunk;
+		if (kv_seg_header_epoch(h) > b->epoch)
+			b->epoch = kv_seg_header_epoch(h);
 		b->rep->segments++;
 		rc = kv_seg_scan_file(path, seg, scan_cb, b);
 		if (b->err)
@@ -674,6 +677,9 @@ int kv_rebuild(const char *store, FILE *out, struct kv_rebuild_report *rep, char
 	rc = kv_index_set_store_id(ix, b.id);
 	if (!rc)
 		rc = kv_index_meta_set(ix, "chunk_size", rep->chunk_size);
+	/* The new index has seen every segment there is. */
+	if (!rc)
+		rc = kv_index_meta_set(ix, "epoch", (int64_t)b.epoch);
 	/* The next mount gives back the space no record names and writes the
 	 * inode records of what changed here. */
 	if (!rc)

@@ -44,6 +44,8 @@ struct kv_store {
 	uint64_t tail;         /* next append offset in the active segment */
 	uint64_t live;         /* live bytes in all segments */
 	int held;              /* appends refused (kv_store_hold) */
+	uint64_t epoch;        /* written into the headers of new segments */
+	uint64_t epoch_seen;   /* the highest in this store's segments at open */
 };
 
 static void seg_name(char *buf, size_t len, uint32_t seg)
@@ -108,6 +110,7 @@ static void seg_header(const struct kv_store *st, uint32_t seg, uint8_t h[KV_SEG
 	memcpy(h + 16, st->id, 16);
 	kv_put64(h + 32, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
 	kv_put32(h + 40, (uint32_t)st->max_chunk);
+	kv_put64(h + 44, st->epoch);
 	kv_put64(h + 56, XXH3_64bits(h, 56));
 }
 
@@ -165,7 +168,11 @@ static int seg_check(struct kv_store *st, const char *name, uint32_t seg)
 		return KV_SEG_TORN;
 	if (n < 0 || kv_seg_header_read(h, &hseg, id, &chunk) || hseg != seg)
 		return KV_SEG_DAMAGED;
-	return memcmp(id, st->id, 16) ? KV_SEG_FOREIGN : KV_SEG_OURS;
+	if (memcmp(id, st->id, 16))
+		return KV_SEG_FOREIGN;
+	if (kv_seg_header_epoch(h) > st->epoch_seen)
+		st->epoch_seen = kv_seg_header_epoch(h);
+	return KV_SEG_OURS;
 }
 
 /* Find the segments there are and what their headers say. */
@@ -372,6 +379,17 @@ static int append(struct kv_store *st, struct kv_rec *rec, const void *data, str
 		       loc->seg, ino, idx, strerror(-rc));
 	kv_store_free(st, loc);
 	return rc;
+}
+
+uint64_t kv_seg_header_epoch(const uint8_t h[KV_SEG_HDR]) { return kv_get64(h + 44); }
+
+uint64_t kv_store_epoch_seen(struct kv_store *st) { return st->epoch_seen; }
+
+void kv_store_set_epoch(struct kv_store *st, uint64_t epoch)
+{
+	pthread_mutex_lock(&st->lock);
+	st->epoch = epoch;
+	pthread_mutex_unlock(&st->lock);
 }
 
 void kv_store_hold(struct kv_store *st, int held)

@@ -59,6 +59,15 @@ void kv_store_account(struct kv_store *st, uint32_t seg, uint64_t len);
 /* Delete segments that hold no live record; call once after accounting. */
 void kv_store_drop_empty(struct kv_store *st);
 
+/* Opens of a store are numbered (the epoch, kept by kv_fs in the index);
+ * each segment header records the epoch of the open that made it (bytes
+ * 44..51, 0 before epochs). kv_store_epoch_seen is the highest among the
+ * store's segments at kv_store_open; kv_store_set_epoch sets the one new
+ * segments get. */
+uint64_t kv_seg_header_epoch(const uint8_t h[KV_SEG_HDR]);
+uint64_t kv_store_epoch_seen(struct kv_store *st);
+void kv_store_set_epoch(struct kv_store *st, uint64_t epoch);
+
 /* While held, appends fail with -ENOSPC at once: the room left on the
  * backing filesystem is the index's (kv_fs's reserve is out). */
 void kv_store_hold(struct kv_store *st, int held);

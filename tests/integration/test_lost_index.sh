@@ -5,7 +5,8 @@
 # kvfsctl rebuild, the segments stay byte for byte, and the rebuild brings
 # the files back. A rebuild killed at any step leaves the segments intact
 # and the store either refused (no kvfs.db) or complete. An index that is
-# not the one the segments were written with is refused too. A mount that
+# not the one the segments were written with is refused too, and so is
+# one older than its segments (restored from a backup). A mount that
 # fails leaves no files in a directory that held none; the index files are
 # owner only.
 set -euo pipefail
@@ -87,6 +88,32 @@ expect_fail "kvfsctl rebuild" "kvfsctl gc with another store's index" "$KVFSCTL"
 assert_eq "$(segsums "$STORE")" "$SUMS" "segments after another store's index was offered"
 rm -f "$STORE/kvfs.db" "$STORE/kvfs.db-wal" "$STORE/kvfs.db-shm"
 pass "an index from another store is refused; segments untouched"
+
+# --- an index older than its segments (restored from a backup) -------------------
+# it knows nothing of the segments written since; its word would delete them
+OLD=$T/old
+kv_mount "$OLD" "$MNT"
+mkdir -p "$MNT/ns/a"
+cp "$REF/f1" "$MNT/ns/a/f1"
+kv_umount "$MNT"
+mkdir "$T/backup"
+cp -p "$OLD"/kvfs.db* "$T/backup/"
+kv_mount "$OLD" "$MNT"
+cp "$REF/f2" "$MNT/ns/a/f2"
+kv_records_settled "$MNT"
+kv_umount "$MNT"
+rm -f "$OLD"/kvfs.db*
+cp -p "$T/backup"/kvfs.db* "$OLD/"
+expect_refused "$OLD" "mount with an index older than its segments"
+expect_fail "kvfsctl rebuild" "kvfsctl gc with an index older than its segments" "$KVFSCTL" gc "$OLD"
+"$KVFSCTL" rebuild "$OLD" >"$T/rb-old.out" 2>&1 || fail "rebuild of a store with a stale index: $(cat "$T/rb-old.out")"
+kv_mount "$OLD" "$MNT"
+cmp "$REF/f1" "$MNT/ns/a/f1" || fail "f1 after the rebuild of a store with a stale index"
+cmp "$REF/f2" "$MNT/ns/a/f2" || fail "f2 (written after the backup) after the rebuild"
+kv_umount "$MNT"
+kv_mount "$OLD" "$MNT"   # and the rebuilt index is current: mounted again
+kv_umount "$MNT"
+pass "an index restored from a backup is refused; segments untouched; rebuilt, both files back"
 
 # --- rebuilds killed at each step --------------------------------------------------
 # strace stops the rebuild with SIGKILL at the Nth call of a system call
