@@ -76,16 +76,32 @@ struct kv_centry *kv_cmap_next(const struct kv_cmap *m, uint64_t *idx)
 	return &m->leaf[i]->e[*idx - m->leaf[i]->base];
 }
 
+static int leaf_empty(const struct kv_cmap_leaf *l)
+{
+	for (unsigned i = 0; i < KV_CMAP_LEAF; i++) {
+		const struct kv_centry *e = &l->e[i];
+		if (e->stored || e->published || e->changed || e->inflight || e->buf)
+			return 0;
+	}
+	return 1;
+}
+
 void kv_cmap_trim(struct kv_cmap *m, uint64_t first)
 {
-	size_t i;
+	size_t i, k;
 
 	if (first > UINT64_MAX - KV_CMAP_LEAF)
 		return;
-	i = lower(m, base_of(first + KV_CMAP_LEAF - 1));
-	for (size_t j = i; j < m->n; j++)
-		free(m->leaf[j]);
-	m->n = i;
+	/* A leaf an entry came back to meanwhile (the caller waited with the
+	 * lock dropped, and a writer was quicker) stays. */
+	i = k = lower(m, base_of(first + KV_CMAP_LEAF - 1));
+	for (size_t j = i; j < m->n; j++) {
+		if (leaf_empty(m->leaf[j]))
+			free(m->leaf[j]);
+		else
+			m->leaf[k++] = m->leaf[j];
+	}
+	m->n = k;
 }
 
 void kv_cmap_clear(struct kv_cmap *m)

@@ -46,8 +46,8 @@ struct kv_centry *kv_cmap_add(struct kv_cmap *m, uint64_t idx);
  * to its index; NULL when there is none. Entries may be all zero. Walk
  * the map with: for (i = from; (e = kv_cmap_next(m, &i)); i++). */
 struct kv_centry *kv_cmap_next(const struct kv_cmap *m, uint64_t *idx);
-/* Drop the leaves that hold only indexes >= first; the caller has emptied
- * their entries. */
+/* Drop the leaves that hold only indexes >= first and only empty entries
+ * (nothing stored, buffered or being compressed). */
 void kv_cmap_trim(struct kv_cmap *m, uint64_t first);
 /* Drop every leaf. */
 void kv_cmap_clear(struct kv_cmap *m);

@@ -602,7 +602,8 @@ int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 		return -EFBIG;
 	each_entry(in, i, e) {
 		wait_entry(in, i); /* the lock is dropped: look the entry up again */
-		e = kv_cmap_get(&in->map, i);
+		if (!(e = kv_cmap_get(&in->map, i)))
+			continue; /* its leaf went with another truncate meanwhile */
 		if (e->buf) {
 			kv_buf_put(fs->bufs, e->buf);
 			wb_count(fs, in, 0);
