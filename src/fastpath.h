@@ -28,7 +28,9 @@ struct kv_fast;
 /* Concurrent requests; more wait in a queue. */
 #define KV_FAST_THREADS 8
 /* Chunks one read has loading ahead of the copies. */
+#ifndef KV_FAST_AHEAD /* a build may set it, for measuring */
 #define KV_FAST_AHEAD 32
+#endif
 /* Chunks already in the DRAM tier are taken this many at a time. */
 #define KV_FAST_BATCH 16
 /* Reads up to this many bytes run in the submitting thread. */

@@ -4,10 +4,14 @@
  *
  * MODE:
  *   limit        in-process cudaMemcpy from pinned host memory (the bound)
+ *   limit-d2h    in-process cudaMemcpy to pinned host memory (GPU_WRITE's bound)
  *   pread        pread() through the mount into pageable memory + cudaMemcpy
  *   pread-pinned pread() into pinned memory + cudaMemcpy
  *   ioctl        KVFS_IOC_GPU_READ straight into the device buffer
- *   ioctl-write  KVFS_IOC_GPU_WRITE of the device buffer into FILE
+ *   ioctl-write  KVFS_IOC_GPU_WRITE of the device buffer (first filled with
+ *                FILE's bytes) into FILE, and a close() of another
+ *                descriptor of FILE at the end of each run (timed: the bytes
+ *                are compressed, stored and published, as at any close)
  *   dma-chunks   in-process async copies of 1 MiB pieces from a page-locked
  *                huge-page region on KVFS_BENCH_STREAMS streams (default 8),
  *                synchronised per request: the bound for chunked copies
@@ -87,7 +91,7 @@ int main(int argc, char **argv)
 	struct kvfs_gpu_io io;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: kvfs-bench-gpu limit|pread|pread-pinned|ioctl|ioctl-write|dma-chunks|query "
+		fprintf(stderr, "usage: kvfs-bench-gpu limit|limit-d2h|pread|pread-pinned|ioctl|ioctl-write|dma-chunks|query "
 				"FILE REQ_SIZE RUNS\n");
 		return 2;
 	}
@@ -104,7 +108,17 @@ int main(int argc, char **argv)
 	CK(cudaMalloc(&dev, size));
 	gbs = calloc((size_t)runs, sizeof(double));
 	lat = calloc((size_t)runs, sizeof(double));
-	if (!strcmp(mode, "limit") || !strcmp(mode, "pread-pinned")) {
+	if (!strcmp(mode, "limit-d2h")) {
+		CK(cudaMallocHost(&host, size));
+	} else if (!strcmp(mode, "ioctl-write")) {
+		char *b = malloc(size);
+		if (!b || pread(fd, b, size, 0) != (ssize_t)size) {
+			perror("pread");
+			return 1;
+		}
+		CK(cudaMemcpy(dev, b, size, cudaMemcpyHostToDevice));
+		free(b);
+	} else if (!strcmp(mode, "limit") || !strcmp(mode, "pread-pinned")) {
 		CK(cudaMallocHost(&host, !strcmp(mode, "limit") ? size : req));
 		if (!strcmp(mode, "limit") && pread(fd, host, size, 0) != (ssize_t)size) {
 			perror("pread");
@@ -166,6 +180,9 @@ int main(int argc, char **argv)
 			if (!strcmp(mode, "limit")) {
 				CK(cudaMemcpy((char *)dev + off, (char *)host + off, n,
 					      cudaMemcpyHostToDevice));
+			} else if (!strcmp(mode, "limit-d2h")) {
+				CK(cudaMemcpy((char *)host + off, (char *)dev + off, n,
+					      cudaMemcpyDeviceToHost));
 			} else if (!strncmp(mode, "pread", 5)) {
 				if (pread(fd, host, n, (off_t)off) != (ssize_t)n) {
 					perror("pread");
@@ -183,6 +200,10 @@ int main(int argc, char **argv)
 			}
 		}
 		CK(cudaDeviceSynchronize());
+		if (!strcmp(mode, "ioctl-write") && close(open(file, O_RDONLY))) {
+			perror("close");
+			return 1;
+		}
 		{
 			double t = now() - t0;
 			gbs[r] = (double)size / t / 1e9;

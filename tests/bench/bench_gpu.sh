@@ -48,6 +48,7 @@ med() { # MODE FILE REQ -> "GB/s us/req"
 declare -A R
 R[limit_64M]=$(med limit $DATA $M64)
 R[limit_2M]=$(med limit $DATA $M2)
+R[d2h_64M]=$(med limit-d2h $DATA $M64)
 R[chunks_64M]=$(med dma-chunks $DATA $M64)
 R[chunks_2M]=$(med dma-chunks $DATA $M2)
 
@@ -62,6 +63,7 @@ for codec in none lz4 zstd; do
 		R[pinned_64M]=$(med pread-pinned $MNT/bench/ctx/data $M64)
 		R[pread_2M]=$(med pread $MNT/bench/ctx/data $M2)
 		R[pinned_2M]=$(med pread-pinned $MNT/bench/ctx/data $M2)
+		R[write_none_64M]=$(med ioctl-write $MNT/bench/ctx/data $M64)
 	fi
 	grep -E '^kvfs_(tier_(hits|misses)_total|gpu_pinned_bytes|gpu_(load|copy)_wait_seconds_total|gpu_load_seconds_total|gpu_loads_total|gpu_direct_loads_total|gpu_window_bytes)' $MNT/.kvfs/stats | sed "s/^/  [$codec cold] /"
 	umount_kvfs
@@ -100,7 +102,11 @@ ratio() { awk -v a="$(gb $1)" -v b="$(gb $2)" 'BEGIN { printf "%.2fx", a / b }';
 		echo "| GPU_READ cold, codec=$c | $(gb cold_${c}_64M) | $(ratio cold_${c}_64M limit_64M) | $(ratio cold_${c}_64M pread_64M) | $(gb cold_${c}_2M) | $(us cold_${c}_2M) |"
 	done
 	echo "| GPU_READ cold, codec=none, gpu_pin=0 (through buffers) | $(gb buffered_64M) | $(ratio buffered_64M limit_64M) | $(ratio buffered_64M pread_64M) | $(gb buffered_2M) | $(us buffered_2M) |"
-	echo "| GPU_WRITE (codec=lz4) | $(gb write_64M) | | | | |"
+	echo
+	echo "| GPU_WRITE (1 GiB, 64 MiB requests, a close() at the end of each run) | GB/s | vs in-process pinned device-to-host copy ($(gb d2h_64M) GB/s) |"
+	echo "|---|---|---|"
+	echo "| codec=none | $(gb write_none_64M) | $(ratio write_none_64M d2h_64M) |"
+	echo "| codec=lz4 (the default) | $(gb write_64M) | $(ratio write_64M d2h_64M) |"
 	echo
 	echo "A QUERY ioctl round trip (the fixed cost of any ioctl through FUSE): $(echo ${R[query]}) us."
 } | tee $OUT/bench_gpu.md
