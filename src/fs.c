@@ -1322,6 +1322,8 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
 		return rc;
 	}
+	/* A lane per two compression workers: their appends run in parallel. */
+	kv_store_set_lanes(fs->st, (fs->cfg.workers + 1) / 2);
 	if ((seg = kv_store_foreign(fs->st))) {
 		snprintf(err, errlen, "store %s: segment %08x.seg was not written with this index "
 			 "(kvfs.db was replaced or recreated): not opened, nothing changed; "

@@ -72,6 +72,11 @@ void kv_store_set_epoch(struct kv_store *st, uint64_t epoch);
  * backing filesystem is the index's (kv_fs's reserve is out). */
 void kv_store_hold(struct kv_store *st, int held);
 
+/* Append to up to n segments at once (1 to 8, default 1): buffered writes
+ * to one file are serialised by the kernel, so concurrent appends to one
+ * segment run at one thread's copy speed. Call before the first append. */
+void kv_store_set_lanes(struct kv_store *st, int n);
+
 int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc);
 

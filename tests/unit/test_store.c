@@ -209,6 +209,89 @@ START_TEST(test_append_read_sizes)
 }
 END_TEST
 
+/* Lanes: 8 threads appending at once to a store of 4 lanes spread over
+ * several segments, and every record reads back whole; the live bytes add
+ * up, and freeing them all leaves only the lanes' segments. */
+#define LANE_THREADS 8
+#define LANE_RECS 300
+
+struct lane_arg {
+	struct kv_store *st;
+	int t;
+	struct kv_loc loc[LANE_RECS];
+};
+
+static void lane_bytes(uint8_t *p, size_t n, int t, int i)
+{
+	for (size_t k = 0; k < n; k++)
+		p[k] = (uint8_t)(t * 31 + i * 7 + k);
+}
+
+static void *lane_writer(void *p)
+{
+	struct lane_arg *a = p;
+	static __thread uint8_t buf[8192];
+
+	for (int i = 0; i < LANE_RECS; i++) {
+		size_t n = 1000 + (size_t)((i * 37 + a->t) % 7000);
+		struct kv_encoded e = { KV_CODEC_NONE, 0, (uint32_t)n, buf };
+		lane_bytes(buf, n, a->t, i);
+		if (kv_store_append(a->st, (uint64_t)a->t + 10, (uint64_t)i, &e, (uint32_t)n,
+				    &a->loc[i]))
+			return p;
+	}
+	return NULL;
+}
+
+START_TEST(test_lanes_parallel)
+{
+	static struct lane_arg a[LANE_THREADS];
+	pthread_t th[LANE_THREADS];
+	uint8_t want[8192], got[8192];
+	uint64_t live = 0;
+	uint32_t segs = 0;
+	char dir[600];
+	struct kv_store *st;
+
+	new_store_dir(dir, sizeof(dir));
+	st = open_store(dir, 1 << 20);
+	kv_store_set_lanes(st, 4);
+	for (int t = 0; t < LANE_THREADS; t++) {
+		a[t].st = st;
+		a[t].t = t;
+		ck_assert_int_eq(pthread_create(&th[t], NULL, lane_writer, &a[t]), 0);
+	}
+	for (int t = 0; t < LANE_THREADS; t++) {
+		void *rc;
+		pthread_join(th[t], &rc);
+		ck_assert_ptr_null(rc);
+	}
+	for (int t = 0; t < LANE_THREADS; t++) {
+		for (int i = 0; i < LANE_RECS; i++) {
+			size_t n = 1000 + (size_t)((i * 37 + t) % 7000);
+			lane_bytes(want, n, t, i);
+			ck_assert_int_eq(kv_store_read(st, &a[t].loc[i], (uint64_t)t + 10, (uint64_t)i,
+						       got, (uint32_t)n), 0);
+			ck_assert(!memcmp(got, want, n));
+			live += a[t].loc[i].len;
+		}
+	}
+	ck_assert_uint_eq(kv_store_live(st), live);
+	for (uint32_t s = 1; s <= kv_store_highest(st); s++)
+		segs += (uint32_t)seg_exists(dir, s);
+	ck_assert_uint_gt(segs, 4);
+	for (int t = 0; t < LANE_THREADS; t++)
+		for (int i = 0; i < LANE_RECS; i++)
+			kv_store_free(st, &a[t].loc[i]);
+	ck_assert_uint_eq(kv_store_live(st), 0);
+	segs = 0;
+	for (uint32_t s = 1; s <= kv_store_highest(st); s++)
+		segs += (uint32_t)seg_exists(dir, s);
+	ck_assert_uint_le(segs, 4);
+	kv_store_close(st);
+}
+END_TEST
+
 START_TEST(test_segment_header)
 {
 	char dir[600], p[600];
@@ -842,6 +925,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_record_larger_than_segment);
 	tcase_add_test(tc, test_reopen_account_drop_empty);
 	tcase_add_test(tc, test_reopen_read_then_append);
+	tcase_add_test(tc, test_lanes_parallel);
 
 	tc = kvtest_tcase(s, "header", 0);
 	tcase_add_test(tc, test_rec_roundtrip);
