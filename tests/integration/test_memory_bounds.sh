@@ -8,6 +8,9 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 M=$T/mnt
+# ASan keeps freed memory in its quarantine (256 MiB by default): a small
+# one, so that memory given back shows.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-}:quarantine_size_mb=16
 kv_mount "$T/store" "$M" ram=16M,wbuf=32M,workers=2
 pid=${KV_PID[$M]}
 status_mib() { awk -v k="$1:" '$1 == k {print int($2/1024)}' "/proc/$pid/status"; }
