@@ -151,12 +151,7 @@ static void wb_throttle(struct kv_fs *fs, uint64_t self)
 		pthread_mutex_lock(&fs->wb_lock);
 		if (fs->wb_n < wb_max(fs))
 			break;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += KV_WB_WAIT_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		kv_deadline(&until, KV_WB_WAIT_MS);
 		pthread_cond_timedwait(&fs->wb_cond, &fs->wb_lock, &until);
 	}
 	pthread_mutex_unlock(&fs->wb_lock);

@@ -707,12 +707,7 @@ static void *meta_thread(void *arg)
 			continue;
 		}
 		/* Gather what comes in the next moment, unless plenty is due. */
-		clock_gettime(CLOCK_MONOTONIC, &at);
-		at.tv_nsec += KV_META_DELAY_MS * 1000000L;
-		if (at.tv_nsec >= 1000000000L) {
-			at.tv_sec++;
-			at.tv_nsec -= 1000000000L;
-		}
+		kv_deadline(&at, KV_META_DELAY_MS);
 		while (!fs->meta_stop && fs->dirty.n < KV_META_PENDING &&
 		       pthread_cond_timedwait(&fs->dirty_cond, &fs->dirty_lock, &at) != ETIMEDOUT)
 			;

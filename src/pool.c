@@ -267,6 +267,17 @@ size_t kv_bufs_in_use(struct kv_bufs *b)
 	return n;
 }
 
+void kv_deadline(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 void kv_thread_stop(pthread_mutex_t *lock, pthread_cond_t *cond, int *stop, pthread_t t)
 {
 	pthread_mutex_lock(lock);

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <time.h>
 
 struct kv_pool;
 
@@ -36,6 +37,10 @@ typedef void (*kv_bufs_slab_fn)(void *arg, void *p, size_t len);
 void kv_bufs_on_slab(struct kv_bufs *b, kv_bufs_slab_fn fn, void *arg);
 /* Buffers handed out now. */
 size_t kv_bufs_in_use(struct kv_bufs *b);
+
+/* CLOCK_MONOTONIC now plus ms, for pthread_cond_timedwait on a condition
+ * made with that clock. */
+void kv_deadline(struct timespec *ts, long ms);
 
 /* How a background thread that sleeps on cond under lock until *stop is
  * set is ended: set it, wake the thread, wait for it to return. */

@@ -315,6 +315,18 @@ kv_cleanup() {
 }
 trap kv_cleanup EXIT
 
+# kv_small_fs DIR SIZE: a tmpfs of SIZE (such as 32m) mounted on DIR
+# (created), undone on exit; the test is skipped (77) when not root.
+kv_small_fs() {
+    if [ "$(id -u)" -ne 0 ]; then
+        log "SKIP: needs root to mount a tmpfs"
+        exit 77
+    fi
+    mkdir -p "$1"
+    mount -t tmpfs -o "size=$2" tmpfs "$1"
+    KV_EXTRA_MOUNTS+=("$1")
+}
+
 kv_require() {
     [ -x "$KVFS" ] || fail "KVFS=$KVFS is not an executable (build first)"
     [ -e /dev/fuse ] || fail "/dev/fuse is missing"

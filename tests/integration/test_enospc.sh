@@ -7,15 +7,9 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" -ne 0 ]; then
-    log "SKIP: needs root to mount a tmpfs"
-    exit 77
-fi
 SRC=$KV_DATA/gpl3
 FS=$T/fs
-mkdir "$FS"
-mount -t tmpfs -o size=32m tmpfs "$FS"
-KV_EXTRA_MOUNTS+=("$FS")
+kv_small_fs "$FS" 32m
 STORE=$FS/store
 MNT=$T/mnt
 
