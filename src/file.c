@@ -127,6 +127,8 @@ static void wb_throttle(struct kv_fs *fs, uint64_t self)
 {
 	struct timespec until;
 
+	if (!wb_over(fs))
+		return; /* the common case: no lock taken on the write path */
 	pthread_mutex_lock(&fs->wb_lock);
 	for (int waits = 0; fs->wb_n >= wb_max(fs) && waits < KV_WB_WAITS; waits++) {
 		struct kv_inode *v = fs->wb_head;
