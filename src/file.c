@@ -316,6 +316,8 @@ static void compress_job(void *arg)
 		 * again, and no publish covers them until one succeeds. */
 		if (!in->error)
 			in->error = rc;
+		in->fails++;
+		in->fail_rc = rc;
 		if (rc != -ENOSPC)
 			kv_err("inode %" PRIu64 " chunk %" PRIu64 ": %s", in->ino, j->idx, strerror(-rc));
 	}
@@ -673,6 +675,7 @@ int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 	struct kv_attr snap;
 	uint64_t keep, size, truncs, i;
 	size_t n = 0, nc = 0;
+	uint32_t fails;
 	int rc = 0, here;
 
 again:
@@ -683,6 +686,7 @@ again:
 	size = in->attr.size;
 	keep = in->keep;
 	truncs = in->truncs;
+	fails = in->fails;
 	/* A single chunk to store and none on its way (a small file, the tail
 	 * of a large one written in order) is compressed here. */
 	for (i = 0; n < 2 && (e = kv_cmap_next(&in->map, &i)); i++)
@@ -701,6 +705,11 @@ again:
 		goto again; /* truncated meanwhile: publish that instead */
 	snap = in->attr;
 	snap.size = size;
+	/* A store that failed meanwhile left bytes below size in a buffer. Its
+	 * error may have gone to a write() meanwhile (in->error is reported
+	 * once): the failure itself is what counts here. */
+	if (!rc && in->fails != fails)
+		rc = in->fail_rc;
 	if (!rc)
 		rc = in->error;
 	in->error = 0;

@@ -46,6 +46,9 @@ struct kv_inode {
 	uint64_t ra_next;      /* chunk a sequential reader reads next */
 	uint64_t ra_done;      /* chunks up to here were prefetched */
 	int error;             /* background write error not yet reported */
+	uint32_t fails;        /* chunk stores that failed, ever: a publish that
+				  saw one while it waited does not publish */
+	int fail_rc;           /* the last of them (never cleared) */
 	int filter;            /* shuffle=auto's last choice for this file (atomic) */
 	uint32_t encodes;      /* chunks encoded (atomic): every KV_FILTER_EVERY-th samples */
 	struct kv_loc *garbage; /* published records superseded, freed after publish */

@@ -1337,6 +1337,83 @@ START_TEST(test_concurrent_read_write)
 }
 END_TEST
 
+/* A store that fails leaves its bytes buffered; its error is reported once,
+ * to whichever call comes first. A close that waited for that store must
+ * fail, even when a write took the error meanwhile: publishing the size
+ * without the chunk made files that read zeros where data had been
+ * written (seen by the crash test under a 1.5 MiB cap). Here every store
+ * of the victim fails for lack of room while zero-length writes take the
+ * error as often as they can. */
+struct enospc_race {
+	struct kv_fs *fs;
+	uint64_t ino;
+	atomic_int stop;
+	atomic_int taken; /* writes that got the error */
+};
+
+static void *enospc_taker(void *arg)
+{
+	struct enospc_race *r = arg;
+	uint8_t b = 0;
+
+	while (!atomic_load(&r->stop))
+		if (kv_file_write(r->fs, r->ino, &b, 0, 0) == -ENOSPC)
+			atomic_fetch_add(&r->taken, 1);
+	return NULL;
+}
+
+START_TEST(test_failed_store_never_published)
+{
+	enum { FLUSHES = 3000, PART = 1000 };
+	char store[600], err[64], cap[32];
+	struct kv_config cfg = kvtest_small_config();
+	static uint8_t data[3 * CHUNK];
+	struct enospc_race r = { 0 };
+	struct kv_attr a;
+	struct kv_fs *fs;
+	uint64_t filler;
+	pthread_t t;
+	int zero = 0;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 1);
+	/* Room for the filler's three records and half a victim record. */
+	snprintf(cap, sizeof(cap), "%d", 3 * (CHUNK + KV_REC_HDR) + (PART + KV_REC_HDR) / 2);
+	ck_assert_int_eq(kv_opt_set(&cfg, "codec", "none", err, sizeof(err)), 0);
+	ck_assert_int_eq(kv_opt_set(&cfg, "capacity", cap, err, sizeof(err)), 0);
+	new_store_path(store, sizeof(store));
+	fs = kvtest_open_fs(store, &cfg);
+	r.fs = fs;
+	r.ino = mkfile(fs, KV_ROOT_INO, "victim");
+	ck_assert_int_eq(kv_file_open(fs, r.ino, 0), 0);
+	/* Two partial chunks, so that a close hands both to the workers and
+	 * waits for them with the lock dropped. */
+	wr(fs, r.ino, data, PART, 0);
+	wr(fs, r.ino, data, PART, CHUNK);
+	filler = mkfile(fs, KV_ROOT_INO, "filler");
+	ck_assert_int_eq(kv_file_open(fs, filler, 0), 0);
+	wr(fs, filler, data, sizeof(data), 0);
+	ck_assert_int_eq(kv_file_flush(fs, filler), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, enospc_taker, &r), 0);
+	for (int i = 0; i < FLUSHES; i++) {
+		int rc = kv_file_flush(fs, r.ino);
+		if (rc == 0)
+			zero++;
+		else
+			ck_assert_msg(rc == -ENOSPC, "flush %d: %s", i, strerror(-rc));
+	}
+	atomic_store(&r.stop, 1);
+	pthread_join(t, NULL);
+	ck_assert_msg(zero == 0, "%d of %d closes reported success for bytes never stored "
+		      "(%d writes took the error)", zero, FLUSHES, atomic_load(&r.taken));
+	ck_assert_int_eq(kv_index_getattr(fs->ix, r.ino, &a), 0);
+	ck_assert_uint_eq(a.size, 0);
+	ck_assert_int_eq(kv_file_release(fs, r.ino), -ENOSPC);
+	ck_assert_int_eq(kv_file_release(fs, filler), 0);
+	kv_fs_close(fs);
+}
+END_TEST
+
 static size_t rss_bytes(void)
 {
 	long pages = 0, resident = 0;
@@ -1691,6 +1768,7 @@ static Suite *fs_suite(void)
 	tcase_add_loop_test(tc, test_concurrent_read_write, 0, 3);
 	tcase_add_test(tc, test_sparse_offsets);
 	tcase_add_test(tc, test_write_buffer_budget);
+	tcase_add_test(tc, test_failed_store_never_published);
 
 	tc = kvtest_tcase(s, "random", 120);
 	tcase_add_loop_test(tc, test_random_ops, 0, 4);
