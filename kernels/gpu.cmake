@@ -1,5 +1,5 @@
 # The GPU backend plugins, libkvfs-gpu-cuda.so and libkvfs-gpu-hip.so, that
-# the daemon dlopen()s (src/gpu_plugin.h). Both come from kernels/kvfs_gpu.cpp.
+# the daemon dlopen()s (src/gpu/gpu_plugin.h). Both come from kernels/kvfs_gpu.cpp.
 #
 # They hold no device code, so nvcc and hipcc run here as plain custom
 # commands instead of through enable_language(CUDA/HIP): CMake 3.25 does not
@@ -22,7 +22,7 @@ set(KVFS_GPU_PLUGIN_DIR ${CMAKE_INSTALL_LIBDIR}/kvfs)
 
 set(KVFS_GPU_SRC ${CMAKE_SOURCE_DIR}/kernels/kvfs_gpu.cpp)
 set(KVFS_GPU_DEPS ${KVFS_GPU_SRC} ${CMAKE_SOURCE_DIR}/kernels/hip_cuda.h
-  ${CMAKE_SOURCE_DIR}/src/gpu_plugin.h ${CMAKE_SOURCE_DIR}/include/kvfs/ioctl.h)
+  ${CMAKE_SOURCE_DIR}/src/gpu/gpu_plugin.h ${CMAKE_SOURCE_DIR}/include/kvfs/ioctl.h)
 # Host flags for both compilers: no exceptions or RTTI (the plugin is C
 # behind a C table) and only kvfs_gpu_plugin_v1 exported.
 set(KVFS_GPU_HOST_FLAGS -fPIC -Wall -Wextra -fvisibility=hidden -fno-exceptions -fno-rtti)
@@ -30,7 +30,7 @@ if(KVFS_WERROR)
   list(APPEND KVFS_GPU_HOST_FLAGS -Werror)
 endif()
 set(KVFS_GPU_COMMON_FLAGS -std=c++20 -O2 -g -shared
-  -I${CMAKE_SOURCE_DIR}/src -I${CMAKE_SOURCE_DIR}/include)
+  -I${CMAKE_SOURCE_DIR}/src/gpu -I${CMAKE_SOURCE_DIR}/include)
 
 # Sets ${out} to TRUE when plugin ${name} should be built, per the
 # AUTO/ON/OFF option ${opt}; ${compiler} is empty when ${needs} are missing.

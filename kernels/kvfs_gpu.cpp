@@ -1,4 +1,4 @@
-/* A kvfs GPU backend plugin (src/gpu_plugin.h), written once against the
+/* A kvfs GPU backend plugin (src/gpu/gpu_plugin.h), written once against the
  * HIP runtime API and built twice: by hipcc with KVFS_PLUGIN_HIP into
  * libkvfs-gpu-hip.so, and by nvcc with KVFS_PLUGIN_CUDA into
  * libkvfs-gpu-cuda.so, where hip_cuda.h maps the HIP names onto CUDA.

@@ -10,7 +10,7 @@ endif()
 # The fake GPU backend (device memory is a shared file) and a raw ioctl
 # client let the fast path be tested on machines without a GPU.
 add_library(kvfs-gpu-fake MODULE tests/gpu/fake_plugin.c)
-target_include_directories(kvfs-gpu-fake PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)
+target_include_directories(kvfs-gpu-fake PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src/gpu)
 set_target_properties(kvfs-gpu-fake PROPERTIES PREFIX "lib"
   LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
 add_executable(kvfs-test-gpuio tests/gpu/gpuio.c)

@@ -1,7 +1,7 @@
 /* libFuzzer target: the checks a GPU ioctl passes before it reaches the
  * GPU (kv_fast_cmd, kv_fast_validate; docs/ioctl.md, "Errors").
  *
- * Input, little-endian, as kv_ioctl in src/fuse_ops.c gets it from FUSE:
+ * Input, little-endian, as kv_ioctl in src/fuse/fuse_ops.c gets it from FUSE:
  *   0  u32 cmd
  *   4  u32 in_size       FUSE's in_bufsz
  *   8  u32 out_size      FUSE's out_bufsz

@@ -1,5 +1,5 @@
 /* libFuzzer target: an inode record's payload through kv_meta_decode
- * (src/meta.h), which kvfsctl rebuild runs on every inode record it finds
+ * (src/store/meta.h), which kvfsctl rebuild runs on every inode record it finds
  * in the segments, trusting nothing but the record's checksums.
  *
  * The input is a payload; the seeds in corpus/meta/ are payloads of

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016  # check() evals its condition string later
 # kvfsctl rebuild: a lost or corrupt index recreated from the inode records
-# in the segments (src/meta.h, src/rebuild.h).
+# in the segments (src/store/meta.h, src/tools/rebuild.h).
 #
 # For three mounts (lz4 with 64 KiB chunks at context depth 2, zstd with
 # the default 1 MiB chunks at depth 3, zstd:3 with 64 KiB chunks at depth 0)

@@ -1,4 +1,4 @@
-/* Unit tests of kv_fsck (src/fsck.h): a store is built through kv_fs over
+/* Unit tests of kv_fsck (src/tools/fsck.h): a store is built through kv_fs over
  * three runs (so three segments), damaged by editing its segment files
  * (payload and header bytes, a zeroed range, a torn segment tail, a
  * deleted segment), then checked and repaired. Which chunks are damaged is

@@ -1,4 +1,4 @@
-/* Unit tests of kv_gpu (src/gpu.h) and kv_fast (src/fastpath.h) without a
+/* Unit tests of kv_gpu (src/gpu/gpu.h) and kv_fast (src/gpu/fastpath.h) without a
  * mount or a GPU: the fake backend (tests/gpu/fake_plugin.c) stands in for
  * the runtime, its "device memory" a shared file that the tests map too.
  * Covered: plugin loading, the IPC import cache and its reaping, lanes,

@@ -1,4 +1,4 @@
-/* Unit tests of kv_index (src/index.h): the namespace (create, lookup,
+/* Unit tests of kv_index (src/store/index.h): the namespace (create, lookup,
  * remove, rename, readdir), chunk lists, orphans, xattrs, statistics,
  * persistence, and refusal of files that are not kvfs indexes. */
 #include <check.h>
@@ -1294,7 +1294,7 @@ START_TEST(test_migrate_dentry_by_parent)
 	ck_assert_int_eq(l.n, 150);
 	ck_assert_str_eq(l.names[149], "f149");
 	kv_index_close(ix);
-	/* The query of kv_index_readdir (Q_READDIR in src/index.c). */
+	/* The query of kv_index_readdir (Q_READDIR in src/store/index.c). */
 	ck_assert_int_eq(sqlite3_open(T_db, &db), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT d.id,d.name,i.ino,"
 			 "i.mode FROM dentry d JOIN inode i ON i.ino=d.ino "

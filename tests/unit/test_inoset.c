@@ -1,4 +1,4 @@
-/* Unit tests of kv_inoset (src/inoset.h): membership against a reference
+/* Unit tests of kv_inoset (src/base/inoset.h): membership against a reference
  * bitmap through random adds and deletes (the backward shift of deletion
  * must keep every member reachable), growth, take, and inode 0. */
 #include <check.h>

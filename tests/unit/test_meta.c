@@ -1,4 +1,4 @@
-/* Unit tests of inode records (src/meta.h) and of kv_rebuild (src/rebuild.h).
+/* Unit tests of inode records (src/store/meta.h) and of kv_rebuild (src/tools/rebuild.h).
  *
  * kv_meta: payloads encode and decode back to the same structure and the
  * same bytes (names, symlink target, binary xattr values, context
@@ -19,7 +19,7 @@
  * empty xattr value, a store in use or not a store (left as it was), and
  * inode numbers not being reused.
  *
- * Payload layout (version 1, little-endian), as src/meta.c writes it:
+ * Payload layout (version 1, little-endian), as src/store/meta.c writes it:
  *   u16 version, u16 reserved, u32 flags, u64 ino, u32 mode, uid, gid,
  *   nlink, u64 size, stored, rdev, atime, mtime, ctime, u8 pin,
  *   u8 reserved, u64 ttl, u64 hwm (highest inode number handed out),

@@ -1,4 +1,4 @@
-/* Unit tests of kv_opt (src/opt.h): sizes, each option's valid and invalid
+/* Unit tests of kv_opt (src/base/opt.h): sizes, each option's valid and invalid
  * values, defaults, the effective-configuration line and the help tables. */
 #include <check.h>
 #include <errno.h>

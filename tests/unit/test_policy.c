@@ -1,4 +1,4 @@
-/* Unit tests of kv_policy (src/policy.h) without a mount: LRU order of
+/* Unit tests of kv_policy (src/fs/policy.h) without a mount: LRU order of
  * evict_to, open and pinned contexts kept, admit (ENOSPC, low watermark,
  * min_free), TTL expiry by the evictor thread, persistence of the state
  * through flush, and a context being evicted refusing opens.

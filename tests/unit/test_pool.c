@@ -1,4 +1,4 @@
-/* Unit tests of kv_pool (src/pool.h): worker threads running queued jobs in
+/* Unit tests of kv_pool (src/base/pool.h): worker threads running queued jobs in
  * order, the queue growing instead of blocking, stop draining the queue,
  * and the chunk buffer cache. */
 #include <check.h>

@@ -1,4 +1,4 @@
-/* Unit tests of kv_store (src/store.h): appending and reading records,
+/* Unit tests of kv_store (src/store/store.h): appending and reading records,
  * detection of mismatched or damaged records, hole punching, segment
  * rolling and deletion, and the record header format. */
 #include <check.h>

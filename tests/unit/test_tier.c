@@ -1,4 +1,4 @@
-/* Unit tests of kv_tier (src/tier.h): the DRAM tier of decompressed chunks,
+/* Unit tests of kv_tier (src/store/tier.h): the DRAM tier of decompressed chunks,
  * its LRU budget, references, forgetting freed records, and hash growth. */
 #include <check.h>
 #include <pthread.h>

@@ -145,7 +145,7 @@ void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc);
 /* Delete an inode that has no links and no users (index rows and records). */
 void kv_fs_drop(struct kv_fs *fs, uint64_t ino);
 
-/* Inode records (src/meta.h): ino changed; its record (its state in the
+/* Inode records (src/store/meta.h): ino changed; its record (its state in the
  * index) is appended and named there within KV_META_DELAY_MS, freeing the
  * one it replaces. Best effort: a failure is logged and the operation that
  * changed the inode stands. */

@@ -1,6 +1,6 @@
 /* kv_gpu: the GPU backend of the fast path, without knowing about files.
  *
- * Loads a backend plugin (src/gpu_plugin.h) at the first use, after the
+ * Loads a backend plugin (src/gpu/gpu_plugin.h) at the first use, after the
  * daemon has forked; keeps the imported IPC mappings of clients (opening
  * one costs ~0.3-1 ms) until their process exits or they sit idle; hands
  * out lanes (a stream, events and pinned staging buffers on one device);
@@ -65,7 +65,7 @@ const struct kv_gpu_plugin *kv_gpu_plugin(const struct kv_gpu *g);
 void kv_gpu_register(struct kv_gpu *g, void *p, size_t len);
 
 /* Page-lock memory the device only reads (a read-only file mapping,
- * src/segmap.h), starting the backend if needed; counted in registered.
+ * src/store/segmap.h), starting the backend if needed; counted in registered.
  * kv_gpu_unpin releases it. */
 int kv_gpu_pin_ro(struct kv_gpu *g, void *p, size_t len);
 void kv_gpu_unpin(struct kv_gpu *g, void *p, size_t len);

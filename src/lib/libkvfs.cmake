@@ -3,8 +3,8 @@
 # runtime is dlopen()ed when a request first needs it.
 include(GNUInstallDirs)
 
-add_library(libkvfs_shared SHARED src/libkvfs.c)
-add_library(libkvfs_static STATIC src/libkvfs.c)
+add_library(libkvfs_shared SHARED src/lib/libkvfs.c)
+add_library(libkvfs_static STATIC src/lib/libkvfs.c)
 foreach(t libkvfs_shared libkvfs_static)
   target_include_directories(${t} PUBLIC
     $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)

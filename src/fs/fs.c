@@ -580,7 +580,7 @@ void kv_fs_drop(struct kv_fs *fs, uint64_t ino)
 		kv_policy_removed(fs->pol, ino);
 }
 
-/* ---- inode records (src/meta.h) ---- */
+/* ---- inode records (src/store/meta.h) ---- */
 
 int kv_fs_write_meta(struct kv_fs *fs, const struct kv_meta *m, struct kv_loc *loc)
 {

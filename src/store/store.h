@@ -17,7 +17,7 @@
 #define KV_REC_VERSION 1
 #define KV_REC_HDR 64
 #define KV_REC_TYPE_CHUNK 1
-#define KV_REC_TYPE_INODE 2        /* an inode's metadata (src/meta.h) */
+#define KV_REC_TYPE_INODE 2        /* an inode's metadata (src/store/meta.h) */
 #define KV_REC_IDX_INODE UINT64_MAX /* the idx of inode records (index: -1) */
 #define KV_SEG_MAGIC "KVFSSEG"
 #define KV_SEG_VERSION 1
@@ -80,7 +80,7 @@ void kv_store_set_lanes(struct kv_store *st, int n);
 int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc);
 
-/* Append inode record of ino: len bytes of payload (src/meta.h), stored
+/* Append inode record of ino: len bytes of payload (src/store/meta.h), stored
  * as they are. */
 int kv_store_append_inode(struct kv_store *st, uint64_t ino, const void *data, uint32_t len,
 			  struct kv_loc *loc);
@@ -107,7 +107,7 @@ int kv_rec_verify(struct kv_codec_ctx *cc, const uint8_t h[KV_REC_HDR], const ui
 void kv_store_free(struct kv_store *st, const struct kv_loc *loc);
 
 /* A descriptor of segment seg's file of the caller's own (to close), and
- * the file's size now, for mapping it (src/segmap.h). -EIO if there is no
+ * the file's size now, for mapping it (src/store/segmap.h). -EIO if there is no
  * such segment. */
 int kv_store_seg_open(struct kv_store *st, uint32_t seg, uint64_t *size);
 

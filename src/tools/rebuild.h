@@ -1,7 +1,7 @@
 /* kv_rebuild: a new index from the segments alone (kvfsctl rebuild).
  *
  * Every segment is scanned (kv_seg_scan_file). For each inode the newest
- * inode record (src/meta.h) gives its attributes, names, xattrs, policy
+ * inode record (src/store/meta.h) gives its attributes, names, xattrs, policy
  * settings and, for a regular file, where each chunk's record is; a chunk
  * counts only if a record with intact checksums, that inode and chunk
  * index sits at exactly that place. A file whose record names a chunk

@@ -144,7 +144,7 @@ int kv_index_file_chunks(struct kv_index *ix, uint64_t ino, kv_index_chunk_cb cb
 int kv_index_publish(struct kv_index *ix, const struct kv_attr *a, uint64_t keep,
 		     const struct kv_chunk *c, size_t n, int durable, struct kv_loc *old_rec);
 
-/* ---- inode records (src/meta.h) ---- */
+/* ---- inode records (src/store/meta.h) ---- */
 struct kv_meta;
 /* Everything an inode record of ino holds, read in one go: attributes,
  * names, target, xattrs, context settings and (with chunks) the chunk

@@ -8,7 +8,7 @@
  * regular file where each chunk's record is. The index names the newest one
  * as the inode's chunk row with idx -1, so it is freed (punched) like any
  * record once superseded or deleted. `kvfsctl rebuild` recreates a lost
- * index from these records (src/rebuild.h). Payload layout: docs/format.md. */
+ * index from these records (src/tools/rebuild.h). Payload layout: docs/format.md. */
 #ifndef KV_META_H
 #define KV_META_H
 
