@@ -80,8 +80,12 @@ const struct kv_config *kv_fs_config(const struct kv_fs *fs);
 /* The path of ino from the mount's root ("/ns/ctx/file"), or
  * "<inode N>" for a part that has no name (unlinked); returns buf. */
 char *kv_fs_path(struct kv_fs *fs, uint64_t ino, char *buf, size_t len);
-/* The GPU fast path of this mount (fastpath.h). */
-struct kv_fast *kv_fs_fast(struct kv_fs *fs);
+/* The stats text's gauges of a layer above the filesystem (the GPU fast
+ * path, which the daemon starts on the mount: fastpath.h): fn fills its
+ * fields of g. NULL: none. */
+struct kv_gauges;
+typedef void (*kv_fs_gauges_fn)(void *arg, struct kv_gauges *g);
+void kv_fs_set_gauges(struct kv_fs *fs, kv_fs_gauges_fn fn, void *arg);
 
 /* Entry replies take one kernel reference on the inode (see kv_fs_forget). */
 int kv_fs_lookup(struct kv_fs *fs, uint64_t parent, const char *name, struct kv_attr *out);

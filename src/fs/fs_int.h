@@ -92,8 +92,11 @@ struct kv_fs {
 
 	struct kv_stats stats;
 	struct kv_policy *pol;
-	struct kv_gpu *gpu;    /* the fast path's backend, started at first use */
-	struct kv_fast *fast;
+	/* Gauges of a layer above (the GPU fast path) for the stats text;
+	 * under gauges_lock, a leaf. */
+	pthread_mutex_t gauges_lock;
+	kv_fs_gauges_fn gauges;
+	void *gauges_arg;
 	uint64_t topo_gen;     /* bumped when a rename moves a tree to another depth */
 
 	/* Records that failed their checks: never read again (reads get EIO at
@@ -160,6 +163,63 @@ int kv_fs_write_meta(struct kv_fs *fs, const struct kv_meta *m, struct kv_loc *l
 void kv_fs_meta_failed(uint64_t ino, int rc);
 /* Free an inode record the index no longer names. */
 void kv_fs_free_irec(struct kv_fs *fs, const struct kv_loc *loc);
+
+/* ---- shared by the files of the filesystem (src/fs/) ---- */
+
+#define KV_NAME_MAX 255
+
+/* inode.c: the inode table. */
+/* Make the table, holding the root (kv_fs_open). */
+int kv_fs_itab_init(struct kv_fs *fs, const struct kv_attr *root);
+/* Detach every open file (publishing it) and free the table; nonzero if a
+ * publish failed (kv_fs_close). */
+int kv_fs_itab_fini(struct kv_fs *fs);
+/* Re-read what a namespace operation changed in the index (not a regular
+ * file's size, stored bytes and mtime: the data path owns them). */
+void kv_fs_refresh(struct kv_fs *fs, uint64_t ino);
+/* ino lost a link: keep the in-memory copy in step, and delete the file
+ * now if nobody holds it. */
+void kv_fs_unlinked(struct kv_fs *fs, uint64_t ino, uint32_t nlink);
+
+/* records.c: lists of records to free. */
+struct kv_loc_list {
+	struct kv_loc *v;
+	size_t n, cap;
+	uint64_t irec;  /* bytes of inode records among them */
+};
+/* A kv_index_chunk_cb adding each record to a struct kv_loc_list. */
+int kv_fs_collect_loc(void *arg, const struct kv_chunk *c);
+void kv_fs_loc_reset(struct kv_loc_list *l);
+/* Free every record of l (after the index stopped naming them). */
+void kv_fs_free_list(struct kv_fs *fs, struct kv_loc_list *l);
+
+/* reserve.c: the index's reserve, kvfs.reserve. */
+#define KV_RESERVE_NAME "kvfs.reserve"
+void kv_fs_reserve_start(struct kv_fs *fs);
+/* Give the reserve up; 1 if there was one to give. */
+int kv_fs_reserve_release(struct kv_fs *fs);
+void kv_fs_reserve_refill(struct kv_fs *fs);
+/* -ENOSPC while the reserve is out: the room left is for deletions. */
+int kv_fs_room(struct kv_fs *fs);
+/* A deletion's index change rc: on a full index, again with the reserve. */
+#define KV_DELETION(fs, rc, call)                                       \
+	do {                                                            \
+		(rc) = (call);                                          \
+		if ((rc) == -ENOSPC && kv_fs_reserve_release(fs))       \
+			(rc) = (call);                                  \
+	} while (0)
+
+/* irec.c: the thread writing inode records. */
+int kv_fs_irec_start(struct kv_fs *fs);
+void kv_fs_irec_stop(struct kv_fs *fs);
+void kv_fs_note_batch(struct kv_fs *fs, const uint64_t *ino, size_t n);
+/* A kv_index_ino_cb calling kv_fs_note. */
+void kv_fs_note_cb(void *arg, uint64_t ino);
+
+/* evict.c: the policy's hooks (policy.h). */
+void kv_fs_policy_hooks(struct kv_fs *fs, struct kv_policy_hooks *h);
+/* Bytes of chunk records: what the cap and the stats count. */
+uint64_t kv_fs_stored_bytes(void *fs);
 
 /* file.c: attach/detach the data path state of a regular file. Locked. */
 int kv_file_attach(struct kv_fs *fs, struct kv_inode *in);

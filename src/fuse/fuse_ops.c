@@ -656,7 +656,7 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		     struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
 		     size_t out_bufsz)
 {
-	struct kv_fast *f = kv_fs_fast(kfs(req));
+	struct kv_fast *f = mnt(req)->fast;
 	int kind = kv_ctl_is(ino) ? -ENOTTY : kv_fast_cmd(cmd, in_bufsz, out_bufsz);
 	unsigned mode = 0;
 	struct kvfs_gpu_io *io;

@@ -11,6 +11,7 @@
 /* Per-mount state reached through fuse_req_userdata(). */
 struct kv_mount {
 	struct kv_fs *fs;
+	struct kv_fast *fast; /* the GPU fast path's ioctls (fastpath.h) */
 	char mountpoint[4096];
 	double timeout; /* entry and attribute cache, seconds */
 	struct fuse_session *se;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fastpath.h"
 #include "fuse_ops.h"
 #include "log.h"
 
@@ -163,6 +164,10 @@ static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 		fprintf(stderr, "kvfs: %s\n", err);
 		goto out;
 	}
+	if (kv_fast_start(m.fs, &m.fast)) {
+		fprintf(stderr, "kvfs: cannot start the GPU fast path: %s\n", strerror(ENOMEM));
+		goto out;
+	}
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, m.mountpoint))
 		goto out;
 	kv_fs_set_notify(m.fs, forget_attr, se);
@@ -188,7 +193,9 @@ static int serve(struct cmdline *c, struct fuse_args *args, int notify)
 	fuse_remove_signal_handlers(se);
 out:
 	fuse_session_destroy(se);
-	/* A mount that failed leaves no store behind that it created. */
+	/* GPU requests end before the store closes. A mount that failed
+	 * leaves no store behind that it created. */
+	kv_fast_stop(m.fast);
 	if (m.se)
 		kv_fs_close(m.fs);
 	else

@@ -96,6 +96,61 @@ void kv_fast_free(struct kv_fast *f)
 	free(f);
 }
 
+/* kv_fs_gauges_fn: the fast path's and its backend's figures. */
+static void gauges(void *arg, struct kv_gauges *g)
+{
+	struct kv_fast *f = arg;
+	struct kv_fast_stats fst;
+	struct kv_gpu_stats gst;
+
+	kv_fast_stats(f, &fst);
+	kv_gpu_stats(f->g, &gst);
+	g->gpu_requests = fst.requests;
+	g->gpu_errors = fst.errors;
+	g->gpu_read_bytes = fst.read_bytes;
+	g->gpu_write_bytes = fst.write_bytes;
+	g->gpu_mappings = gst.mappings;
+	g->gpu_ipc_opens = gst.opens;
+	g->gpu_pinned_bytes = gst.registered;
+	g->gpu_load_wait_ns = fst.load_wait_ns;
+	g->gpu_copy_wait_ns = fst.copy_wait_ns;
+	g->gpu_load_ns = fst.load_ns;
+	g->gpu_loads = fst.loads;
+	g->gpu_direct = fst.direct;
+	g->gpu_window_bytes = fst.pinned_windows;
+}
+
+int kv_fast_start(struct kv_fs *fs, struct kv_fast **out)
+{
+	struct kv_gpu *g = kv_gpu_new(fs->cfg.gpu);
+
+	*out = NULL;
+	if (!g)
+		return -ENOMEM;
+	kv_gpu_set_shared(g, fs->cfg.allow_other);
+	*out = kv_fast_new(fs, g);
+	if (!*out) {
+		kv_gpu_free(g);
+		return -ENOMEM;
+	}
+	kv_fs_set_gauges(fs, gauges, *out);
+	return 0;
+}
+
+struct kv_gpu *kv_fast_gpu(struct kv_fast *f) { return f->g; }
+
+void kv_fast_stop(struct kv_fast *f)
+{
+	struct kv_gpu *g;
+
+	if (!f)
+		return;
+	kv_fs_set_gauges(f->fs, NULL, NULL);
+	g = f->g;
+	kv_fast_free(f);
+	kv_gpu_free(g);
+}
+
 int kv_fast_query(struct kv_fast *f, struct kvfs_query *q)
 {
 	unsigned maj = 0, min = 0, pat = 0;

@@ -49,6 +49,15 @@ int kv_fast_validate(struct kvfs_gpu_io *io, unsigned mode, uint64_t file_size);
 struct kv_fast *kv_fast_new(struct kv_fs *fs, struct kv_gpu *g);
 /* Finishes the queued requests, then stops. */
 void kv_fast_free(struct kv_fast *f);
+/* The fast path of a mount: its backend (the mount's gpu= plugin, shared
+ * between users with allow_other; started at first use), the fast path on
+ * it, and its gauges in the mount's stats. Stop it before kv_fs_close: the
+ * backend lets go of the chunk buffers before they are unmapped.
+ * 0 or -ENOMEM. */
+int kv_fast_start(struct kv_fs *fs, struct kv_fast **out);
+void kv_fast_stop(struct kv_fast *f);
+/* Its backend. */
+struct kv_gpu *kv_fast_gpu(struct kv_fast *f);
 
 /* Fill a QUERY reply (starts the backend). 0 or -EINVAL (version, size). */
 int kv_fast_query(struct kv_fast *f, struct kvfs_query *q);

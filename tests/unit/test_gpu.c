@@ -175,12 +175,44 @@ static struct kv_config config(const char *codec, const char *gpu)
 	return c;
 }
 
+/* The fast path of each store open here, as the daemon starts it. */
+static struct {
+	struct kv_fs *fs;
+	struct kv_fast *fast;
+} opened[8];
+
+static struct kv_fast *fast_of(struct kv_fs *fs)
+{
+	for (size_t i = 0; i < sizeof(opened) / sizeof(opened[0]); i++)
+		if (opened[i].fs == fs)
+			return opened[i].fast;
+	ck_abort_msg("no fast path for this store");
+	return NULL;
+}
+
 static struct kv_fs *open_fs(const char *store, const struct kv_config *cfg)
 {
 	struct kv_fs *fs = kvtest_open_fs(store, cfg);
+	size_t i = 0;
 
-	ck_assert_ptr_nonnull(kv_fs_fast(fs));
+	while (i < sizeof(opened) / sizeof(opened[0]) && opened[i].fs)
+		i++;
+	ck_assert_uint_lt(i, sizeof(opened) / sizeof(opened[0]));
+	ck_assert_int_eq(kv_fast_start(fs, &opened[i].fast), 0);
+	opened[i].fs = fs;
 	return fs;
+}
+
+/* kv_fs_close after the fast path stopped, as the daemon does. */
+static void close_fs(struct kv_fs *fs)
+{
+	for (size_t i = 0; i < sizeof(opened) / sizeof(opened[0]); i++)
+		if (opened[i].fs == fs) {
+			kv_fast_stop(opened[i].fast);
+			opened[i].fs = NULL;
+			opened[i].fast = NULL;
+		}
+	kv_fs_close(fs);
 }
 
 /* A new store under the run's root, opened; its path goes to store. */
@@ -293,7 +325,7 @@ static struct kv_fast_stats fstats(struct kv_fs *fs)
 {
 	struct kv_fast_stats s;
 
-	kv_fast_stats(kv_fs_fast(fs), &s);
+	kv_fast_stats(fast_of(fs), &s);
 	return s;
 }
 
@@ -342,7 +374,7 @@ static void run_ok(struct kv_fs *fs, uint64_t ino, unsigned mode, struct kvfs_gp
 	int rc;
 
 	io_dirty(io);
-	rc = kv_fast_run(kv_fs_fast(fs), ino, mode, (uint32_t)getpid(), io);
+	rc = kv_fast_run(fast_of(fs), ino, mode, (uint32_t)getpid(), io);
 	ck_assert_msg(rc == 0, "kv_fast_run: %d (detail %u, seg %u)", rc, io->detail,
 		      io->error_seg);
 	ck_assert_int_eq(io->error, 0);
@@ -357,7 +389,7 @@ static void expect_err_at(struct kv_fs *fs, uint64_t ino, unsigned mode, struct 
 	int rc;
 
 	io_dirty(io);
-	rc = kv_fast_run(kv_fs_fast(fs), ino, mode, (uint32_t)getpid(), io);
+	rc = kv_fast_run(fast_of(fs), ino, mode, (uint32_t)getpid(), io);
 	ck_assert_msg(rc == want && io->error == want && io->detail == detail &&
 			      io->error_seg == seg && io->bytes_done == 0,
 		      "line %d: rc %d error %d detail %u seg %u done %llu; want rc %d detail %u "
@@ -917,13 +949,13 @@ static void rig_open(struct rig *r, const char *codec, const char *gpu, size_t s
 /* Closes the store and opens it again (its DRAM tier empty). */
 static void rig_reopen(struct rig *r)
 {
-	kv_fs_close(r->fs);
+	close_fs(r->fs);
 	r->fs = open_fs(r->store, &r->cfg);
 }
 
 static void rig_close(struct rig *r)
 {
-	kv_fs_close(r->fs);
+	close_fs(r->fs);
 	free(r->io);
 	free(r->data);
 	if (r->io)
@@ -1231,7 +1263,7 @@ static void efix_close(struct efix *x)
 	ck_assert_uint_eq(metric(x->r.fs, "kvfs_gpu_requests_total"), x->nreq);
 	ck_assert_uint_eq(metric(x->r.fs, "kvfs_gpu_errors_total"), x->nerr);
 	expect_file(x->r.fs, x->ino, x->r.data, x->r.size);
-	ck_assert_int_eq(kv_gpu_reap(x->r.fs->gpu, 0), 1);
+	ck_assert_int_eq(kv_gpu_reap(kv_fast_gpu(fast_of(x->r.fs)), 0), 1);
 	ck_assert_uint_eq(metric(x->r.fs, "kvfs_gpu_mappings"), 0);
 	rig_close(&x->r);
 }
@@ -1389,7 +1421,7 @@ START_TEST(test_errors_no_backend)
 	ck_assert_uint_eq(fstats(r.fs).errors, 9);
 	expect_file(r.fs, ino, r.data, size);
 
-	ck_assert_int_eq(kv_fast_query(kv_fs_fast(r.fs), &q), 0);
+	ck_assert_int_eq(kv_fast_query(fast_of(r.fs), &q), 0);
 	ck_assert_uint_eq(q.backend, KVFS_GPU_NONE);
 	ck_assert_str_eq(q.backend_name, "none");
 	ck_assert_uint_eq(q.ndevices, 0);
@@ -1447,7 +1479,7 @@ START_TEST(test_copy_failure)
 	expect_bytes(r.a.p, r.data, size, "GPU_READ after the failures");
 	ck_assert_uint_eq(fstats(r.fs).errors, 4);
 	ck_assert_uint_eq(fstats(r.fs).requests, 5);
-	ck_assert_int_eq(kv_gpu_reap(r.fs->gpu, 0), 1);
+	ck_assert_int_eq(kv_gpu_reap(kv_fast_gpu(fast_of(r.fs)), 0), 1);
 	rig_close(&r);
 }
 END_TEST
@@ -1488,17 +1520,17 @@ START_TEST(test_query)
 	memset(&q, 0, sizeof(q));
 	q.abi_version = 2;
 	q.struct_size = sizeof(q);
-	ck_assert_int_eq(kv_fast_query(kv_fs_fast(fs), &q), -EINVAL);
+	ck_assert_int_eq(kv_fast_query(fast_of(fs), &q), -EINVAL);
 	q.abi_version = KVFS_ABI_VERSION;
 	q.struct_size = sizeof(q) - 1;
-	ck_assert_int_eq(kv_fast_query(kv_fs_fast(fs), &q), -EINVAL);
+	ck_assert_int_eq(kv_fast_query(fast_of(fs), &q), -EINVAL);
 	q.struct_size = 0;
-	ck_assert_int_eq(kv_fast_query(kv_fs_fast(fs), &q), -EINVAL);
+	ck_assert_int_eq(kv_fast_query(fast_of(fs), &q), -EINVAL);
 
 	memset(&q, 0xee, sizeof(q));
 	q.abi_version = KVFS_ABI_VERSION;
 	q.struct_size = sizeof(q);
-	ck_assert_int_eq(kv_fast_query(kv_fs_fast(fs), &q), 0);
+	ck_assert_int_eq(kv_fast_query(fast_of(fs), &q), 0);
 	ck_assert_uint_eq(q.abi_version, KVFS_ABI_VERSION);
 	ck_assert_uint_eq(q.struct_size, sizeof(q));
 	ck_assert_int_eq(sscanf(KVFS_VERSION, "%u.%u.%u", &maj, &min, &pat), 3);
@@ -1513,7 +1545,7 @@ START_TEST(test_query)
 	ck_assert_uint_eq(q.chunk_size, CHUNK);
 	/* Asking started the backend: the chunk buffers are page-locked. */
 	ck_assert_uint_ge(metric(fs, "kvfs_gpu_pinned_bytes"), CHUNK);
-	kv_fs_close(fs);
+	close_fs(fs);
 
 	/* The chunk size is the store's. */
 	{
@@ -1523,9 +1555,9 @@ START_TEST(test_query)
 		memset(&q, 0, sizeof(q));
 		q.abi_version = KVFS_ABI_VERSION;
 		q.struct_size = sizeof(q);
-		ck_assert_int_eq(kv_fast_query(kv_fs_fast(fs), &q), 0);
+		ck_assert_int_eq(kv_fast_query(fast_of(fs), &q), 0);
 		ck_assert_uint_eq(q.chunk_size, MIB);
-		kv_fs_close(fs);
+		close_fs(fs);
 	}
 }
 END_TEST
@@ -1596,7 +1628,7 @@ static void submit_wait(struct kv_fs *fs, uint64_t ino, unsigned mode, struct kv
 {
 	done_init(d);
 	pthread_mutex_lock(&d->lock);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(fs), ino, mode, 0, io, on_done, d), 0);
+	ck_assert_int_eq(kv_fast_submit(fast_of(fs), ino, mode, 0, io, on_done, d), 0);
 	d->returned = 1;
 	pthread_mutex_unlock(&d->lock);
 	ck_assert_int_eq(done_wait(d), 1);
@@ -1612,7 +1644,7 @@ START_TEST(test_submit_inline)
 	ino = write_file(r.fs, "f", r.data, BIG);
 	seg_add(r.io, 0, 0, MIB);
 	done_init(&d);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
+	ck_assert_int_eq(kv_fast_submit(fast_of(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
 	ck_assert_int_eq(d.calls, 1); /* before returning */
 	ck_assert(pthread_equal(d.thread, pthread_self()));
 	ck_assert_int_eq(d.rc, 0);
@@ -1626,7 +1658,7 @@ START_TEST(test_submit_inline)
 	seg_add(r.io, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2, KV_FAST_INLINE / 2);
 	done_destroy(&d);
 	done_init(&d);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
+	ck_assert_int_eq(kv_fast_submit(fast_of(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
 	ck_assert_int_eq(d.calls, 1);
 	ck_assert(pthread_equal(d.thread, pthread_self()));
 	ck_assert_int_eq(d.rc, 0);
@@ -1651,7 +1683,7 @@ START_TEST(test_submit_inline)
 	r.io->abi_version = 9;
 	done_destroy(&d);
 	done_init(&d);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
+	ck_assert_int_eq(kv_fast_submit(fast_of(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
 	ck_assert_int_eq(d.calls, 1);
 	ck_assert_int_eq(d.rc, -EINVAL);
 	ck_assert_uint_eq(r.io->detail, KVFS_E_VERSION);
@@ -1702,7 +1734,7 @@ START_TEST(test_submit_async)
 	r.io->seg[0].len = BIG + 1;
 	done_destroy(&d);
 	done_init(&d);
-	ck_assert_int_eq(kv_fast_submit(kv_fs_fast(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
+	ck_assert_int_eq(kv_fast_submit(fast_of(r.fs), ino, RD, 0, r.io, on_done, &d), 0);
 	ck_assert_int_eq(done_wait(&d), 1);
 	ck_assert_int_eq(d.rc, -EINVAL);
 	ck_assert_uint_eq(r.io->detail, KVFS_E_FILE_RANGE);
@@ -1745,7 +1777,7 @@ static void *worker_main(void *arg)
 			if (!write)
 				memset(w->a->p, 0, w->a->size);
 			done_init(&d);
-			if (kv_fast_submit(kv_fs_fast(w->fs), write ? w->dst : w->src,
+			if (kv_fast_submit(fast_of(w->fs), write ? w->dst : w->src,
 					   write ? WR : RD, 0, io, on_done, &d))
 				snprintf(w->fail, sizeof(w->fail), "submit failed");
 			else if (done_wait(&d) != 1)
@@ -1815,10 +1847,10 @@ START_TEST(test_close_finishes_queued)
 		seg_add(io[i], 0, (uint64_t)i * BIG, BIG);
 		done_init(&d[i]);
 		ck_assert_int_eq(
-			kv_fast_submit(kv_fs_fast(r.fs), src, RD, 0, io[i], on_done, &d[i]), 0);
+			kv_fast_submit(fast_of(r.fs), src, RD, 0, io[i], on_done, &d[i]), 0);
 	}
 	/* Closing finishes the queued requests first. */
-	kv_fs_close(r.fs);
+	close_fs(r.fs);
 	r.fs = NULL;
 	{
 		/* A burst is spread over the fast path's threads, not queued
