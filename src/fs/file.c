@@ -75,9 +75,10 @@ static int wb_over(struct kv_fs *fs)
 	return __atomic_load_n(&fs->wb_n, __ATOMIC_RELAXED) >= wb_max(fs);
 }
 
-/* in took (up) or gave back a chunk buffer. Locked. */
+/* in took (up) or gave back a chunk buffer. Locked (kv_inode.lock). */
 static void wb_count(struct kv_fs *fs, struct kv_inode *in, int up)
 {
+	KV_ASSERT_HELD(&in->lock);
 	if (up)
 		in->nbuf++;
 	else
@@ -179,6 +180,8 @@ int kv_file_attach(struct kv_fs *fs, struct kv_inode *in)
 {
 	int rc;
 
+	KV_ASSERT_HELD(&in->lock);
+
 	if (!S_ISREG(in->attr.mode) || in->users++)
 		return 0;
 	rc = kv_index_file_chunks(fs->ix, in->ino, load_chunk, in);
@@ -204,6 +207,8 @@ int kv_file_detach(struct kv_fs *fs, struct kv_inode *in)
 	struct kv_centry *e;
 	uint64_t i = 0;
 	int rc = 0;
+
+	KV_ASSERT_HELD(&in->lock);
 
 	if (!S_ISREG(in->attr.mode) || !in->users)
 		return 0;
@@ -243,9 +248,10 @@ int kv_file_detach(struct kv_fs *fs, struct kv_inode *in)
 }
 
 /* A record is no longer the chunk's content. Published ones stay until
- * the index stops naming them. Locked. */
+ * the index stops naming them. Locked (kv_inode.lock). */
 static int retire(struct kv_fs *fs, struct kv_inode *in, struct kv_centry *e)
 {
+	KV_ASSERT_HELD(&in->lock);
 	if (!e->stored)
 		return 0;
 	in->attr.stored -= e->loc.len;
@@ -338,6 +344,8 @@ static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int here)
 	struct kv_cjob *j;
 	uint32_t len;
 
+	KV_ASSERT_HELD(&in->lock);
+
 	if (start >= in->attr.size) {
 		kv_buf_put(fs->bufs, e->buf);
 		e->buf = NULL;
@@ -417,12 +425,14 @@ static struct kv_tier_ent *fetch(struct kv_fs *fs, uint64_t ino, uint64_t idx,
 }
 
 /* Give chunk idx a buffer holding its current content up to fill.
- * whole: the caller overwrites the chunk's whole live range anyway. Locked. */
+ * whole: the caller overwrites the chunk's whole live range anyway. Locked (kv_inode.lock). */
 static int buffer(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int whole)
 {
 	struct kv_centry *e;
 	struct kv_tier_ent *t;
 	int rc = 0;
+
+	KV_ASSERT_HELD(&in->lock);
 
 	wait_entry(in, idx);
 	e = kv_cmap_add(&in->map, idx);
@@ -453,13 +463,15 @@ static int buffer(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int whole
 }
 
 /* Too many buffered chunks, in this file or in all (wbuf=): compress the
- * lowest ones. Locked. */
+ * lowest ones. Locked (kv_inode.lock). */
 static int spill(struct kv_fs *fs, struct kv_inode *in, uint64_t except)
 {
 	uint32_t keep = wb_over(fs) ? 0 : KV_FILE_BUFFERED;
 	struct kv_centry *e;
 	uint64_t i = 0;
 	int rc = 0;
+
+	KV_ASSERT_HELD(&in->lock);
 
 	for (; !rc && in->nbuf - in->inflight > keep && (e = kv_cmap_next(&in->map, &i)); i++)
 		if (i != except && e->buf && !e->inflight)
@@ -597,6 +609,8 @@ int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 	struct kv_centry *e;
 	int rc = 0;
 
+	KV_ASSERT_HELD(&in->lock);
+
 	if (size > KV_FILE_MAX)
 		return -EFBIG;
 	each_entry(in, i, e) {
@@ -633,7 +647,7 @@ int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 
 /* Append the inode record of in as snap publishes it: names, xattrs and
  * policy settings from the index, attributes from snap, chunks from the
- * map. Locked, with fs->meta_lock. */
+ * map. Locked (kv_inode.lock, kv_fs.meta_lock). */
 static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_attr *snap,
 			struct kv_loc *loc)
 {
@@ -642,6 +656,9 @@ static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_a
 	struct kv_centry *e;
 	uint64_t i = 0;
 	int rc;
+
+	KV_ASSERT_HELD(&in->lock);
+	KV_ASSERT_HELD(&fs->meta_lock);
 
 	/* Every change before this point is in the state read next. */
 	kv_fs_meta_writing(fs, in->ino);
@@ -677,6 +694,8 @@ int kv_file_publish(struct kv_fs *fs, struct kv_inode *in, int durable)
 	size_t n = 0, nc = 0;
 	uint32_t fails;
 	int rc = 0, here;
+
+	KV_ASSERT_HELD(&in->lock);
 
 again:
 	/* The size published is the file's size now: every byte below it is
@@ -886,12 +905,14 @@ static int add_part(struct kv_fs *fs, struct kv_readv *rv, const uint8_t *data, 
 }
 
 /* A sequential reader missed the tier at chunk idx: have the kernel read
- * the next records from the segments meanwhile. Locked. */
+ * the next records from the segments meanwhile. Locked (kv_inode.lock). */
 static void prefetch(struct kv_fs *fs, struct kv_inode *in, uint64_t idx)
 {
 	uint64_t last = idx + KV_FILE_READAHEAD / fs->cfg.chunk;
 	uint64_t j = in->ra_done > idx ? in->ra_done + 1 : idx + 1;
 	struct kv_centry *e;
+
+	KV_ASSERT_HELD(&in->lock);
 
 	if (idx != in->ra_next && idx != 0)
 		return;

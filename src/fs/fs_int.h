@@ -1,17 +1,46 @@
-/* Internals shared by fs.c (namespace) and file.c (data path).
+/* Internals shared by the files of the filesystem (src/fs/): the inode,
+ * the mount, and what one file of the layer offers the others.
  *
- * Lock order, outermost first:
- *   kv_inode.lock  ->  kv_fs.meta_lock  ->  kv_index (its own mutex)  ->
- *   kv_store / kv_tier / kv_bufs
- * fs->itab is a leaf: it guards the inode table and the nlookup/nopen
- * counts, and nothing else is locked while it is held. fs->wb_lock is a
- * leaf too (the write-buffer count and list, file.c). */
+ * THE LOCK TABLE: every mutex of the daemon, in the order they may be
+ * taken (a lock may be taken while holding only locks above it). A
+ * function that needs its caller to hold one says "Locked (name)." and
+ * begins with KV_ASSERT_HELD (src/base/lock.h), checked in debug builds.
+ *
+ *   kv_policy.evicting   one eviction pass at a time; held across the
+ *                        evict hooks, which take everything below
+ *   kv_inode.lock        an inode's attributes and its data path state
+ *                        (chunk map, buffers, jobs in flight, garbage)
+ *   kv_fs.meta_lock      writing inode records and naming them in the
+ *                        index, so that an inode's newest record is its
+ *                        newest state
+ *   kv_policy.lock       the policy's table of contexts (calls the index)
+ *   kv_index.lock        the SQLite connection and its statements
+ *   kv_index.ckpt_lock   the checkpointer's wake-up
+ *   kv_fs.reserve_lock   the index's reserve, kvfs.reserve
+ *   kv_lane.lock         one append lane of the store, through the write
+ *   kv_store.lock        the segment table, tails and live bytes
+ *   kv_tier.lock         the DRAM tier's table and LRU list
+ *   kv_bufs.lock         the chunk-buffer pool (a new slab is page-locked
+ *                        for the GPU under it: kv_gpu.lock below)
+ *   kv_fast.lock         the fast path's queue of requests
+ *   rd.lock              one GPU_READ's pieces (fastpath.c)
+ *   kv_segmap.lock       mapped segment windows (not held while mapping)
+ *   kv_fs.gauges_lock    the stats hook (the hook takes kv_gpu.lock)
+ *   kv_gpu.lock          the backend: imports, lanes, page-locked regions
+ *   kv_pool.lock         the worker pool's queue
+ *
+ * Leaves, under which nothing else is taken: kv_fs.itab (the inode table,
+ * nlookup and nopen), kv_fs.wb_lock (the write-buffer budget), kv_fs.bad_lock
+ * (quarantined records), kv_fs.dirty_lock (inodes whose records are due),
+ * kv_fs.inval_lock (inodes evictions deleted), kv_store.lock, kv_pool.lock.
+ * libkvfs's rt_lock and cache_lock live in the client, not the daemon. */
 #ifndef KV_FS_INT_H
 #define KV_FS_INT_H
 
 #include <pthread.h>
 
 #include "cmap.h"
+#include "lock.h"
 #include "fs.h"
 #include "inoset.h"
 #include "policy.h"
@@ -221,7 +250,8 @@ void kv_fs_policy_hooks(struct kv_fs *fs, struct kv_policy_hooks *h);
 /* Bytes of chunk records: what the cap and the stats count. */
 uint64_t kv_fs_stored_bytes(void *fs);
 
-/* file.c: attach/detach the data path state of a regular file. Locked. */
+/* file.c: attach/detach the data path state of a regular file.
+ * Locked (kv_inode.lock). */
 int kv_file_attach(struct kv_fs *fs, struct kv_inode *in);
 int kv_file_detach(struct kv_fs *fs, struct kv_inode *in);
 int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size);

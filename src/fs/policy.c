@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lock.h"
 #include "log.h"
 #include "pool.h"
 
@@ -81,11 +82,13 @@ static void grow(struct kv_policy *p)
 
 /* The state of ctx, loaded from the index (or created) on first use;
  * NULL with *err set if it cannot be (-ENOENT: the context is gone).
- * Locked. */
+ * Locked (kv_policy.lock). */
 static struct kv_pctx *get(struct kv_policy *p, uint64_t ino, int *err)
 {
 	struct kv_pctx *c = find(p, ino);
 	int rc;
+
+	KV_ASSERT_HELD(&p->lock);
 
 	if (c)
 		return c;
@@ -113,10 +116,12 @@ static struct kv_pctx *get(struct kv_policy *p, uint64_t ino, int *err)
 }
 
 /* Forget ctx. One with open files (moved out of it meanwhile) stays, with
- * no row and no eviction, until the last of them closes. Locked. */
+ * no row and no eviction, until the last of them closes. Locked (kv_policy.lock). */
 static void unlink_ctx(struct kv_policy *p, uint64_t ino, int closing)
 {
 	struct kv_pctx **pp = &p->hash[slot(p, ino)];
+
+	KV_ASSERT_HELD(&p->lock);
 
 	while (*pp && (*pp)->row.ino != ino)
 		pp = &(*pp)->next;

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lock.h"
 #include "log.h"
 
 struct kv_segwin {
@@ -78,10 +79,12 @@ void kv_segmap_free(struct kv_segmap *m)
 	free(m);
 }
 
-/* Take window i out of the table. Locked. */
+/* Take window i out of the table. Locked (kv_segmap.lock). */
 static struct kv_segwin *take(struct kv_segmap *m, size_t i)
 {
 	struct kv_segwin *w = m->v[i];
+
+	KV_ASSERT_HELD(&m->lock);
 
 	m->v[i] = m->v[--m->n];
 	m->bytes -= w->map ? w->len : 0;
@@ -89,10 +92,11 @@ static struct kv_segwin *take(struct kv_segmap *m, size_t i)
 }
 
 /* Idle windows of deleted segments go, at most once a second, so that the
- * space of a segment deleted on the backing filesystem comes back. Locked;
+ * space of a segment deleted on the backing filesystem comes back. Locked (kv_segmap.lock);
  * the windows taken are returned in *gone for unmapping unlocked. */
 static size_t reap(struct kv_segmap *m, struct kv_segwin **gone, size_t max)
 {
+	KV_ASSERT_HELD(&m->lock);
 	time_t now = time(NULL);
 	size_t k = 0;
 	struct stat sb;
@@ -111,10 +115,12 @@ static size_t reap(struct kv_segmap *m, struct kv_segwin **gone, size_t max)
 }
 
 /* The least recently used idle window, taken out; NULL if all are busy.
- * Locked. */
+ * Locked (kv_segmap.lock). */
 static struct kv_segwin *take_lru(struct kv_segmap *m)
 {
 	size_t best = m->n;
+
+	KV_ASSERT_HELD(&m->lock);
 
 	for (size_t i = 0; i < m->n; i++)
 		if (!m->v[i]->refs && m->v[i]->map && (best == m->n || m->v[i]->used < m->v[best]->used))

@@ -17,6 +17,7 @@
 #include <xxhash.h>
 
 #include "endian.h"
+#include "lock.h"
 #include "log.h"
 
 /* What the header of a segment found at open says (segments made by
@@ -93,6 +94,8 @@ static int seg_fd_open(struct kv_store *st, uint32_t seg, int quiet)
 	char name[32];
 	int fd;
 
+	KV_ASSERT_HELD(&st->lock);
+
 	if (seg < st->nsegs && st->segs[seg].fd >= 0)
 		return st->segs[seg].fd;
 	if (seg_grow(st, seg))
@@ -127,22 +130,25 @@ static void seg_header(const struct kv_store *st, uint32_t seg, uint8_t h[KV_SEG
 	kv_put64(h + 56, XXH3_64bits(h, 56));
 }
 
-/* Does a lane append to seg? Locked. */
+/* Does a lane append to seg? Locked (kv_store.lock). */
 static int seg_active(const struct kv_store *st, uint32_t seg)
 {
+	KV_ASSERT_HELD((pthread_mutex_t *)&st->lock);
 	for (int i = 0; i < KV_STORE_LANES; i++)
 		if (st->lanes[i].seg == seg)
 			return 1;
 	return 0;
 }
 
-/* Start a new segment for lane ln after the highest existing one. Locked. */
+/* Start a new segment for lane ln after the highest existing one. Locked (kv_store.lock). */
 static int seg_roll(struct kv_store *st, struct kv_lane *ln)
 {
 	uint32_t seg = st->highest + 1;
 	uint8_t h[KV_SEG_HDR];
 	char name[32];
 	int fd;
+
+	KV_ASSERT_HELD(&st->lock);
 
 	if (seg_grow(st, seg))
 		return -ENOMEM;
@@ -229,9 +235,10 @@ static int scan_segments(struct kv_store *st)
 
 /* May the index decide that bytes of seg are garbage? Only for a segment
  * of this store: an index that is not the store's (lost and recreated,
- * or copied from elsewhere) would call every record garbage. Locked. */
+ * or copied from elsewhere) would call every record garbage. Locked (kv_store.lock). */
 static int seg_vouched(const struct kv_store *st, uint32_t seg)
 {
+	KV_ASSERT_HELD((pthread_mutex_t *)&st->lock);
 	return seg >= st->nsegs || st->segs[seg].hdr == KV_SEG_OURS ||
 	       st->segs[seg].hdr == KV_SEG_TORN;
 }

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lock.h"
+
 struct kv_tier_ent {
 	struct kv_loc loc;
 	uint8_t *data;
@@ -104,11 +106,13 @@ static void destroy(struct kv_tier *t, struct kv_tier_ent *e)
 	free(e);
 }
 
-/* Unreferenced entries from the cold end until within budget. Locked;
+/* Unreferenced entries from the cold end until within budget. Locked (kv_tier.lock);
  * returns a list (through hnext) to destroy unlocked. */
 static struct kv_tier_ent *shrink(struct kv_tier *t)
 {
 	struct kv_tier_ent *out = NULL, *e = t->lru.prev;
+
+	KV_ASSERT_HELD(&t->lock);
 
 	while (t->bytes > t->budget && e != &t->lru) {
 		struct kv_tier_ent *prev = e->prev;

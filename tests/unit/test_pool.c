@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kvtest.h"
+#include "lock.h"
 #include "pool.h"
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -190,6 +191,32 @@ START_TEST(test_bufs_odd_size)
 }
 END_TEST
 
+/* kv_held, behind KV_ASSERT_HELD (src/base/lock.h): true only in the
+ * thread that holds the mutex. */
+static void *held_elsewhere(void *arg)
+{
+	return (void *)(intptr_t)kv_held(arg);
+}
+
+START_TEST(test_lock_held)
+{
+#ifdef KV_LOCK_CHECKED
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	pthread_t t;
+	void *other;
+
+	ck_assert(!kv_held(&m));
+	pthread_mutex_lock(&m);
+	ck_assert(kv_held(&m));
+	ck_assert_int_eq(pthread_create(&t, NULL, held_elsewhere, &m), 0);
+	pthread_join(t, &other);
+	ck_assert_ptr_null(other);
+	pthread_mutex_unlock(&m);
+	ck_assert(!kv_held(&m));
+#endif
+}
+END_TEST
+
 static Suite *pool_suite(void)
 {
 	Suite *s = suite_create("pool");
@@ -200,6 +227,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, test_jobs_submit_jobs);
 	tcase_add_test(tc, test_bufs);
 	tcase_add_test(tc, test_bufs_odd_size);
+	tcase_add_test(tc, test_lock_held);
 	return s;
 }
 
