@@ -42,6 +42,7 @@
 #include "cmap.h"
 #include "lock.h"
 #include "fs.h"
+#include "inomap.h"
 #include "inoset.h"
 #include "policy.h"
 #include "pool.h"
@@ -51,7 +52,7 @@
 
 struct kv_inode {
 	uint64_t ino;
-	struct kv_inode *hnext;
+	struct kv_inomap_node hnode; /* in fs->inodes, under fs->itab */
 	uint64_t nlookup;      /* under fs->itab */
 	uint32_t nopen;        /* under fs->itab */
 	int gone;              /* evicted: every operation gets ENOENT */
@@ -108,8 +109,7 @@ struct kv_fs {
 	uint8_t *zeros;        /* cfg.chunk bytes of zeros, for holes */
 
 	pthread_mutex_t itab;
-	struct kv_inode **hash;
-	size_t nhash, ninodes;
+	struct kv_inomap inodes; /* the inode table (inode.c), under itab */
 
 	/* Write buffers of all open files together (wbuf=): how many chunk
 	 * buffers writers hold, and the inodes holding them, oldest first.

@@ -13,52 +13,16 @@
 
 /* ---- inode table ---- */
 
-static size_t ino_slot(const struct kv_fs *fs, uint64_t ino)
-{
-	return (size_t)((ino * 0x9e3779b97f4a7c15ULL) >> 20) & (fs->nhash - 1);
-}
-
 static struct kv_inode *itab_find(struct kv_fs *fs, uint64_t ino)
 {
-	struct kv_inode *in = fs->hash[ino_slot(fs, ino)];
+	struct kv_inomap_node *node = kv_inomap_find(&fs->inodes, ino);
 
-	while (in && in->ino != ino)
-		in = in->hnext;
-	return in;
-}
-
-static void itab_grow(struct kv_fs *fs)
-{
-	size_t n = fs->nhash * 2, old = fs->nhash;
-	struct kv_inode **h = calloc(n, sizeof(*h)), **oh = fs->hash;
-
-	if (!h)
-		return;
-	fs->hash = h;
-	fs->nhash = n;
-	for (size_t i = 0; i < old; i++) {
-		struct kv_inode *in = oh[i];
-		while (in) {
-			struct kv_inode *next = in->hnext;
-			size_t s = ino_slot(fs, in->ino);
-			in->hnext = h[s];
-			h[s] = in;
-			in = next;
-		}
-	}
-	free(oh);
+	return node ? kv_inomap_entry(node, struct kv_inode, hnode) : NULL;
 }
 
 static void itab_remove(struct kv_fs *fs, struct kv_inode *in)
 {
-	struct kv_inode **pp = &fs->hash[ino_slot(fs, in->ino)];
-
-	while (*pp && *pp != in)
-		pp = &(*pp)->hnext;
-	if (*pp) {
-		*pp = in->hnext;
-		fs->ninodes--;
-	}
+	kv_inomap_del(&fs->inodes, &in->hnode);
 }
 
 static struct kv_inode *inode_new(const struct kv_attr *a)
@@ -100,12 +64,8 @@ static struct kv_inode *itab_get(struct kv_fs *fs, const struct kv_attr *a, uint
 		pthread_mutex_lock(&fs->itab);
 		in = itab_find(fs, a->ino);
 		if (!in) {
-			if (fs->ninodes >= fs->nhash)
-				itab_grow(fs);
 			in = fresh;
-			in->hnext = fs->hash[ino_slot(fs, in->ino)];
-			fs->hash[ino_slot(fs, in->ino)] = in;
-			fs->ninodes++;
+			kv_inomap_add(&fs->inodes, &in->hnode, in->ino);
 			fresh = NULL;
 		}
 	}
@@ -275,31 +235,26 @@ void kv_fs_unlinked(struct kv_fs *fs, uint64_t ino, uint32_t nlink)
 
 int kv_fs_itab_init(struct kv_fs *fs, const struct kv_attr *root)
 {
-	fs->nhash = 1024;
-	fs->hash = calloc(fs->nhash, sizeof(*fs->hash));
-	return fs->hash && itab_get(fs, root, 1) ? 0 : -ENOMEM;
+	return !kv_inomap_init(&fs->inodes, 1024) && itab_get(fs, root, 1) ? 0 : -ENOMEM;
 }
 
 int kv_fs_itab_fini(struct kv_fs *fs)
 {
+	struct kv_inomap_node *node = kv_inomap_next(&fs->inodes, NULL), *next;
 	int unclean = 0;
 
-	for (size_t i = 0; fs->hash && i < fs->nhash; i++) {
-		struct kv_inode *in = fs->hash[i];
-		while (in) {
-			struct kv_inode *next = in->hnext;
-			pthread_mutex_lock(&in->lock);
-			while (in->users)
-				unclean |= kv_file_detach(fs, in) != 0;
-			pthread_mutex_unlock(&in->lock);
-			if (in->attr.nlink == 0)
-				kv_fs_drop(fs, in->ino);
-			inode_free(in);
-			in = next;
-		}
+	for (; node; node = next) {
+		struct kv_inode *in = kv_inomap_entry(node, struct kv_inode, hnode);
+		pthread_mutex_lock(&in->lock);
+		while (in->users)
+			unclean |= kv_file_detach(fs, in) != 0;
+		pthread_mutex_unlock(&in->lock);
+		if (in->attr.nlink == 0)
+			kv_fs_drop(fs, in->ino);
+		next = kv_inomap_next(&fs->inodes, node);
+		inode_free(in);
 	}
-	free(fs->hash);
-	fs->hash = NULL;
+	kv_inomap_free(&fs->inodes);
 	return unclean;
 }
 

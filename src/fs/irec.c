@@ -91,10 +91,10 @@ void kv_fs_meta_flush(struct kv_fs *fs)
 	pthread_mutex_lock(&fs->dirty_lock);
 	kv_inoset_take(&fs->dirty, &due);
 	pthread_mutex_unlock(&fs->dirty_lock);
-	for (size_t i = 0; i < due.cap; i++) {
-		if (due.slot[i])
-			ino[n++] = due.slot[i];
-		if (n == KV_META_BATCH || (n && i + 1 == due.cap)) {
+	for (uint64_t i = kv_inoset_next(&due, 0), next; i; i = next) {
+		next = kv_inoset_next(&due, i);
+		ino[n++] = i;
+		if (n == KV_META_BATCH || !next) {
 			/* Publishes wait for the lock: one batch at a time. */
 			pthread_mutex_lock(&fs->meta_lock);
 			kv_fs_note_batch(fs, ino, n);
@@ -110,7 +110,8 @@ void kv_fs_note(struct kv_fs *fs, uint64_t ino)
 	int rc, wake;
 
 	pthread_mutex_lock(&fs->dirty_lock);
-	wake = fs->dirty.n == 0 || fs->dirty.n + 1 == KV_META_PENDING;
+	wake = kv_inoset_count(&fs->dirty) == 0 ||
+	       kv_inoset_count(&fs->dirty) + 1 == KV_META_PENDING;
 	rc = kv_inoset_add(&fs->dirty, ino);
 	if (wake)
 		pthread_cond_signal(&fs->dirty_cond);
@@ -136,13 +137,13 @@ static void *meta_thread(void *arg)
 
 	pthread_mutex_lock(&fs->dirty_lock);
 	while (!fs->meta_stop) {
-		if (!fs->dirty.n) {
+		if (!kv_inoset_count(&fs->dirty)) {
 			pthread_cond_wait(&fs->dirty_cond, &fs->dirty_lock);
 			continue;
 		}
 		/* Gather what comes in the next moment, unless plenty is due. */
 		kv_deadline(&at, KV_META_DELAY_MS);
-		while (!fs->meta_stop && fs->dirty.n < KV_META_PENDING &&
+		while (!fs->meta_stop && kv_inoset_count(&fs->dirty) < KV_META_PENDING &&
 		       pthread_cond_timedwait(&fs->dirty_cond, &fs->dirty_lock, &at) != ETIMEDOUT)
 			;
 		pthread_mutex_unlock(&fs->dirty_lock);

@@ -59,7 +59,7 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
 	g.files = is.files;
 	g.irec = __atomic_load_n(&fs->irec_bytes, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&fs->dirty_lock);
-	g.irec_due = fs->dirty.n;
+	g.irec_due = kv_inoset_count(&fs->dirty);
 	pthread_mutex_unlock(&fs->dirty_lock);
 	g.stored = kv_fs_stored_bytes(fs);
 	g.capacity = fs->cfg.capacity;

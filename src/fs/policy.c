@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "inomap.h"
 #include "lock.h"
 #include "log.h"
 #include "pool.h"
@@ -15,7 +16,7 @@
 #define KV_EVICT_BATCH 128
 
 struct kv_pctx {
-	struct kv_pctx *next;
+	struct kv_inomap_node node; /* in kv_policy.ctxs, keyed by row.ino */
 	struct kv_ctx_row row;
 	uint32_t nopen;
 	int dirty;
@@ -34,8 +35,7 @@ struct kv_policy {
 	pthread_t thread;
 	int running, stopping;
 	int any_ttl;            /* some context has a ttl: scan for expired ones */
-	struct kv_pctx **hash;
-	size_t nhash, count;
+	struct kv_inomap ctxs;  /* the table: struct kv_pctx by context inode */
 
 	pthread_mutex_t evicting; /* one eviction pass at a time */
 };
@@ -48,36 +48,11 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static size_t slot(const struct kv_policy *p, uint64_t ino)
-{
-	return (size_t)((ino * 0x9e3779b97f4a7c15ULL) >> 24) & (p->nhash - 1);
-}
-
 static struct kv_pctx *find(struct kv_policy *p, uint64_t ino)
 {
-	struct kv_pctx *c = p->hash[slot(p, ino)];
+	struct kv_inomap_node *node = kv_inomap_find(&p->ctxs, ino);
 
-	while (c && c->row.ino != ino)
-		c = c->next;
-	return c;
-}
-
-static void grow(struct kv_policy *p)
-{
-	size_t n = p->nhash * 2, old = p->nhash;
-	struct kv_pctx **h = calloc(n, sizeof(*h)), **oh = p->hash;
-
-	if (!h)
-		return;
-	p->hash = h;
-	p->nhash = n;
-	for (size_t i = 0; i < old; i++)
-		for (struct kv_pctx *c = oh[i], *next; c; c = next) {
-			next = c->next;
-			c->next = h[slot(p, c->row.ino)];
-			h[slot(p, c->row.ino)] = c;
-		}
-	free(oh);
+	return node ? kv_inomap_entry(node, struct kv_pctx, node) : NULL;
 }
 
 /* The state of ctx, loaded from the index (or created) on first use;
@@ -107,11 +82,7 @@ static struct kv_pctx *get(struct kv_policy *p, uint64_t ino, int *err)
 		*err = rc;
 		return NULL;
 	}
-	if (p->count >= p->nhash)
-		grow(p);
-	c->next = p->hash[slot(p, ino)];
-	p->hash[slot(p, ino)] = c;
-	p->count++;
+	kv_inomap_add(&p->ctxs, &c->node, ino);
 	return c;
 }
 
@@ -119,21 +90,18 @@ static struct kv_pctx *get(struct kv_policy *p, uint64_t ino, int *err)
  * no row and no eviction, until the last of them closes. Locked (kv_policy.lock). */
 static void unlink_ctx(struct kv_policy *p, uint64_t ino, int closing)
 {
-	struct kv_pctx **pp = &p->hash[slot(p, ino)];
+	struct kv_pctx *c;
 
 	KV_ASSERT_HELD(&p->lock);
 
-	while (*pp && (*pp)->row.ino != ino)
-		pp = &(*pp)->next;
-	if (*pp) {
-		struct kv_pctx *c = *pp;
+	c = find(p, ino);
+	if (c) {
 		if (c->nopen && !closing) {
 			c->removed = 1;
 			c->dirty = 0;
 			return;
 		}
-		*pp = c->next;
-		p->count--;
+		kv_inomap_del(&p->ctxs, &c->node);
 		free(c);
 	}
 }
@@ -150,9 +118,7 @@ int kv_policy_new(const struct kv_config *cfg, struct kv_index *ix, struct kv_st
 	p->ix = ix;
 	p->stats = stats;
 	p->h = *hooks;
-	p->nhash = 1024;
-	p->hash = calloc(p->nhash, sizeof(*p->hash));
-	if (!p->hash) {
+	if (kv_inomap_init(&p->ctxs, 1024)) {
 		free(p);
 		return -ENOMEM;
 	}
@@ -266,25 +232,27 @@ int kv_policy_set_ttl(struct kv_policy *p, uint64_t ctx, int64_t ttl) { return s
 int kv_policy_flush(struct kv_policy *p)
 {
 	struct kv_ctx_row *rows = NULL;
+	struct kv_inomap_node *node;
 	size_t n = 0, cap = 0;
 	int rc = 0;
 
 	pthread_mutex_lock(&p->lock);
-	for (size_t i = 0; i < p->nhash && !rc; i++)
-		for (struct kv_pctx *c = p->hash[i]; c && !rc; c = c->next) {
-			if (!c->dirty)
-				continue;
-			if (n == cap) {
-				struct kv_ctx_row *r = realloc(rows, (cap = cap ? 2 * cap : 64) * sizeof(*r));
-				if (!r) {
-					rc = -ENOMEM;
-					break;
-				}
-				rows = r;
+	for (node = kv_inomap_next(&p->ctxs, NULL); node && !rc;
+	     node = kv_inomap_next(&p->ctxs, node)) {
+		struct kv_pctx *c = kv_inomap_entry(node, struct kv_pctx, node);
+		if (!c->dirty)
+			continue;
+		if (n == cap) {
+			struct kv_ctx_row *r = realloc(rows, (cap = cap ? 2 * cap : 64) * sizeof(*r));
+			if (!r) {
+				rc = -ENOMEM;
+				break;
 			}
-			rows[n++] = c->row;
-			c->dirty = 0;
+			rows = r;
 		}
+		rows[n++] = c->row;
+		c->dirty = 0;
+	}
 	pthread_mutex_unlock(&p->lock);
 	if (!rc && n)
 		rc = kv_index_ctx_save(p->ix, rows, n);
@@ -514,12 +482,12 @@ void kv_policy_free(struct kv_policy *p)
 		return;
 	kv_policy_stop(p);
 	kv_policy_flush(p);
-	for (size_t i = 0; i < p->nhash; i++)
-		for (struct kv_pctx *c = p->hash[i], *next; c; c = next) {
-			next = c->next;
-			free(c);
-		}
-	free(p->hash);
+	for (struct kv_inomap_node *node = kv_inomap_next(&p->ctxs, NULL), *next; node;
+	     node = next) {
+		next = kv_inomap_next(&p->ctxs, node);
+		free(kv_inomap_entry(node, struct kv_pctx, node));
+	}
+	kv_inomap_free(&p->ctxs);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->evicting);
 	pthread_cond_destroy(&p->wake);
