@@ -3,6 +3,7 @@
  * entry must follow (names, types, the reserved .kvfs) are kept here, where
  * the unit tests reach them without a mount. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -59,6 +60,23 @@ char *kv_fs_path(struct kv_fs *fs, uint64_t ino, char *buf, size_t len)
 static int check_name(const char *name)
 {
 	return strlen(name) > KV_NAME_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* The nodes a mount makes: no devices, and symlink targets that readlink
+ * can give back. */
+static int check_node(uint32_t mode, const char *target)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+	case S_IFDIR:
+	case S_IFLNK:
+	case S_IFIFO:
+	case S_IFSOCK:
+		break;
+	default:
+		return -EPERM;
+	}
+	return target && strlen(target) > KV_LINK_MAX ? -ENAMETOOLONG : 0;
 }
 
 /* Is a child of parent at the context depth? */
@@ -207,8 +225,10 @@ int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mo
 		const struct kv_cred *cred, const char *target, struct kv_attr *out)
 {
 	struct kv_attr dir;
-	int rc = check_name(name);
+	int rc = check_node(mode, target);
 
+	if (!rc)
+		rc = check_name(name);
 	if (!rc)
 		rc = kv_fs_room(fs);
 	if (!rc)
@@ -246,6 +266,17 @@ int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mo
 		kv_fs_note(fs, out->ino);
 	}
 	return 0;
+}
+
+int kv_fs_link(struct kv_fs *fs, uint64_t ino, uint64_t newparent, const char *newname,
+	       struct kv_attr *out)
+{
+	(void)fs;
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	(void)out;
+	return -EPERM;
 }
 
 int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir)
@@ -305,7 +336,7 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 	struct kv_attr a;
 	uint64_t victim;
 	uint32_t nlink;
-	int rc = check_name(name);
+	int rc = flags & ~KV_RENAME_FLAGS ? -EINVAL : check_name(name);
 
 	if (!rc)
 		rc = check_name(newname);
@@ -337,6 +368,32 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 		kv_fs_note(fs, victim);
 	}
 	return 0;
+}
+
+/* A regular file's handle: the FH_FILE bit and open(2)'s access mode. */
+#define FH_FILE 0x100u
+
+uint64_t kv_fs_handle(int flags)
+{
+	return FH_FILE | (uint64_t)(flags & O_ACCMODE);
+}
+
+unsigned kv_fs_handle_rights(uint64_t fh)
+{
+	unsigned rights = 0;
+
+	if ((fh & FH_FILE) && (fh & O_ACCMODE) != O_WRONLY)
+		rights |= KV_FH_READ;
+	if ((fh & FH_FILE) && (fh & O_ACCMODE) != O_RDONLY)
+		rights |= KV_FH_WRITE;
+	return rights;
+}
+
+int kv_fs_flush(struct kv_fs *fs, uint64_t ino, uint64_t fh)
+{
+	int rc = kv_file_flush(fs, ino);
+
+	return (fh & FH_FILE) && !(kv_fs_handle_rights(fh) & KV_FH_WRITE) ? 0 : rc;
 }
 
 int kv_fs_readlink(struct kv_fs *fs, uint64_t ino, char *buf, size_t len)

@@ -102,10 +102,19 @@ int kv_fs_getattr(struct kv_fs *fs, uint64_t ino, struct kv_attr *out);
 int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *in, unsigned mask,
 		  struct kv_attr *out);
 
-/* Create a file, directory or symlink (target != NULL) in parent. */
+/* The longest symlink target: PATH_MAX less its terminating NUL. */
+#define KV_LINK_MAX 4095
+/* Create a file, directory, symlink (target != NULL), FIFO or socket in
+ * parent. Device nodes get -EPERM (a context holds tensors, not devices),
+ * targets over KV_LINK_MAX bytes -ENAMETOOLONG. */
 int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mode,
 		const struct kv_cred *cred, const char *target, struct kv_attr *out);
+/* Hard links would let one file belong to two contexts: always -EPERM. */
+int kv_fs_link(struct kv_fs *fs, uint64_t ino, uint64_t newparent, const char *newname,
+	       struct kv_attr *out);
 int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir);
+/* The rename flags kvfs knows (stdio.h); any other gets -EINVAL. */
+#define KV_RENAME_FLAGS (RENAME_NOREPLACE | RENAME_EXCHANGE)
 int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
 		 const char *newname, unsigned flags);
 int kv_fs_readlink(struct kv_fs *fs, uint64_t ino, char *buf, size_t len);
@@ -118,6 +127,18 @@ int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void 
 int kv_fs_getxattr(struct kv_fs *fs, uint64_t ino, const char *name, void *buf, size_t size);
 int kv_fs_listxattr(struct kv_fs *fs, uint64_t ino, char *buf, size_t size);
 int kv_fs_removexattr(struct kv_fs *fs, uint64_t ino, const char *name);
+
+/* An open file's handle (FUSE's fi->fh) for open(2) flags, and what it
+ * lets the GPU ioctls (include/kvfs/ioctl.h) do: KV_FH_READ unless opened
+ * O_WRONLY, KV_FH_WRITE unless opened O_RDONLY. */
+#define KV_FH_READ 1u
+#define KV_FH_WRITE 2u
+uint64_t kv_fs_handle(int flags);
+unsigned kv_fs_handle_rights(uint64_t fh);
+/* kv_file_flush for a close through handle fh. A reader's close publishes
+ * what writers have buffered but does not take their errors: the failed
+ * chunks stay buffered, and the writers' own flush, fsync or close fails. */
+int kv_fs_flush(struct kv_fs *fs, uint64_t ino, uint64_t fh);
 
 /* Open files. Every kv_file_open is paired with one kv_file_release. */
 int kv_file_open(struct kv_fs *fs, uint64_t ino, int trunc);

@@ -253,10 +253,6 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void kv_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     dev_t rdev)
 {
-	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
 	make_node(req, parent, name, mode, rdev, NULL);
 }
 
@@ -267,10 +263,6 @@ static void kv_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void kv_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	if (strlen(link) > 4095) {
-		fuse_reply_err(req, ENAMETOOLONG);
-		return;
-	}
 	make_node(req, parent, name, S_IFLNK | 0777, 0, link);
 }
 
@@ -291,7 +283,7 @@ static void kv_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void kv_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+	if (flags & ~KV_RENAME_FLAGS) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -304,11 +296,9 @@ static void kv_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 static void kv_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	(void)ino;
-	(void)newparent;
-	(void)newname;
-	/* Hard links would let one file belong to two contexts. */
-	fuse_reply_err(req, EPERM);
+	struct kv_attr a;
+
+	reply_entry(req, kv_fs_link(kfs(req), ino, newparent, newname, &a), &a);
 }
 
 /* An open control file: its text, taken at open. */
@@ -337,13 +327,6 @@ static void ctl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
-/* Regular files remember how they were opened, for the GPU ioctls. */
-#define FH_FILE 0x100u
-static uint64_t file_fh(const struct fuse_file_info *fi)
-{
-	return FH_FILE | (uint64_t)(fi->flags & O_ACCMODE);
-}
-
 static void kv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kv_fs *fs = kfs(req);
@@ -360,7 +343,7 @@ static void kv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->keep_cache = 1;
-	fi->fh = file_fh(fi);
+	fi->fh = kv_fs_handle(fi->flags);
 	if (fuse_reply_open(req, fi))
 		kv_file_release(fs, ino);
 }
@@ -390,7 +373,7 @@ static void kv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	e.attr_timeout = e.entry_timeout = mnt(req)->timeout;
 	to_stat(kfs(req), &a, &e.attr);
 	fi->keep_cache = 1;
-	fi->fh = file_fh(fi);
+	fi->fh = kv_fs_handle(fi->flags);
 	if (fuse_reply_create(req, &e, fi)) {
 		kv_file_release(fs, a.ino);
 		kv_fs_forget(fs, a.ino, 1);
@@ -447,14 +430,7 @@ static void kv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void kv_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	int rc = kv_ctl_is(ino) ? 0 : kv_file_flush(kfs(req), ino);
-
-	/* A reader's close publishes what writers have buffered but does not
-	 * take their errors: the failed chunks stay buffered, and the writers'
-	 * own flush, fsync or close fails. */
-	if ((fi->fh & FH_FILE) && (fi->fh & O_ACCMODE) == O_RDONLY)
-		rc = 0;
-	fuse_reply_err(req, -rc);
+	fuse_reply_err(req, kv_ctl_is(ino) ? 0 : -kv_fs_flush(kfs(req), ino, fi->fh));
 }
 
 static void kv_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -658,7 +634,7 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 {
 	struct kv_fast *f = mnt(req)->fast;
 	int kind = kv_ctl_is(ino) ? -ENOTTY : kv_fast_cmd(cmd, in_bufsz, out_bufsz);
-	unsigned mode = 0;
+	unsigned mode = 0, rights = kv_fs_handle_rights(fi->fh);
 	struct kvfs_gpu_io *io;
 	struct fast_req *r;
 
@@ -682,9 +658,9 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 	}
 	if (kind == KV_FAST_WRITE_CMD)
 		mode |= KV_FAST_WRITE;
-	if ((fi->fh & FH_FILE) && (fi->fh & O_ACCMODE) != O_WRONLY)
+	if (rights & KV_FH_READ)
 		mode |= KV_FAST_CAN_READ;
-	if ((fi->fh & FH_FILE) && (fi->fh & O_ACCMODE) != O_RDONLY)
+	if (rights & KV_FH_WRITE)
 		mode |= KV_FAST_CAN_WRITE;
 	io = malloc(sizeof(*io));
 	r = malloc(sizeof(*r));
