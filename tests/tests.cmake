@@ -1,6 +1,6 @@
 # Unit tests (Check) and integration tests on a real mount.
 if(CHECK_FOUND)
-  foreach(t codec opt store index fs tier pool policy gpu fsck meta inoset inomap cmap)
+  foreach(t codec opt store index fs tier pool policy gpu fsck meta inoset inomap cmap base)
     add_executable(test_${t} tests/unit/test_${t}.c)
     target_link_libraries(test_${t} PRIVATE kvfscore PkgConfig::CHECK)
     add_test(NAME unit_${t} COMMAND test_${t})

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "inomap.h"
 #include "lock.h"
 #include "log.h"
@@ -40,14 +41,6 @@ struct kv_policy {
 	pthread_mutex_t evicting; /* one eviction pass at a time */
 };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static struct kv_pctx *find(struct kv_policy *p, uint64_t ino)
 {
 	struct kv_inomap_node *node = kv_inomap_find(&p->ctxs, ino);
@@ -74,7 +67,7 @@ static struct kv_pctx *get(struct kv_policy *p, uint64_t ino, int *err)
 	}
 	rc = kv_index_ctx_get(p->ix, ino, &c->row);
 	if (rc == -ENOENT) {
-		c->row = (struct kv_ctx_row){ .ino = ino, .last_access = now_ns(), .ttl = -1 };
+		c->row = (struct kv_ctx_row){ .ino = ino, .last_access = kv_now_ns(), .ttl = -1 };
 		rc = p->h.inodes ? kv_index_ctx_new(p->ix, &c->row) : kv_index_ctx_add(p->ix, &c->row);
 	}
 	if (rc) {
@@ -143,7 +136,7 @@ int kv_policy_open(struct kv_policy *p, uint64_t ctx)
 	else if (c) {
 		c->nopen++;
 		c->row.hits++;
-		c->row.last_access = now_ns();
+		c->row.last_access = kv_now_ns();
 		c->dirty = !c->removed;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -157,7 +150,7 @@ void kv_policy_read(struct kv_policy *p, uint64_t ctx)
 	pthread_mutex_lock(&p->lock);
 	c = find(p, ctx);
 	if (c) {
-		c->row.last_access = now_ns();
+		c->row.last_access = kv_now_ns();
 		c->dirty = 1;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -422,7 +415,7 @@ static void expire(struct kv_policy *p)
 	uint64_t inos[KV_EVICT_BATCH];
 	size_t n = 0;
 
-	if (!p->any_ttl || kv_index_ctx_expired(p->ix, now_ns(), p->cfg.ttl, inos,
+	if (!p->any_ttl || kv_index_ctx_expired(p->ix, kv_now_ns(), p->cfg.ttl, inos,
 						KV_EVICT_BATCH, &n))
 		return;
 	for (size_t i = 0; i < n; i++)

@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fs_int.h"
 #include "gpu.h"
 #include "log.h"
@@ -38,14 +39,6 @@ struct kv_fast {
 	atomic_uint_least64_t requests, errors, read_bytes, write_bytes;
 	atomic_uint_least64_t load_wait_ns, copy_wait_ns, load_ns, loads, direct;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void rd_free_all(struct kv_fast *f);
 
@@ -412,14 +405,14 @@ static void load_job(void *arg)
 {
 	struct piece *p = arg;
 	struct rd *r = p->r;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = kv_mono_ns();
 	int rc = load_direct(r, p);
 
 	if (rc == -EAGAIN)
 		rc = kv_file_read_ex(r->fs, r->ino, (off_t)p->pos.off, p->pos.len, &p->rv,
 				     KV_READ_OWN_COPY | KV_READ_NO_PREFETCH);
 
-	atomic_fetch_add(&r->f->load_ns, mono_ns() - t0);
+	atomic_fetch_add(&r->f->load_ns, kv_mono_ns() - t0);
 	atomic_fetch_add(&r->f->loads, 1);
 
 	pthread_mutex_lock(&r->lock);
@@ -435,12 +428,12 @@ static void wait_loaded(struct rd *r, struct piece *p)
 
 	pthread_mutex_lock(&r->lock);
 	if (p->state == P_LOADING)
-		t0 = mono_ns();
+		t0 = kv_mono_ns();
 	while (p->state == P_LOADING)
 		pthread_cond_wait(&r->cv, &r->lock);
 	pthread_mutex_unlock(&r->lock);
 	if (t0)
-		r->load_wait += mono_ns() - t0;
+		r->load_wait += kv_mono_ns() - t0;
 }
 
 /* Let a copying piece finish and give its chunks back. */
@@ -449,11 +442,11 @@ static int retire(struct rd *r, struct kv_gpu_lane *l, int i)
 	int rc = 0;
 
 	if (r->p[i].state == P_COPYING) {
-		uint64_t t0 = mono_ns();
+		uint64_t t0 = kv_mono_ns();
 		for (int s = 0; s < KV_GPU_NSTREAM; s++)
 			if ((r->p[i].streams & 1u << s) && kv_gpu_wait(l, i, s))
 				rc = -EIO;
-		r->copy_wait += mono_ns() - t0;
+		r->copy_wait += kv_mono_ns() - t0;
 	}
 	if (r->p[i].state != P_FREE)
 		kv_file_read_done(r->fs, &r->p[i].rv);

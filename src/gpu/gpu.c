@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kvfs/ioctl.h"
 #include "log.h"
 
@@ -62,13 +63,7 @@ struct kv_gpu {
 	pthread_cond_t wake;
 };
 
-static int64_t mono_sec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
+static int64_t mono_sec(void) { return (int64_t)(kv_mono_ns() / 1000000000u); }
 
 struct kv_gpu *kv_gpu_new(const char *spec)
 {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "clock.h"
 #include "endian.h"
 #include "lock.h"
 #include "log.h"
@@ -116,15 +117,12 @@ static int seg_fd(struct kv_store *st, uint32_t seg) { return seg_fd_open(st, se
 
 static void seg_header(const struct kv_store *st, uint32_t seg, uint8_t h[KV_SEG_HDR])
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
 	memset(h, 0, KV_SEG_HDR);
 	memcpy(h, KV_SEG_MAGIC, 8);
 	kv_put32(h + 8, KV_SEG_VERSION);
 	kv_put32(h + 12, seg);
 	memcpy(h + 16, st->id, 16);
-	kv_put64(h + 32, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+	kv_put64(h + 32, (uint64_t)kv_now_ns());
 	kv_put32(h + 40, (uint32_t)st->max_chunk);
 	kv_put64(h + 44, st->epoch);
 	kv_put64(h + 56, XXH3_64bits(h, 56));

@@ -8,6 +8,7 @@
 #include <sys/xattr.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fs.h"
 #include "fsck.h"
 #include "rebuild.h"
@@ -455,7 +456,7 @@ static void fsck_print(struct kv_fs *fs, const struct kv_fsck_report *r, double 
 static int cmd_fsck(const char *store, int repair)
 {
 	struct kv_fsck_report r;
-	struct timespec t0, t1;
+	uint64_t t0, t1;
 	struct kv_fs *fs;
 	char err[512];
 	int rc;
@@ -465,9 +466,9 @@ static int cmd_fsck(const char *store, int repair)
 		fprintf(stderr, "kvfsctl: fsck: %s\n", err);
 		return 2;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = kv_mono_ns();
 	rc = kv_fsck_check(fs, 0, &r);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t1 = kv_mono_ns();
 	if (rc) {
 		fprintf(stderr, "kvfsctl: fsck %s: %s\n", store, strerror(-rc));
 		kv_fs_close(fs);
@@ -480,7 +481,7 @@ static int cmd_fsck(const char *store, int repair)
 		kv_fs_close(fs);
 		return 1;
 	}
-	fsck_print(fs, &r, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	fsck_print(fs, &r, (double)(t1 - t0) / 1e9);
 	rc = r.nbad ? 1 : 0;
 	if (repair && r.nbad && fsck_repair(fs, &r))
 		rc = 2;

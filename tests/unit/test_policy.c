@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "index.h"
 #include "kvtest.h"
 #include "opt.h"
@@ -113,14 +114,6 @@ static struct kv_stats S;
 static struct kv_config C;
 static char T_db[600];
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static struct kv_index *open_ix(void)
 {
 	struct kv_index *ix = NULL;
@@ -165,7 +158,7 @@ static void teardown(void)
  * holding size stored bytes. */
 static void ctx_old(uint64_t ino, int64_t age_s, uint64_t size)
 {
-	struct kv_ctx_row r = { .ino = ino, .last_access = now_ns() - age_s * 1000000000 + (int64_t)ino,
+	struct kv_ctx_row r = { .ino = ino, .last_access = kv_now_ns() - age_s * 1000000000 + (int64_t)ino,
 				.ttl = -1 };
 
 	ck_assert_int_eq(kv_index_ctx_add(F.ix, &r), 0);
@@ -599,7 +592,7 @@ END_TEST
 START_TEST(test_ttl_expiry)
 {
 	struct kv_policy *p;
-	int64_t t0 = now_ns();
+	int64_t t0 = kv_now_ns();
 
 	setup();
 	p = start_policy();
@@ -618,7 +611,7 @@ START_TEST(test_ttl_expiry)
 	ck_assert_int_eq(kv_policy_start(p), 0);
 	WAIT_FOR(evicted(70), 3000);
 	ck_assert_msg(evicted(70), "context with ttl 1 s not evicted after %.1f s",
-		      (now_ns() - t0) / 1e9);
+		      (kv_now_ns() - t0) / 1e9);
 	ck_assert_uint_eq(ev(KV_EVICT_TTL), 1);
 	usleep(1200000);
 	ck_assert_msg(nevicted() == 1, "%zu contexts evicted; only the one with ttl 1 s should be",
@@ -784,7 +777,7 @@ START_TEST(test_new_context_row)
 {
 	struct kv_ctx_row r;
 	struct kv_policy *p;
-	int64_t t0 = now_ns();
+	int64_t t0 = kv_now_ns();
 
 	setup();
 	p = start_policy();
@@ -794,7 +787,7 @@ START_TEST(test_new_context_row)
 	ck_assert_int_eq(r.pin, 0);
 	ck_assert_int_eq(r.ttl, -1);
 	ck_assert_int_ge(r.last_access, t0);
-	ck_assert_int_le(r.last_access, now_ns());
+	ck_assert_int_le(r.last_access, kv_now_ns());
 	ck_assert(has_row(400));
 	/* removed (rmdir) contexts are forgotten by the policy */
 	kv_policy_removed(p, 400);
