@@ -1,7 +1,9 @@
 /* The namespace of a mount: lookups, attributes, creating, removing and
- * renaming entries, directories, links and statfs (fs.h). The rules an
- * entry must follow (names, types, the reserved .kvfs) are kept here, where
- * the unit tests reach them without a mount. */
+ * renaming entries, directories, links and statfs (fs.h), and kv_fs_ops,
+ * the table through which a mount's requests reach it and its files. The
+ * rules an entry must follow (names, types, symlink targets, no hard links)
+ * and those of open handles are kept here, where the unit tests reach them
+ * without a mount; the reserved .kvfs is the control directory's (ctl.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -418,3 +420,130 @@ int kv_fs_statfs(struct kv_fs *fs, struct statvfs *out)
 	out->f_namemax = KV_NAME_MAX;
 	return 0;
 }
+
+/* ---- kv_fs_ops: the requests of a mount on the namespace and its files ---- */
+
+static int ns_lookup(struct kv_fs *fs, uint64_t parent, const char *name, struct kv_attr *out,
+		     enum kv_neg *neg)
+{
+	int rc = kv_fs_lookup(fs, parent, name, out);
+
+	/* A name below a context (a layer file about to be created) is
+	 * remembered as absent: every name is made through this mount. A
+	 * context's name is not: it counts as a miss each time, and an
+	 * expired context still holds its name until evicted. */
+	*neg = rc != -ENOENT ? KV_NEG_NONE
+	       : kv_fs_below_context(fs, parent) ? KV_NEG_KEEP
+						  : KV_NEG_ASK;
+	return rc;
+}
+
+static int ns_open(struct kv_fs *fs, uint64_t ino, int flags, uint64_t *fh, unsigned *cache)
+{
+	int rc = kv_file_open(fs, ino, flags & O_TRUNC);
+
+	if (rc)
+		return rc;
+	*fh = kv_fs_handle(flags);
+	/* The kernel may cache data across opens: every change goes through
+	 * this mount. */
+	*cache = KV_OPEN_KEEP_CACHE;
+	return 0;
+}
+
+static int ns_create(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mode,
+		     const struct kv_cred *cred, int flags, struct kv_attr *out, uint64_t *fh,
+		     unsigned *cache)
+{
+	int rc = kv_fs_mknod(fs, parent, name, S_IFREG | (mode & 07777), cred, NULL, out);
+
+	if (rc)
+		return rc;
+	rc = ns_open(fs, out->ino, flags & ~O_TRUNC, fh, cache);
+	if (rc)
+		kv_fs_forget(fs, out->ino, 1);
+	return rc;
+}
+
+static int ns_ref(struct kv_fs *fs, struct kv_attr *a)
+{
+	kv_fs_ref(fs, a);
+	return 1;
+}
+
+static int ns_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *in, unsigned mask,
+		      struct kv_attr *out)
+{
+	/* kv_fs_setattr takes it for too large (-EFBIG). */
+	if ((mask & KV_SET_SIZE) && in->size > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	return kv_fs_setattr(fs, ino, in, mask, out);
+}
+
+static int ns_read(struct kv_fs *fs, uint64_t ino, uint64_t fh, off_t off, size_t size,
+		   struct kv_readv *rv)
+{
+	(void)fh;
+	return kv_file_read(fs, ino, off, size, rv);
+}
+
+static ssize_t ns_write(struct kv_fs *fs, uint64_t ino, uint64_t fh, const void *buf,
+			size_t size, off_t off)
+{
+	(void)fh;
+	return kv_file_write(fs, ino, buf, size, off);
+}
+
+static int ns_fsync(struct kv_fs *fs, uint64_t ino, uint64_t fh)
+{
+	(void)fh;
+	return kv_file_fsync(fs, ino);
+}
+
+static int ns_release(struct kv_fs *fs, uint64_t ino, uint64_t fh)
+{
+	(void)fh;
+	return kv_file_release(fs, ino);
+}
+
+static int ns_gpu(struct kv_fs *fs, uint64_t ino, uint64_t fh, int dir, int req,
+		  unsigned *rights)
+{
+	(void)fs;
+	(void)ino;
+	if (req < 0)
+		return req;
+	if (req == KV_GPU_QUERY)
+		return 0; /* it needs no file */
+	if (dir)
+		return -EISDIR;
+	*rights = kv_fs_handle_rights(fh);
+	return 0;
+}
+
+const struct kv_ops kv_fs_ops = {
+	.lookup = ns_lookup,
+	.mknod = kv_fs_mknod,
+	.create = ns_create,
+	.link = kv_fs_link,
+	.remove = kv_fs_remove,
+	.rename = kv_fs_rename,
+	.ref = ns_ref,
+	.forget = kv_fs_forget,
+	.getattr = kv_fs_getattr,
+	.setattr = ns_setattr,
+	.readlink = kv_fs_readlink,
+	.readdir = kv_fs_readdir,
+	.parent = kv_fs_parent,
+	.setxattr = kv_fs_setxattr,
+	.getxattr = kv_fs_getxattr,
+	.listxattr = kv_fs_listxattr,
+	.removexattr = kv_fs_removexattr,
+	.open = ns_open,
+	.read = ns_read,
+	.write = ns_write,
+	.flush = kv_fs_flush,
+	.fsync = ns_fsync,
+	.release = ns_release,
+	.gpu = ns_gpu,
+};

@@ -186,4 +186,91 @@ void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv);
 int kv_file_chunk_rec(struct kv_fs *fs, uint64_t ino, uint64_t idx, struct kv_loc *loc,
 		      uint32_t *raw, uint8_t *codec);
 
+/* ---- The requests of a mount ----
+ *
+ * What the FUSE front end (src/fuse/fuse_ops.c) calls: one operation of
+ * struct kv_ops per request, with inode numbers in and 0 (or a byte
+ * count) or a negative errno out, like the functions above. Two tables
+ * implement them: kv_fs_ops below, the namespace and its files, and
+ * kv_ctl_ops, the control directory .kvfs (ctl.h). Which one serves a
+ * request is decided in one place, kv_ops_of() and its siblings in ctl.h.
+ * The rules a mount keeps (no hard links or device nodes, the length of
+ * symlink targets, .kvfs reserved in the root, what a handle lets the GPU
+ * ioctls do) are the tables', where the unit tests reach them. */
+
+/* How the kernel may answer again a lookup of a name that is absent
+ * (kv_ops.lookup's -ENOENT). */
+enum kv_neg {
+	KV_NEG_NONE, /* it may not: the error is the answer */
+	KV_NEG_ASK,  /* a negative entry, asked about again each time */
+	KV_NEG_KEEP, /* a negative entry, kept for the entry timeout */
+};
+
+/* How the kernel may cache an open file's pages (kv_ops.open's *cache). */
+#define KV_OPEN_KEEP_CACHE 1u /* across opens: every change goes through the mount */
+#define KV_OPEN_DIRECT_IO 2u  /* not at all */
+
+/* The GPU ioctl kv_ops.gpu is asked about, as the fast path decoded it
+ * (fastpath.h's kv_fast_cmd), or the negative errno of a command that
+ * did not decode. */
+enum { KV_GPU_QUERY, KV_GPU_IO };
+
+struct kv_ops {
+	/* The entry name in directory parent. lookup takes a kernel
+	 * reference on what it finds (given back by forget) unless ref
+	 * takes none on it; on -ENOENT, *neg says how the absence may be
+	 * answered. create is mknod of a regular file (mode's permission
+	 * bits) that it opens, with open(2) flags, as open does. */
+	int (*lookup)(struct kv_fs *fs, uint64_t parent, const char *name, struct kv_attr *out,
+		      enum kv_neg *neg);
+	int (*mknod)(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mode,
+		     const struct kv_cred *cred, const char *target, struct kv_attr *out);
+	int (*create)(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mode,
+		      const struct kv_cred *cred, int flags, struct kv_attr *out, uint64_t *fh,
+		      unsigned *cache);
+	int (*link)(struct kv_fs *fs, uint64_t ino, uint64_t newparent, const char *newname,
+		    struct kv_attr *out);
+	int (*remove)(struct kv_fs *fs, uint64_t parent, const char *name, int dir);
+	int (*rename)(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t newparent,
+		      const char *newname, unsigned flags);
+
+	/* Inodes. ref takes a kernel reference for an entry readdirplus
+	 * hands out (refreshing *a): 1, or 0 when the inode counts none
+	 * (the entry is then listed without it). setattr takes a size from
+	 * an off_t: one past 2^63 - 1 (negative) gets -EINVAL. */
+	int (*ref)(struct kv_fs *fs, struct kv_attr *a);
+	void (*forget)(struct kv_fs *fs, uint64_t ino, uint64_t nlookup);
+	int (*getattr)(struct kv_fs *fs, uint64_t ino, struct kv_attr *out);
+	int (*setattr)(struct kv_fs *fs, uint64_t ino, const struct kv_attr *in, unsigned mask,
+		       struct kv_attr *out);
+	int (*readlink)(struct kv_fs *fs, uint64_t ino, char *buf, size_t len);
+	int (*readdir)(struct kv_fs *fs, uint64_t ino, uint64_t off, kv_index_dir_cb cb,
+		       void *arg);
+	int (*parent)(struct kv_fs *fs, uint64_t ino, uint64_t *parent);
+	int (*setxattr)(struct kv_fs *fs, uint64_t ino, const char *name, const void *value,
+			size_t size, int flags);
+	int (*getxattr)(struct kv_fs *fs, uint64_t ino, const char *name, void *buf, size_t size);
+	int (*listxattr)(struct kv_fs *fs, uint64_t ino, char *buf, size_t size);
+	int (*removexattr)(struct kv_fs *fs, uint64_t ino, const char *name);
+
+	/* Open files: open with open(2) flags makes *fh, release ends it. A
+	 * read is given back with kv_file_read_done after its reply. gpu:
+	 * may GPU ioctl req run on ino through fh (dir: a directory's)? 0,
+	 * with *rights (KV_FH_*) for KV_GPU_IO, or a negative errno. */
+	int (*open)(struct kv_fs *fs, uint64_t ino, int flags, uint64_t *fh, unsigned *cache);
+	int (*read)(struct kv_fs *fs, uint64_t ino, uint64_t fh, off_t off, size_t size,
+		    struct kv_readv *rv);
+	ssize_t (*write)(struct kv_fs *fs, uint64_t ino, uint64_t fh, const void *buf,
+			 size_t size, off_t off);
+	int (*flush)(struct kv_fs *fs, uint64_t ino, uint64_t fh);
+	int (*fsync)(struct kv_fs *fs, uint64_t ino, uint64_t fh);
+	int (*release)(struct kv_fs *fs, uint64_t ino, uint64_t fh);
+	int (*gpu)(struct kv_fs *fs, uint64_t ino, uint64_t fh, int dir, int req,
+		   unsigned *rights);
+};
+
+/* The namespace's operations: kv_fs_* and kv_file_* above, for every
+ * inode but the control directory's. */
+extern const struct kv_ops kv_fs_ops;
+
 #endif

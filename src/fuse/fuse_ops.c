@@ -36,20 +36,25 @@ static void to_stat(const struct kv_fs *fs, const struct kv_attr *a, struct stat
 	st->st_ctim = (struct timespec){ a->ctime / 1000000000, a->ctime % 1000000000 };
 }
 
+static void to_entry(fuse_req_t req, const struct kv_attr *a, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = a->ino;
+	e->attr_timeout = e->entry_timeout = mnt(req)->timeout;
+	to_stat(kfs(req), a, &e->attr);
+}
+
 static void reply_entry(fuse_req_t req, int rc, const struct kv_attr *a)
 {
-	struct fuse_entry_param e = { 0 };
-	struct kv_fs *fs = kfs(req);
+	struct fuse_entry_param e;
 
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	e.ino = a->ino;
-	e.attr_timeout = e.entry_timeout = mnt(req)->timeout;
-	to_stat(fs, a, &e.attr);
+	to_entry(req, a, &e);
 	if (fuse_reply_entry(req, &e))
-		kv_fs_forget(fs, a->ino, 1);
+		kv_ops_of(a->ino)->forget(kfs(req), a->ino, 1);
 }
 
 static void reply_attr(fuse_req_t req, int rc, const struct kv_attr *a)
@@ -112,22 +117,13 @@ static void kv_destroy(void *userdata)
 
 static void kv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	enum kv_neg neg;
 	struct kv_attr a;
-	int rc = kv_ctl_lookup(kfs(req), parent, name, &a);
+	int rc = kv_ops_of_entry(parent, name)->lookup(kfs(req), parent, name, &a, &neg);
 
-	if (rc != 1) {
-		reply_entry(req, rc, &a); /* control inodes need no references */
-		return;
-	}
-	rc = kv_fs_lookup(kfs(req), parent, name, &a);
-
-	if (rc == -ENOENT) {
-		/* A name below a context (a layer file about to be created) is
-		 * cached as absent: every name is made through this mount. A
-		 * context's name is not: it counts as a miss each time, and
-		 * an expired context still holds its name until evicted. */
-		struct fuse_entry_param e = { 0 };
-		if (kv_fs_below_context(kfs(req), parent))
+	if (rc == -ENOENT && neg != KV_NEG_NONE) {
+		struct fuse_entry_param e = { 0 }; /* ino 0: a negative entry */
+		if (neg == KV_NEG_KEEP)
 			e.entry_timeout = mnt(req)->timeout;
 		fuse_reply_entry(req, &e);
 		return;
@@ -137,14 +133,14 @@ static void kv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void kv_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	kv_fs_forget(kfs(req), ino, nlookup);
+	kv_ops_of(ino)->forget(kfs(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void kv_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 {
 	for (size_t i = 0; i < count; i++)
-		kv_fs_forget(kfs(req), f[i].ino, f[i].nlookup);
+		kv_ops_of(f[i].ino)->forget(kfs(req), f[i].ino, f[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -153,10 +149,7 @@ static void kv_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct kv_attr a;
 
 	(void)fi;
-	if (kv_ctl_is(ino))
-		reply_attr(req, kv_ctl_getattr(kfs(req), ino, &a), &a);
-	else
-		reply_attr(req, kv_fs_getattr(kfs(req), ino, &a), &a);
+	reply_attr(req, kv_ops_of(ino)->getattr(kfs(req), ino, &a), &a);
 }
 
 static int64_t ts_ns(const struct timespec *ts)
@@ -172,14 +165,6 @@ static void kv_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
 	struct timespec now;
 
 	(void)fi;
-	if (kv_ctl_is(ino)) {
-		/* Truncating the evict file before writing it is harmless. */
-		if (to_set & ~FUSE_SET_ATTR_SIZE)
-			fuse_reply_err(req, EPERM);
-		else
-			reply_attr(req, kv_ctl_getattr(kfs(req), ino, &in), &in);
-		return;
-	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		mask |= KV_SET_MODE;
@@ -194,10 +179,6 @@ static void kv_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
 		in.gid = st->st_gid;
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		if (st->st_size < 0) {
-			fuse_reply_err(req, EINVAL);
-			return;
-		}
 		mask |= KV_SET_SIZE;
 		in.size = (uint64_t)st->st_size;
 	}
@@ -209,13 +190,17 @@ static void kv_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
 		mask |= KV_SET_MTIME;
 		in.mtime = ts_ns(to_set & FUSE_SET_ATTR_MTIME_NOW ? &now : &st->st_mtim);
 	}
-	reply_attr(req, kv_fs_setattr(kfs(req), ino, &in, mask, &out), &out);
+	if (to_set & FUSE_SET_ATTR_CTIME) {
+		mask |= KV_SET_CTIME;
+		in.ctime = ts_ns(&st->st_ctim);
+	}
+	reply_attr(req, kv_ops_of(ino)->setattr(kfs(req), ino, &in, mask, &out), &out);
 }
 
 static void kv_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	char buf[4097];
-	int rc = kv_fs_readlink(kfs(req), ino, buf, sizeof(buf));
+	char buf[KV_LINK_MAX + 2];
+	int rc = kv_ops_of(ino)->readlink(kfs(req), ino, buf, sizeof(buf));
 
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -223,129 +208,85 @@ static void kv_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_readlink(req, buf);
 }
 
-/* The control directory and its entry cannot be made, removed or renamed. */
-static int reserved(uint64_t parent, const char *name)
-{
-	if (kv_ctl_is_entry(parent, name))
-		return -EEXIST;
-	return kv_ctl_is(parent) ? -EPERM : 0;
-}
-
-static int untouchable(uint64_t parent, const char *name)
-{
-	return kv_ctl_is_entry(parent, name) || kv_ctl_is(parent) ? -EPERM : 0;
-}
-
 static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		      dev_t rdev, const char *target)
+		      const char *target)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct kv_cred cred = { ctx->uid, ctx->gid };
 	struct kv_attr a;
-	int rc = reserved(parent, name);
 
-	(void)rdev;
-	if (!rc)
-		rc = kv_fs_mknod(kfs(req), parent, name, mode, &cred, target, &a);
-	reply_entry(req, rc, &a);
+	reply_entry(req,
+		    kv_ops_of_entry(parent, name)->mknod(kfs(req), parent, name, mode, &cred,
+							 target, &a),
+		    &a);
 }
 
 static void kv_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     dev_t rdev)
 {
-	make_node(req, parent, name, mode, rdev, NULL);
+	(void)rdev; /* kvfs makes no device nodes */
+	make_node(req, parent, name, mode, NULL);
 }
 
 static void kv_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL);
+	make_node(req, parent, name, S_IFDIR | (mode & 07777), NULL);
 }
 
 static void kv_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	make_node(req, parent, name, S_IFLNK | 0777, 0, link);
+	make_node(req, parent, name, S_IFLNK | 0777, link);
 }
 
 static void kv_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int rc = untouchable(parent, name);
-
-	fuse_reply_err(req, -(rc ? rc : kv_fs_remove(kfs(req), parent, name, 0)));
+	fuse_reply_err(req, -kv_ops_of_entry(parent, name)->remove(kfs(req), parent, name, 0));
 }
 
 static void kv_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int rc = untouchable(parent, name);
-
-	fuse_reply_err(req, -(rc ? rc : kv_fs_remove(kfs(req), parent, name, 1)));
+	fuse_reply_err(req, -kv_ops_of_entry(parent, name)->remove(kfs(req), parent, name, 1));
 }
 
 static void kv_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	if (flags & ~KV_RENAME_FLAGS) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if (untouchable(parent, name) || untouchable(newparent, newname)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	fuse_reply_err(req, -kv_fs_rename(kfs(req), parent, name, newparent, newname, flags));
+	const struct kv_ops *o = kv_ops_of_rename(parent, name, newparent, newname);
+
+	fuse_reply_err(req, -o->rename(kfs(req), parent, name, newparent, newname, flags));
 }
 
 static void kv_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
+	const struct kv_ops *o = kv_ops_of_entry(newparent, newname);
 	struct kv_attr a;
 
-	reply_entry(req, kv_fs_link(kfs(req), ino, newparent, newname, &a), &a);
+	reply_entry(req, o->link(kfs(req), ino, newparent, newname, &a), &a);
 }
 
-/* An open control file: its text, taken at open. */
-struct ctl_file {
-	char *text;
-	size_t len;
-};
-
-static void ctl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void set_handle(struct fuse_file_info *fi, uint64_t fh, unsigned cache)
 {
-	struct ctl_file *f = calloc(1, sizeof(*f));
-	int rc = f ? kv_ctl_open(kfs(req), ino, (fi->flags & O_ACCMODE) != O_RDONLY, &f->text,
-				 &f->len)
-		   : -ENOMEM;
-
-	if (rc) {
-		free(f);
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	fi->fh = (uintptr_t)f;
-	fi->direct_io = 1; /* the size changes with every open */
-	if (fuse_reply_open(req, fi)) {
-		free(f->text);
-		free(f);
-	}
+	fi->fh = fh;
+	if (cache & KV_OPEN_KEEP_CACHE)
+		fi->keep_cache = 1;
+	if (cache & KV_OPEN_DIRECT_IO)
+		fi->direct_io = 1;
 }
 
 static void kv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct kv_fs *fs = kfs(req);
-	int rc;
-
-	if (kv_ctl_is(ino)) {
-		ctl_open(req, ino, fi);
-		return;
-	}
-	rc = kv_file_open(fs, ino, fi->flags & O_TRUNC);
+	const struct kv_ops *o = kv_ops_of(ino);
+	unsigned cache = 0;
+	uint64_t fh;
+	int rc = o->open(kfs(req), ino, fi->flags, &fh, &cache);
 
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->keep_cache = 1;
-	fi->fh = kv_fs_handle(fi->flags);
+	set_handle(fi, fh, cache);
 	if (fuse_reply_open(req, fi))
-		kv_file_release(fs, ino);
+		o->release(kfs(req), ino, fh);
 }
 
 static void kv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -353,30 +294,25 @@ static void kv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct kv_cred cred = { ctx->uid, ctx->gid };
-	struct fuse_entry_param e = { 0 };
+	struct fuse_entry_param e;
 	struct kv_fs *fs = kfs(req);
+	const struct kv_ops *o;
+	unsigned cache = 0;
 	struct kv_attr a;
-	int rc = reserved(parent, name);
+	uint64_t fh;
+	int rc = kv_ops_of_entry(parent, name)->create(fs, parent, name, mode, &cred, fi->flags, &a,
+							&fh, &cache);
 
-	if (!rc)
-		rc = kv_fs_mknod(fs, parent, name, S_IFREG | (mode & 07777), &cred, NULL, &a);
-	if (!rc) {
-		rc = kv_file_open(fs, a.ino, 0);
-		if (rc)
-			kv_fs_forget(fs, a.ino, 1);
-	}
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	e.ino = a.ino;
-	e.attr_timeout = e.entry_timeout = mnt(req)->timeout;
-	to_stat(kfs(req), &a, &e.attr);
-	fi->keep_cache = 1;
-	fi->fh = kv_fs_handle(fi->flags);
+	to_entry(req, &a, &e);
+	set_handle(fi, fh, cache);
 	if (fuse_reply_create(req, &e, fi)) {
-		kv_file_release(fs, a.ino);
-		kv_fs_forget(fs, a.ino, 1);
+		o = kv_ops_of(a.ino);
+		o->release(fs, a.ino, fh);
+		o->forget(fs, a.ino, 1);
 	}
 }
 
@@ -385,29 +321,13 @@ static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct kv_fs *fs = kfs(req);
 	struct kv_readv rv;
-	int rc;
+	int rc = kv_ops_of(ino)->read(fs, ino, fi->fh, off, size, &rv);
 
-	if (kv_ctl_is(ino)) {
-		struct ctl_file *f = (struct ctl_file *)(uintptr_t)fi->fh;
-		size_t at = (size_t)off < f->len ? (size_t)off : f->len;
-		size_t n = size < f->len - at ? size : f->len - at;
-		/* A copy: a release racing the reply may free the text. */
-		char *copy = malloc(n ? n : 1);
-		if (!copy) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		memcpy(copy, f->text + at, n);
-		fuse_reply_buf(req, copy, n);
-		free(copy);
-		return;
-	}
-	rc = kv_file_read(fs, ino, off, size, &rv);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	/* The reply copies the tier's buffers; they may go only after it. */
+	/* The reply copies the buffers; they may go only after it. */
 	fuse_reply_iov(req, rv.iov, rv.n);
 	kv_file_read_done(fs, &rv);
 }
@@ -415,13 +335,8 @@ static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void kv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	ssize_t n;
+	ssize_t n = kv_ops_of(ino)->write(kfs(req), ino, fi->fh, buf, size, off);
 
-	(void)fi;
-	if (kv_ctl_is(ino))
-		n = kv_ctl_write(kfs(req), ino, buf, size);
-	else
-		n = kv_file_write(kfs(req), ino, buf, size, off);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -430,26 +345,18 @@ static void kv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void kv_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, kv_ctl_is(ino) ? 0 : -kv_fs_flush(kfs(req), ino, fi->fh));
+	fuse_reply_err(req, -kv_ops_of(ino)->flush(kfs(req), ino, fi->fh));
 }
 
 static void kv_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (kv_ctl_is(ino)) {
-		struct ctl_file *f = (struct ctl_file *)(uintptr_t)fi->fh;
-		free(f->text);
-		free(f);
-		fuse_reply_err(req, 0);
-		return;
-	}
-	fuse_reply_err(req, -kv_file_release(kfs(req), ino));
+	fuse_reply_err(req, -kv_ops_of(ino)->release(kfs(req), ino, fi->fh));
 }
 
 static void kv_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)datasync;
-	(void)fi;
-	fuse_reply_err(req, kv_ctl_is(ino) ? 0 : -kv_file_fsync(kfs(req), ino));
+	fuse_reply_err(req, -kv_ops_of(ino)->fsync(kfs(req), ino, fi->fh));
 }
 
 /* Directory offsets: 1 and 2 follow "." and "..", then dentry id + 2. */
@@ -458,17 +365,19 @@ struct dirbuf {
 	char *buf;
 	size_t size, used;
 	int plus;
-	int ref; /* take references on the entries (readdirplus of real inodes) */
 };
 
+/* ref: an entry of readdirplus, handed out with a kernel reference where
+ * its inode counts them. */
 static int add_dirent(struct dirbuf *d, const char *name, struct kv_attr *a, off_t next,
 		      int ref)
 {
+	const struct kv_ops *o = kv_ops_of(a->ino);
 	struct fuse_entry_param e = { 0 };
 	size_t n;
 
 	if (ref)
-		kv_fs_ref(kfs(d->req), a);
+		ref = o->ref(kfs(d->req), a);
 	to_stat(kfs(d->req), a, &e.attr);
 	if (d->plus) {
 		if (ref) {
@@ -483,7 +392,7 @@ static int add_dirent(struct dirbuf *d, const char *name, struct kv_attr *a, off
 	}
 	if (n > d->size - d->used) {
 		if (ref)
-			kv_fs_forget(kfs(d->req), a->ino, 1);
+			o->forget(kfs(d->req), a->ino, 1);
 		return 1;
 	}
 	d->used += n;
@@ -499,12 +408,13 @@ static int dir_cb(void *arg, const char *name, size_t len, const struct kv_attr 
 
 	memcpy(nm, name, len < 255 ? len : 255);
 	nm[len < 255 ? len : 255] = 0;
-	return add_dirent(d, nm, &copy, (off_t)next + 2, d->ref);
+	return add_dirent(d, nm, &copy, (off_t)next + 2, d->plus);
 }
 
 static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
 {
-	struct dirbuf d = { req, malloc(size), size, 0, plus, plus };
+	const struct kv_ops *o = kv_ops_of(ino);
+	struct dirbuf d = { req, malloc(size), size, 0, plus };
 	struct kv_attr self, parent;
 	uint64_t pino;
 	int rc;
@@ -513,15 +423,9 @@ static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (kv_ctl_is(ino)) {
-		rc = kv_ctl_getattr(kfs(req), ino, &self);
-		pino = KV_ROOT_INO;
-		d.ref = 0; /* control inodes take no references */
-	} else {
-		rc = kv_fs_getattr(kfs(req), ino, &self);
-		if (!rc)
-			rc = kv_fs_parent(kfs(req), ino, &pino);
-	}
+	rc = o->getattr(kfs(req), ino, &self);
+	if (!rc)
+		rc = o->parent(kfs(req), ino, &pino);
 	if (!rc && off < 1 && add_dirent(&d, ".", &self, 1, 0))
 		off = -1;
 	if (!rc && off >= 0 && off < 2) {
@@ -531,10 +435,8 @@ static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int
 		if (add_dirent(&d, "..", &parent, 2, 0))
 			off = -1;
 	}
-	if (!rc && off >= 0 && kv_ctl_is(ino))
-		rc = kv_ctl_readdir(kfs(req), off > 2 ? (uint64_t)off - 2 : 0, dir_cb, &d);
-	else if (!rc && off >= 0)
-		rc = kv_fs_readdir(kfs(req), ino, off > 2 ? (uint64_t)off - 2 : 0, dir_cb, &d);
+	if (!rc && off >= 0)
+		rc = o->readdir(kfs(req), ino, off > 2 ? (uint64_t)off - 2 : 0, dir_cb, &d);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -571,8 +473,7 @@ static void kv_statfs(fuse_req_t req, fuse_ino_t ino)
 static void kv_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	fuse_reply_err(req, kv_ctl_is(ino) ? EPERM
-					   : -kv_fs_setxattr(kfs(req), ino, name, value, size, flags));
+	fuse_reply_err(req, -kv_ops_of(ino)->setxattr(kfs(req), ino, name, value, size, flags));
 }
 
 static void reply_xattr(fuse_req_t req, int rc, const char *buf, size_t size)
@@ -589,8 +490,7 @@ static void kv_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 {
 	char *buf = size ? malloc(size) : NULL;
 	int rc = size && !buf ? -ENOMEM
-		 : kv_ctl_is(ino) ? -ENODATA
-		 : kv_fs_getxattr(kfs(req), ino, name, buf, size);
+		 : kv_ops_of(ino)->getxattr(kfs(req), ino, name, buf, size);
 
 	reply_xattr(req, rc, buf, size);
 	free(buf);
@@ -599,12 +499,15 @@ static void kv_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void kv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	char *buf = size ? malloc(size) : NULL;
-	int rc = size && !buf ? -ENOMEM
-		 : kv_ctl_is(ino) ? 0
-		 : kv_fs_listxattr(kfs(req), ino, buf, size);
+	int rc = size && !buf ? -ENOMEM : kv_ops_of(ino)->listxattr(kfs(req), ino, buf, size);
 
 	reply_xattr(req, rc, buf, size);
 	free(buf);
+}
+
+static void kv_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, -kv_ops_of(ino)->removexattr(kfs(req), ino, name));
 }
 
 struct fast_req {
@@ -633,14 +536,17 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		     size_t out_bufsz)
 {
 	struct kv_fast *f = mnt(req)->fast;
-	int kind = kv_ctl_is(ino) ? -ENOTTY : kv_fast_cmd(cmd, in_bufsz, out_bufsz);
-	unsigned mode = 0, rights = kv_fs_handle_rights(fi->fh);
+	int kind = kv_fast_cmd(cmd, in_bufsz, out_bufsz);
+	int gpu_req = kind < 0 ? kind : kind == KV_FAST_QUERY ? KV_GPU_QUERY : KV_GPU_IO;
+	unsigned mode = 0, rights = 0;
 	struct kvfs_gpu_io *io;
 	struct fast_req *r;
+	int rc = kv_ops_of(ino)->gpu(kfs(req), ino, fi->fh, !!(flags & FUSE_IOCTL_DIR), gpu_req,
+				     &rights);
 
 	(void)arg;
-	if (kind < 0) {
-		fuse_reply_err(req, -kind);
+	if (rc) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	if (kind == KV_FAST_QUERY) {
@@ -650,10 +556,6 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			fuse_reply_err(req, EINVAL);
 		else
 			fuse_reply_ioctl(req, 0, &q, sizeof(q));
-		return;
-	}
-	if (flags & FUSE_IOCTL_DIR) {
-		fuse_reply_err(req, EISDIR);
 		return;
 	}
 	if (kind == KV_FAST_WRITE_CMD)
@@ -677,11 +579,6 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		free(r);
 		fuse_reply_err(req, ENOMEM);
 	}
-}
-
-static void kv_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	fuse_reply_err(req, kv_ctl_is(ino) ? EPERM : -kv_fs_removexattr(kfs(req), ino, name));
 }
 
 const struct fuse_lowlevel_ops kv_fuse_ops = {

@@ -1,5 +1,7 @@
-/* kv_fuse: the libfuse low-level operations. They translate requests to
- * kv_fs/kv_file calls and replies; no policy lives here. */
+/* kv_fuse: the libfuse low-level operations. Each decodes a request, runs
+ * one operation of the core's struct kv_ops (fs.h) from the table that
+ * kv_ops_of() or a sibling picks (ctl.h), and encodes the reply; no policy
+ * lives here. */
 #ifndef KV_FUSE_OPS_H
 #define KV_FUSE_OPS_H
 
