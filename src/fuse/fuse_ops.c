@@ -92,7 +92,7 @@ static void *raise_readahead(void *arg)
 	return NULL;
 }
 
-static void kv_init(void *userdata, struct fuse_conn_info *conn)
+static void kvfuse_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct kv_mount *m = userdata;
 	pthread_t t;
@@ -110,12 +110,12 @@ static void kv_init(void *userdata, struct fuse_conn_info *conn)
 		pthread_detach(t);
 }
 
-static void kv_destroy(void *userdata)
+static void kvfuse_destroy(void *userdata)
 {
 	(void)userdata;
 }
 
-static void kv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void kvfuse_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	enum kv_neg neg;
 	struct kv_attr a;
@@ -131,20 +131,20 @@ static void kv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	reply_entry(req, rc, &a);
 }
 
-static void kv_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+static void kvfuse_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	kv_ops_of(ino)->forget(kfs(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
-static void kv_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+static void kvfuse_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 {
 	for (size_t i = 0; i < count; i++)
 		kv_ops_of(f[i].ino)->forget(kfs(req), f[i].ino, f[i].nlookup);
 	fuse_reply_none(req);
 }
 
-static void kv_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void kvfuse_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kv_attr a;
 
@@ -157,8 +157,8 @@ static int64_t ts_ns(const struct timespec *ts)
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
-static void kv_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_set,
-		       struct fuse_file_info *fi)
+static void kvfuse_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_set,
+			   struct fuse_file_info *fi)
 {
 	struct kv_attr in = { 0 }, out;
 	unsigned mask = 0;
@@ -197,7 +197,7 @@ static void kv_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
 	reply_attr(req, kv_ops_of(ino)->setattr(kfs(req), ino, &in, mask, &out), &out);
 }
 
-static void kv_readlink(fuse_req_t req, fuse_ino_t ino)
+static void kvfuse_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	char buf[KV_LINK_MAX + 2];
 	int rc = kv_ops_of(ino)->readlink(kfs(req), ino, buf, sizeof(buf));
@@ -221,42 +221,42 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		    &a);
 }
 
-static void kv_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
+static void kvfuse_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			 dev_t rdev)
 {
 	(void)rdev; /* kvfs makes no device nodes */
 	make_node(req, parent, name, mode, NULL);
 }
 
-static void kv_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+static void kvfuse_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	make_node(req, parent, name, S_IFDIR | (mode & 07777), NULL);
 }
 
-static void kv_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+static void kvfuse_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	make_node(req, parent, name, S_IFLNK | 0777, link);
 }
 
-static void kv_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void kvfuse_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	fuse_reply_err(req, -kv_ops_of_entry(parent, name)->remove(kfs(req), parent, name, 0));
 }
 
-static void kv_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void kvfuse_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	fuse_reply_err(req, -kv_ops_of_entry(parent, name)->remove(kfs(req), parent, name, 1));
 }
 
-static void kv_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-		      const char *newname, unsigned int flags)
+static void kvfuse_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+			  const char *newname, unsigned int flags)
 {
 	const struct kv_ops *o = kv_ops_of_rename(parent, name, newparent, newname);
 
 	fuse_reply_err(req, -o->rename(kfs(req), parent, name, newparent, newname, flags));
 }
 
-static void kv_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+static void kvfuse_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	const struct kv_ops *o = kv_ops_of_entry(newparent, newname);
 	struct kv_attr a;
@@ -273,7 +273,7 @@ static void set_handle(struct fuse_file_info *fi, uint64_t fh, unsigned cache)
 		fi->direct_io = 1;
 }
 
-static void kv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void kvfuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	const struct kv_ops *o = kv_ops_of(ino);
 	unsigned cache = 0;
@@ -289,8 +289,8 @@ static void kv_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		o->release(kfs(req), ino, fh);
 }
 
-static void kv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		      struct fuse_file_info *fi)
+static void kvfuse_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			  struct fuse_file_info *fi)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct kv_cred cred = { ctx->uid, ctx->gid };
@@ -316,8 +316,8 @@ static void kv_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 }
 
-static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+static void kvfuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
 {
 	struct kv_fs *fs = kfs(req);
 	struct kv_readv rv;
@@ -332,8 +332,8 @@ static void kv_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	kv_file_read_done(fs, &rv);
 }
 
-static void kv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+static void kvfuse_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+			 struct fuse_file_info *fi)
 {
 	ssize_t n = kv_ops_of(ino)->write(kfs(req), ino, fi->fh, buf, size, off);
 
@@ -343,17 +343,17 @@ static void kv_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, (size_t)n);
 }
 
-static void kv_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void kvfuse_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	fuse_reply_err(req, -kv_ops_of(ino)->flush(kfs(req), ino, fi->fh));
 }
 
-static void kv_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void kvfuse_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	fuse_reply_err(req, -kv_ops_of(ino)->release(kfs(req), ino, fi->fh));
 }
 
-static void kv_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+static void kvfuse_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)datasync;
 	fuse_reply_err(req, -kv_ops_of(ino)->fsync(kfs(req), ino, fi->fh));
@@ -444,21 +444,21 @@ static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int
 	free(d.buf);
 }
 
-static void kv_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+static void kvfuse_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
 {
 	(void)fi;
 	read_dir(req, ino, size, off, 0);
 }
 
-static void kv_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			   struct fuse_file_info *fi)
+static void kvfuse_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			       struct fuse_file_info *fi)
 {
 	(void)fi;
 	read_dir(req, ino, size, off, 1);
 }
 
-static void kv_statfs(fuse_req_t req, fuse_ino_t ino)
+static void kvfuse_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs sv;
 	int rc = kv_fs_statfs(kfs(req), &sv);
@@ -470,8 +470,8 @@ static void kv_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &sv);
 }
 
-static void kv_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			size_t size, int flags)
+static void kvfuse_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			    size_t size, int flags)
 {
 	fuse_reply_err(req, -kv_ops_of(ino)->setxattr(kfs(req), ino, name, value, size, flags));
 }
@@ -486,7 +486,7 @@ static void reply_xattr(fuse_req_t req, int rc, const char *buf, size_t size)
 		fuse_reply_buf(req, buf, (size_t)rc);
 }
 
-static void kv_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+static void kvfuse_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char *buf = size ? malloc(size) : NULL;
 	int rc = size && !buf ? -ENOMEM
@@ -496,7 +496,7 @@ static void kv_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	free(buf);
 }
 
-static void kv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+static void kvfuse_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	char *buf = size ? malloc(size) : NULL;
 	int rc = size && !buf ? -ENOMEM : kv_ops_of(ino)->listxattr(kfs(req), ino, buf, size);
@@ -505,7 +505,7 @@ static void kv_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	free(buf);
 }
 
-static void kv_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+static void kvfuse_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	fuse_reply_err(req, -kv_ops_of(ino)->removexattr(kfs(req), ino, name));
 }
@@ -531,9 +531,9 @@ static void fast_done(void *arg, int rc, struct kvfs_gpu_io *io)
 
 /* The ioctls of include/kvfs/ioctl.h. GPU requests are answered from the
  * fast path's threads (kv_fast_submit), not this one. */
-static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
-		     struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
-		     size_t out_bufsz)
+static void kvfuse_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+			 struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+			 size_t in_bufsz, size_t out_bufsz)
 {
 	struct kv_fast *f = mnt(req)->fast;
 	int kind = kv_fast_cmd(cmd, in_bufsz, out_bufsz);
@@ -582,34 +582,34 @@ static void kv_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 }
 
 const struct fuse_lowlevel_ops kv_fuse_ops = {
-	.init = kv_init,
-	.destroy = kv_destroy,
-	.lookup = kv_lookup,
-	.forget = kv_forget,
-	.forget_multi = kv_forget_multi,
-	.getattr = kv_getattr,
-	.setattr = kv_setattr,
-	.readlink = kv_readlink,
-	.mknod = kv_mknod,
-	.mkdir = kv_mkdir,
-	.symlink = kv_symlink,
-	.unlink = kv_unlink,
-	.rmdir = kv_rmdir,
-	.rename = kv_rename,
-	.link = kv_link,
-	.open = kv_open,
-	.create = kv_create,
-	.read = kv_read,
-	.write = kv_write,
-	.flush = kv_flush,
-	.release = kv_release,
-	.fsync = kv_fsync,
-	.readdir = kv_readdir,
-	.readdirplus = kv_readdirplus,
-	.statfs = kv_statfs,
-	.setxattr = kv_setxattr,
-	.getxattr = kv_getxattr,
-	.listxattr = kv_listxattr,
-	.removexattr = kv_removexattr,
-	.ioctl = kv_ioctl,
+	.init = kvfuse_init,
+	.destroy = kvfuse_destroy,
+	.lookup = kvfuse_lookup,
+	.forget = kvfuse_forget,
+	.forget_multi = kvfuse_forget_multi,
+	.getattr = kvfuse_getattr,
+	.setattr = kvfuse_setattr,
+	.readlink = kvfuse_readlink,
+	.mknod = kvfuse_mknod,
+	.mkdir = kvfuse_mkdir,
+	.symlink = kvfuse_symlink,
+	.unlink = kvfuse_unlink,
+	.rmdir = kvfuse_rmdir,
+	.rename = kvfuse_rename,
+	.link = kvfuse_link,
+	.open = kvfuse_open,
+	.create = kvfuse_create,
+	.read = kvfuse_read,
+	.write = kvfuse_write,
+	.flush = kvfuse_flush,
+	.release = kvfuse_release,
+	.fsync = kvfuse_fsync,
+	.readdir = kvfuse_readdir,
+	.readdirplus = kvfuse_readdirplus,
+	.statfs = kvfuse_statfs,
+	.setxattr = kvfuse_setxattr,
+	.getxattr = kvfuse_getxattr,
+	.listxattr = kvfuse_listxattr,
+	.removexattr = kvfuse_removexattr,
+	.ioctl = kvfuse_ioctl,
 };

@@ -1,7 +1,8 @@
 /* kv_fuse: the libfuse low-level operations. Each decodes a request, runs
  * one operation of the core's struct kv_ops (fs.h) from the table that
  * kv_ops_of() or a sibling picks (ctl.h), and encodes the reply; no policy
- * lives here. */
+ * lives here. Handlers are named kvfuse_<op> (kvfuse_read beside the core's
+ * kv_file_read). */
 #ifndef KV_FUSE_OPS_H
 #define KV_FUSE_OPS_H
 
