@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
+
 struct kv_cmap_leaf {
 	uint64_t base;                     /* index of e[0], a multiple of KV_CMAP_LEAF */
 	struct kv_centry e[KV_CMAP_LEAF];
@@ -47,14 +49,8 @@ struct kv_centry *kv_cmap_add(struct kv_cmap *m, uint64_t idx)
 
 	if (i < m->n && m->leaf[i]->base == base)
 		return &m->leaf[i]->e[idx - base];
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 4;
-		struct kv_cmap_leaf **v = realloc(m->leaf, cap * sizeof(*v));
-		if (!v)
-			return NULL;
-		m->leaf = v;
-		m->cap = cap;
-	}
+	if (kv_grow(&m->leaf, &m->cap, m->n + 1, sizeof(*m->leaf)))
+		return NULL;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return NULL;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "grow.h"
+
 struct kv_job {
 	kv_job_fn fn;
 	void *arg;
@@ -134,7 +136,7 @@ struct kv_bufs {
 	uint8_t *slab;        /* current slab, carved from the front */
 	size_t slab_left;
 	struct slab { void *map; size_t len; void *data; size_t dlen; } *slabs;
-	size_t nslabs;
+	size_t nslabs, slabs_cap;
 	kv_bufs_slab_fn on_slab; /* told of every slab (GPU page-locking) */
 	void *on_slab_arg;
 };
@@ -177,11 +179,9 @@ static void *carve(struct kv_bufs *b)
 		size_t len = b->size > KV_SLAB ? b->size : KV_SLAB;
 		uint8_t *m = mmap(NULL, len + KV_HUGE, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		struct slab *sl = realloc(b->slabs, (b->nslabs + 1) * sizeof(*sl));
 		uintptr_t aligned;
-		if (sl)
-			b->slabs = sl;
-		if (m == MAP_FAILED || !sl) {
+		if (m == MAP_FAILED ||
+		    kv_grow(&b->slabs, &b->slabs_cap, b->nslabs + 1, sizeof(*b->slabs))) {
 			if (m != MAP_FAILED)
 				munmap(m, len + KV_HUGE);
 			return NULL;
@@ -219,15 +219,8 @@ void kv_buf_put(struct kv_bufs *b, void *buf)
 	if (!buf)
 		return;
 	pthread_mutex_lock(&b->lock);
-	if (b->nfree == b->cap) {
-		void **f = realloc(b->free, 2 * b->cap * sizeof(void *));
-		if (f) {
-			b->free = f;
-			b->cap *= 2;
-		}
-	}
 	/* Without room to remember it the buffer stays unused until exit. */
-	if (b->nfree < b->cap)
+	if (!kv_grow(&b->free, &b->cap, b->nfree + 1, sizeof(*b->free)))
 		b->free[b->nfree++] = buf;
 	b->used--;
 	pthread_mutex_unlock(&b->lock);

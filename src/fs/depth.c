@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "fs_int.h"
+#include "grow.h"
 #include "log.h"
 
 /* ---- changing the context depth (kvfsctl context-depth) ---- */
@@ -43,19 +44,6 @@ struct redepth_at {
 	size_t old, new;
 };
 
-static int grow_to(void **v, size_t *cap, size_t n, size_t size)
-{
-	void *p;
-
-	if (n < *cap)
-		return 0;
-	if (!(p = realloc(*v, (*cap ? 2 * *cap : 64) * size)))
-		return -ENOMEM;
-	*v = p;
-	*cap = *cap ? 2 * *cap : 64;
-	return 0;
-}
-
 /* What a context at the new depth takes from one at the old depth: a pin
  * if any had one, the longest TTL of their own (0: never), the last
  * access, the hits. */
@@ -80,7 +68,7 @@ static int redepth_node(struct redepth_at *at, const struct kv_attr *a)
 
 	if ((r->from ? dir && d == r->from : reg)) {
 		struct old_ctx *o;
-		if ((r->rc = grow_to((void **)&r->old, &r->capold, r->nold, sizeof(*o))))
+		if ((r->rc = kv_grow(&r->old, &r->capold, r->nold + 1, sizeof(*o))))
 			return 1;
 		o = &r->old[r->nold++];
 		memset(o, 0, sizeof(*o));
@@ -90,7 +78,7 @@ static int redepth_node(struct redepth_at *at, const struct kv_attr *a)
 	}
 	if ((r->to ? dir && d == r->to : reg)) {
 		struct new_ctx *n;
-		if ((r->rc = grow_to((void **)&r->new, &r->capnew, r->nnew, sizeof(*n))))
+		if ((r->rc = kv_grow(&r->new, &r->capnew, r->nnew + 1, sizeof(*n))))
 			return 1;
 		n = &r->new[r->nnew++];
 		memset(n, 0, sizeof(*n));

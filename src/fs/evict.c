@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "fs_int.h"
+#include "grow.h"
 #include "log.h"
 #include <sys/statvfs.h>
 
@@ -34,15 +35,7 @@ static void mark_gone(void *arg, uint64_t ino)
 	kv_fs_release(fs, in);
 	/* In the table: the kernel may cache it. */
 	pthread_mutex_lock(&fs->inval_lock);
-	if (fs->ninval == fs->inval_cap) {
-		size_t cap = fs->inval_cap ? 2 * fs->inval_cap : 16;
-		uint64_t *v = realloc(fs->inval, cap * sizeof(*v));
-		if (v) {
-			fs->inval = v;
-			fs->inval_cap = cap;
-		}
-	}
-	if (fs->ninval < fs->inval_cap)
+	if (!kv_grow(&fs->inval, &fs->inval_cap, fs->ninval + 1, sizeof(*fs->inval)))
 		fs->inval[fs->ninval++] = ino;
 	pthread_mutex_unlock(&fs->inval_lock);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "grow.h"
 #include "log.h"
 #include "meta.h"
 
@@ -261,14 +262,8 @@ static int retire(struct kv_fs *fs, struct kv_inode *in, struct kv_centry *e)
 		return 0;
 	}
 	e->published = 0;
-	if (in->ngarbage == in->garbage_cap) {
-		size_t cap = in->garbage_cap ? in->garbage_cap * 2 : 16;
-		struct kv_loc *g = realloc(in->garbage, cap * sizeof(*g));
-		if (!g)
-			return -ENOMEM;
-		in->garbage = g;
-		in->garbage_cap = cap;
-	}
+	if (kv_grow(&in->garbage, &in->garbage_cap, in->ngarbage + 1, sizeof(*in->garbage)))
+		return -ENOMEM;
 	in->garbage[in->ngarbage++] = e->loc;
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "grow.h"
 #include "inomap.h"
 #include "lock.h"
 #include "log.h"
@@ -235,13 +236,9 @@ int kv_policy_flush(struct kv_policy *p)
 		struct kv_pctx *c = kv_inomap_entry(node, struct kv_pctx, node);
 		if (!c->dirty)
 			continue;
-		if (n == cap) {
-			struct kv_ctx_row *r = realloc(rows, (cap = cap ? 2 * cap : 64) * sizeof(*r));
-			if (!r) {
-				rc = -ENOMEM;
-				break;
-			}
-			rows = r;
+		if (kv_grow(&rows, &cap, n + 1, sizeof(*rows))) {
+			rc = -ENOMEM;
+			break;
 		}
 		rows[n++] = c->row;
 		c->dirty = 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "fs_int.h"
+#include "grow.h"
 #include "log.h"
 
 int kv_fs_quarantined(struct kv_fs *fs, const struct kv_loc *loc)
@@ -30,15 +31,7 @@ void kv_fs_quarantine(struct kv_fs *fs, uint64_t ino, uint64_t idx, const struct
 	fresh = 1;
 	for (size_t i = 0; i < fs->nbad && fresh; i++)
 		fresh = !(fs->bad[i].seg == loc->seg && fs->bad[i].off == loc->off);
-	if (fresh && fs->nbad == fs->bad_cap) {
-		size_t cap = fs->bad_cap ? 2 * fs->bad_cap : 16;
-		struct kv_loc *b = realloc(fs->bad, cap * sizeof(*b));
-		if (b) {
-			fs->bad = b;
-			fs->bad_cap = cap;
-		}
-	}
-	if (fresh && fs->nbad < fs->bad_cap)
+	if (fresh && !kv_grow(&fs->bad, &fs->bad_cap, fs->nbad + 1, sizeof(*fs->bad)))
 		fs->bad[fs->nbad++] = *loc;
 	pthread_mutex_unlock(&fs->bad_lock);
 	if (!fresh)
@@ -74,14 +67,8 @@ int kv_fs_collect_loc(void *arg, const struct kv_chunk *c)
 {
 	struct kv_loc_list *l = arg;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct kv_loc *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (kv_grow(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return -ENOMEM;
 	l->v[l->n++] = c->loc;
 	if (c->idx == KV_REC_IDX_INODE)
 		l->irec += c->loc.len;

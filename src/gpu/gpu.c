@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "grow.h"
 #include "kvfs/ioctl.h"
 #include "log.h"
 
@@ -207,15 +208,9 @@ int kv_gpu_start(struct kv_gpu *g)
 void kv_gpu_register(struct kv_gpu *g, void *p, size_t len)
 {
 	pthread_mutex_lock(&g->lock);
-	if (g->nregions == g->regions_cap) {
-		size_t cap = g->regions_cap ? 2 * g->regions_cap : 16;
-		struct region *r = realloc(g->regions, cap * sizeof(*r));
-		if (!r) {
-			pthread_mutex_unlock(&g->lock);
-			return;
-		}
-		g->regions = r;
-		g->regions_cap = cap;
+	if (kv_grow(&g->regions, &g->regions_cap, g->nregions + 1, sizeof(*g->regions))) {
+		pthread_mutex_unlock(&g->lock);
+		return;
 	}
 	g->regions[g->nregions++] = (struct region){ p, len };
 	if (g->started > 0)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "endian.h"
+#include "grow.h"
 
 #define FIXED 114 /* the smallest payload: fixed fields and four zero counts */
 #define CHUNK_BYTES 29
@@ -21,18 +22,9 @@ static uint8_t *room(struct wbuf *w, size_t n)
 {
 	if (w->err)
 		return NULL;
-	if (w->len + n > w->cap) {
-		size_t cap = w->cap ? w->cap : 256;
-		uint8_t *p;
-		while (cap < w->len + n)
-			cap *= 2;
-		p = realloc(w->p, cap);
-		if (!p) {
-			w->err = 1;
-			return NULL;
-		}
-		w->p = p;
-		w->cap = cap;
+	if (kv_grow(&w->p, &w->cap, w->len + n, 1)) {
+		w->err = 1;
+		return NULL;
 	}
 	w->len += n;
 	return w->p + w->len - n;
@@ -271,22 +263,13 @@ void kv_meta_free(struct kv_meta *m)
 	memset(m, 0, sizeof(*m));
 }
 
-/* Grow *v (of *n items of size sz) by one, in powers of two. */
-static void *grow(void *v, size_t n, size_t sz)
-{
-	if (n && (n < 4 || (n & (n - 1))))
-		return v;
-	return realloc(v, (n ? 2 * n : 4) * sz);
-}
-
 int kv_meta_add_link(struct kv_meta *m, uint64_t parent, const char *name, size_t len)
 {
-	struct kv_meta_link *l = grow(m->links, m->nlinks, sizeof(*l));
+	struct kv_meta_link *l;
 
-	if (!l)
+	if (kv_grow(&m->links, &m->links_cap, m->nlinks + 1, sizeof(*m->links)))
 		return -ENOMEM;
-	m->links = l;
-	l += m->nlinks++;
+	l = &m->links[m->nlinks++];
 	l->parent = parent;
 	l->len = (uint16_t)(len < 255 ? len : 255);
 	memcpy(l->name, name, l->len);
@@ -296,16 +279,15 @@ int kv_meta_add_link(struct kv_meta *m, uint64_t parent, const char *name, size_
 
 int kv_meta_add_xattr(struct kv_meta *m, const char *name, const void *value, uint32_t len)
 {
-	struct kv_meta_xattr *x = grow(m->x, m->nx, sizeof(*x));
-	uint8_t *v = malloc(len ? len : 1);
+	struct kv_meta_xattr *x;
+	uint8_t *v;
 
-	if (x)
-		m->x = x;
-	if (!x || !v) {
-		free(v);
+	if (kv_grow(&m->x, &m->x_cap, m->nx + 1, sizeof(*m->x)))
 		return -ENOMEM;
-	}
-	x += m->nx++;
+	v = malloc(len ? len : 1);
+	if (!v)
+		return -ENOMEM;
+	x = &m->x[m->nx++];
 	snprintf(x->name, sizeof(x->name), "%s", name);
 	if (len)
 		memcpy(v, value, len);
@@ -316,11 +298,8 @@ int kv_meta_add_xattr(struct kv_meta *m, const char *name, const void *value, ui
 
 int kv_meta_add_chunk(struct kv_meta *m, const struct kv_chunk *c)
 {
-	struct kv_chunk *v = grow(m->chunks, m->nchunks, sizeof(*v));
-
-	if (!v)
+	if (kv_grow(&m->chunks, &m->chunks_cap, m->nchunks + 1, sizeof(*m->chunks)))
 		return -ENOMEM;
-	m->chunks = v;
-	v[m->nchunks++] = *c;
+	m->chunks[m->nchunks++] = *c;
 	return 0;
 }

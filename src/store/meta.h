@@ -40,11 +40,11 @@ struct kv_meta {
 	uint64_t hwm;         /* highest inode number the store had handed out */
 	char *target;         /* symlink target, NUL-terminated; NULL if none */
 	struct kv_meta_link *links;
-	size_t nlinks;
+	size_t nlinks, links_cap;
 	struct kv_meta_xattr *x;
-	size_t nx;
+	size_t nx, x_cap;
 	struct kv_chunk *chunks;  /* idx >= 0 only, ascending */
-	size_t nchunks;
+	size_t nchunks, chunks_cap;
 };
 
 /* Serialise m into a malloc()ed buffer; *len gets its length. NULL on ENOMEM. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fs_int.h"
+#include "grow.h"
 #include "log.h"
 
 struct fsck_job {
@@ -37,39 +38,21 @@ struct fsck_walk {
 	int rc;
 };
 
-/* Room for element n of an array holding *cap; returns the (maybe moved)
- * array, or NULL with the old one intact when out of memory. */
-static void *grow(void *v, size_t n, size_t *cap, size_t size)
-{
-	size_t c;
-
-	if (n < *cap)
-		return v;
-	c = *cap ? 2 * *cap : 64;
-	v = realloc(v, c * size);
-	if (v)
-		*cap = c;
-	return v;
-}
-
 static int walk_entry(void *arg, const char *name, size_t len, const struct kv_attr *a,
 		      uint64_t next)
 {
 	struct fsck_walk *w = arg;
-	void *v;
 
 	(void)name;
 	(void)len;
 	(void)next;
 	if (S_ISDIR(a->mode)) {
-		if (!(v = grow(w->dirs, w->ndirs, &w->dcap, sizeof(*w->dirs))))
+		if (kv_grow(&w->dirs, &w->dcap, w->ndirs + 1, sizeof(*w->dirs)))
 			goto nomem;
-		w->dirs = v;
 		w->dirs[w->ndirs++] = a->ino;
 	} else if (S_ISREG(a->mode)) {
-		if (!(v = grow(w->files, w->nfiles, &w->fcap, sizeof(*w->files))))
+		if (kv_grow(&w->files, &w->fcap, w->nfiles + 1, sizeof(*w->files)))
 			goto nomem;
-		w->files = v;
 		w->files[w->nfiles++] = (struct fsck_fent){ a->ino, a->size };
 	}
 	return 0;
@@ -81,11 +64,9 @@ nomem:
 static int add_job(void *arg, const struct kv_chunk *c)
 {
 	struct fsck_walk *w = arg;
-	void *v = grow(w->jobs, w->njobs, &w->jcap, sizeof(*w->jobs));
 
-	if (!v)
+	if (kv_grow(&w->jobs, &w->jcap, w->njobs + 1, sizeof(*w->jobs)))
 		return -ENOMEM;
-	w->jobs = v;
 	w->jobs[w->njobs++] = (struct fsck_job){ w->cur, *c, 0 };
 	return 0;
 }
@@ -103,7 +84,7 @@ static int collect(struct fsck_walk *w)
 {
 	int rc = 0;
 
-	if (!(w->dirs = grow(NULL, 0, &w->dcap, sizeof(*w->dirs))))
+	if (kv_grow(&w->dirs, &w->dcap, 1, sizeof(*w->dirs)))
 		return -ENOMEM;
 	w->dirs[w->ndirs++] = KV_ROOT_INO;
 	while (!rc && w->ndirs) {
@@ -155,7 +136,6 @@ static int check_segments(struct kv_fs *fs, struct fsck_job *jobs, size_t n,
 		struct stat sb = { 0 };
 		char name[32];
 		int missing, bad = 0;
-		void *v;
 
 		snprintf(name, sizeof(name), "%08" PRIx32 ".seg", seg);
 		missing = fstatat(dirfd, name, &sb, 0) != 0;
@@ -170,11 +150,10 @@ static int check_segments(struct kv_fs *fs, struct fsck_job *jobs, size_t n,
 		}
 		if (!bad)
 			continue;
-		if (!(v = grow(rep->segs, rep->nsegs, &cap, sizeof(*rep->segs)))) {
+		if (kv_grow(&rep->segs, &cap, rep->nsegs + 1, sizeof(*rep->segs))) {
 			rc = -ENOMEM;
 			break;
 		}
-		rep->segs = v;
 		rep->segs[rep->nsegs++] = (struct kv_fsck_seg){ seg, missing, (uint64_t)sb.st_size };
 	}
 	close(dirfd);
@@ -257,7 +236,6 @@ static int build_report(struct fsck_walk *w, struct kv_fsck_report *rep)
 		struct fsck_fent key = { w->jobs[i].ino, 0 }, *fe;
 		struct kv_fsck_file *f;
 		size_t nbad = 0;
-		void *v;
 
 		for (end = i; end < w->njobs && w->jobs[end].ino == key.ino; end++) {
 			rep->bytes += w->jobs[end].c.raw;
@@ -266,9 +244,8 @@ static int build_report(struct fsck_walk *w, struct kv_fsck_report *rep)
 		}
 		if (!nbad)
 			continue;
-		if (!(v = grow(rep->bad, rep->nbad, &cap, sizeof(*rep->bad))))
+		if (kv_grow(&rep->bad, &cap, rep->nbad + 1, sizeof(*rep->bad)))
 			return -ENOMEM;
-		rep->bad = v;
 		f = &rep->bad[rep->nbad];
 		fe = bsearch(&key, w->files, w->nfiles, sizeof(*w->files), by_ino);
 		*f = (struct kv_fsck_file){ key.ino, fe ? fe->size : 0, malloc(nbad * sizeof(uint64_t)),

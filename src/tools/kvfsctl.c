@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "fs.h"
 #include "fsck.h"
+#include "grow.h"
 #include "rebuild.h"
 #include "index.h"
 #include "log.h"
@@ -199,12 +200,8 @@ static void walk(const char *dir, const char *rel, int levels, struct ctx_list *
 	if (levels == 0) {
 		struct ctx_entry *c;
 		char v[64];
-		if (l->n == l->cap) {
-			struct ctx_entry *nv = realloc(l->v, (l->cap = l->cap ? 2 * l->cap : 64) * sizeof(*nv));
-			if (!nv)
-				return;
-			l->v = nv;
-		}
+		if (kv_grow(&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+			return;
 		c = &l->v[l->n++];
 		snprintf(c->path, sizeof(c->path), "%s", rel);
 		attr(dir, "user.kvfs.last_access", v, sizeof(v));

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "grow.h"
 #include "index.h"
 #include "meta.h"
 #include "store.h"
@@ -216,13 +217,9 @@ static int scan(struct rb *b, const char *store, char *err, size_t errlen)
 		if (sscanf(de->d_name, "%8x.se%c", &id, &tail) != 2 || tail != 'g' ||
 		    strlen(de->d_name) != 12 || !id)
 			continue;
-		if (n == cap) {
-			uint32_t *v = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof(*v));
-			if (!v) {
-				rc = -ENOMEM;
-				break;
-			}
-			ids = v;
+		if (kv_grow(&ids, &cap, n + 1, sizeof(*ids))) {
+			rc = -ENOMEM;
+			break;
 		}
 		ids[n++] = id;
 	}
