@@ -11,7 +11,7 @@
  *       a name ("store"), it first creates the temporary root
  *       /tmp/kvfs-unit-<name>-XXXXXX and, unless KVFS_TEST_VERBOSE is set,
  *       sends stderr (kvfs's log) to <root>/kvfs.log: these tests provoke
- *       many errors on purpose. ASan reports keep the real stderr. After
+ *       many errors on purpose. Sanitizer reports go to stdout. After
  *       the run, lines of the log that are not kvfs's (an
  *       UndefinedBehaviorSanitizer report, say) are shown, the number of
  *       hidden kvfs lines is told if a test failed, and the root is
@@ -199,12 +199,15 @@ static inline void kvtest_quiet_stderr(void)
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (keep < 0 || fd < 0)
 		return;
-	if (__sanitizer_set_report_fd)
-		__sanitizer_set_report_fd((void *)(intptr_t)keep);
 	fflush(stderr);
 	dup2(fd, 2);
 	dup2(keep, fd); /* fd now names the real stderr */
 	close(keep);
+	/* Sanitizer reports go to stdout: in a forked child (Check runs each
+	 * test in one) a sanitizer replaces any descriptor but 1 and 2 with a
+	 * file named .PID in the working directory. */
+	if (__sanitizer_set_report_fd)
+		__sanitizer_set_report_fd((void *)(intptr_t)1);
 	kvtest_quiet_fd = fd;
 }
 
@@ -218,6 +221,8 @@ static inline void kvtest_show_log(int failed)
 		return;
 	fflush(stderr);
 	dup2(kvtest_quiet_fd, 2);
+	if (__sanitizer_set_report_fd) /* reports at exit (leaks) */
+		__sanitizer_set_report_fd((void *)(intptr_t)2);
 	close(kvtest_quiet_fd);
 	snprintf(path, sizeof(path), "%s/kvfs.log", kvtest_root);
 	f = fopen(path, "r");
