@@ -1,9 +1,13 @@
-# Unit tests (Check) and integration tests on a real mount.
+# Unit tests (Check) and integration tests on a real mount. kvfs-unit
+# builds the unit tests alone (the ThreadSanitizer stage of scripts/test.sh
+# runs only them).
 if(CHECK_FOUND)
+  add_custom_target(kvfs-unit)
   foreach(t codec opt store index fs tier pool policy gpu fsck meta inoset inomap cmap base)
     add_executable(test_${t} tests/unit/test_${t}.c)
     target_link_libraries(test_${t} PRIVATE kvfscore PkgConfig::CHECK)
     add_test(NAME unit_${t} COMMAND test_${t})
+    add_dependencies(kvfs-unit test_${t})
   endforeach()
 endif()
 
