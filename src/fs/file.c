@@ -278,7 +278,8 @@ static void compress_job(void *arg)
 	struct kv_encoded enc;
 	struct kv_loc loc;
 	struct kv_centry *e;
-	int rc = cc ? 0 : -ENOMEM, filter = KV_FILTER_PROBE;
+	enum kv_filter filter = KV_FILTER_PROBE;
+	int rc = cc ? 0 : -ENOMEM;
 
 	/* The layers of a KV cache are uniform: the filter shuffle=auto picks
 	 * for one chunk of a file holds for the next ones, sampled again now

@@ -79,7 +79,7 @@ struct kv_inode {
 	uint32_t fails;        /* chunk stores that failed, ever: a publish that
 				  saw one while it waited does not publish */
 	int fail_rc;           /* the last of them (never cleared) */
-	int filter;            /* shuffle=auto's last choice for this file (atomic) */
+	enum kv_filter filter; /* shuffle=auto's last choice for this file (atomic) */
 	uint32_t encodes;      /* chunks encoded (atomic): every KV_FILTER_EVERY-th samples */
 	struct kv_loc *garbage; /* published records superseded, freed after publish */
 	size_t ngarbage, garbage_cap;

@@ -182,67 +182,77 @@ static int saves_enough(size_t len, size_t n)
 	return len && len < n && (n - len) * KV_CODEC_MARGIN >= n;
 }
 
-/* Of a chunk's (or sample's) n bytes compressed plain and shuffled, the one
- * to keep: 2 (shuffled), 0 (plain) or -1 (neither saves enough). */
-static int pick(size_t plain, size_t shuffled, size_t n)
+/* Of a chunk's (or sample's) n bytes compressed plain and shuffled (0: not
+ * tried), the one to keep: KV_FILTER_SHUFFLE, KV_FILTER_NONE, or
+ * KV_FILTER_RAW when neither saves enough. */
+static enum kv_filter pick(size_t plain, size_t shuffled, size_t n)
 {
 	if (saves_enough(shuffled, n) && (!saves_enough(plain, n) || shuffled < plain))
-		return 2;
-	return saves_enough(plain, n) ? 0 : -1;
+		return KV_FILTER_SHUFFLE;
+	return saves_enough(plain, n) ? KV_FILTER_NONE : KV_FILTER_RAW;
+}
+
+/* The element size a shuffle uses: 2 under shuffle=auto, else the
+ * option's (0: shuffle=off). */
+static unsigned shuffle_elem(const struct kv_codec_params *p)
+{
+	return p->shuffle == KV_SHUFFLE_AUTO ? 2 : (unsigned)p->shuffle;
 }
 
 /* Compress a sample of the chunk, plain and/or shuffled as p->shuffle asks,
  * to pick the filter and to skip chunks that will not shrink (random data,
- * fp16 mantissas under lz4) at a fraction of the cost. Returns the element
- * size to shuffle with (0 = none), or -1 to store the chunk raw. */
-static int probe(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-		 const uint8_t *src, size_t n)
+ * fp16 mantissas under lz4) at a fraction of the cost. */
+static enum kv_filter probe(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+			    const uint8_t *src, size_t n)
 {
 	size_t s = n < KV_CODEC_SAMPLE ? n : KV_CODEC_SAMPLE;
 	size_t plain = 0, shuffled = 0;
-	int elem = p->shuffle == KV_SHUFFLE_AUTO ? 2 : p->shuffle, best;
+	unsigned elem = shuffle_elem(p);
 
 	if (n <= KV_CODEC_SAMPLE && p->shuffle != KV_SHUFFLE_AUTO)
-		return elem; /* the whole chunk is no dearer than a sample */
+		/* the whole chunk is no dearer than a sample */
+		return elem ? KV_FILTER_SHUFFLE : KV_FILTER_NONE;
 	if (p->shuffle == KV_SHUFFLE_AUTO || !elem)
 		plain = compress(ctx, p, src, s, ctx->out, ctx->cap);
 	if (elem) {
-		kv_codec_shuffle(src, ctx->tmp, s, (unsigned)elem);
+		kv_codec_shuffle(src, ctx->tmp, s, elem);
 		shuffled = compress(ctx, p, ctx->tmp, s, ctx->out, ctx->cap);
 	}
 	/* With a fixed filter only one of the two was tried (the other is 0). */
-	best = pick(plain, shuffled, s);
-	return best > 0 ? elem : best;
+	return pick(plain, shuffled, s);
 }
 
 /* shuffle=auto on a whole chunk: compressed both ways, the shorter kept.
  * For a chunk no larger than the sample (a probe would compress it three
  * times) and for zstd's choice of a file's filter (zstd finds the byte
  * split's gain only over a whole chunk, not in a sample). Returns the
- * filter chosen: 2, 0, or -1 (stored raw). */
-static int encode_both(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-		       const uint8_t *src, size_t n, struct kv_encoded *out)
+ * filter chosen (KV_FILTER_RAW: stored raw). */
+static enum kv_filter encode_both(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
+				  const uint8_t *src, size_t n, struct kv_encoded *out)
 {
 	size_t plain = compress(ctx, p, src, n, ctx->plain, ctx->cap), shuffled;
 
 	kv_codec_shuffle(src, ctx->tmp, n, 2);
 	shuffled = compress(ctx, p, ctx->tmp, n, ctx->out, ctx->cap);
-	int elem = pick(plain, shuffled, n);
+	enum kv_filter f = pick(plain, shuffled, n);
 
-	if (elem < 0)
-		return -1;
+	if (f == KV_FILTER_RAW)
+		return f;
 	out->codec = (uint8_t)p->codec;
-	out->elem = (uint8_t)elem;
-	out->len = (uint32_t)(elem ? shuffled : plain);
-	out->data = elem ? ctx->out : ctx->plain;
-	return elem;
+	out->elem = f == KV_FILTER_SHUFFLE ? 2 : 0;
+	out->len = (uint32_t)(f == KV_FILTER_SHUFFLE ? shuffled : plain);
+	out->data = f == KV_FILTER_SHUFFLE ? ctx->out : ctx->plain;
+	return f;
 }
 
 int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-			   const void *src, size_t n, int *filter, struct kv_encoded *out)
+			   const void *src, size_t n, enum kv_filter *filter,
+			   struct kv_encoded *out)
 {
 	const uint8_t *in = src;
-	int elem, hinted = 0;
+	enum kv_filter f;
+	unsigned elem;
+	int hinted = 0;
 	size_t len;
 
 	if (n > ctx->max_chunk)
@@ -263,17 +273,18 @@ int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_param
 		return 0;
 	}
 	if (p->shuffle == KV_SHUFFLE_AUTO && *filter != KV_FILTER_PROBE) {
-		elem = *filter;
+		f = *filter;
 		hinted = 1;
 	} else {
-		elem = probe(ctx, p, src, n);
+		f = probe(ctx, p, src, n);
 		if (p->shuffle == KV_SHUFFLE_AUTO)
-			*filter = elem;
+			*filter = f;
 	}
-	if (elem < 0)
+	if (f == KV_FILTER_RAW)
 		return 0;
+	elem = f == KV_FILTER_SHUFFLE ? shuffle_elem(p) : 0;
 	if (elem > 1) {
-		kv_codec_shuffle(src, ctx->tmp, n, (unsigned)elem);
+		kv_codec_shuffle(src, ctx->tmp, n, elem);
 		in = ctx->tmp;
 	}
 	len = compress(ctx, p, in, n, ctx->out, ctx->cap);
@@ -292,7 +303,7 @@ int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_param
 int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 		    const void *src, size_t n, struct kv_encoded *out)
 {
-	int filter = KV_FILTER_PROBE;
+	enum kv_filter filter = KV_FILTER_PROBE;
 
 	return kv_codec_encode_hinted(ctx, p, src, n, &filter, out);
 }

@@ -42,18 +42,29 @@ struct kv_codec_ctx *kv_codec_tls(size_t max_chunk);
 int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
 		    const void *src, size_t n, struct kv_encoded *out);
 
+/* What to do with a chunk: the choice a sample makes, and the one
+ * shuffle=auto keeps for a file's next chunks. A choice, not a byte width:
+ * the element size stored with a chunk is kv_encoded.elem. (The numbers
+ * are those of the int this was.) */
+enum kv_filter {
+	KV_FILTER_PROBE = -2,   /* no choice yet: choose on a sample */
+	KV_FILTER_RAW = -1,     /* store the chunk raw: it does not shrink enough */
+	KV_FILTER_NONE = 0,     /* compress without a filter */
+	KV_FILTER_SHUFFLE = 2,  /* byte-shuffle, then compress (2-byte elements
+				   under shuffle=auto, else the option's size) */
+};
+
 /* The same, with the filter shuffle=auto chose for an earlier chunk of the
  * same file: *filter is KV_FILTER_PROBE (choose on a sample, and store the
- * choice in *filter), or a choice to use without sampling again (-1: the
- * chunk is stored raw, 0: no filter, 2: shuffle of 2-byte elements). A
- * choice that does not pay on this chunk turns back into KV_FILTER_PROBE.
- * Without shuffle=auto, or for a chunk that is its own sample, *filter is
- * neither read nor changed. */
-#define KV_FILTER_PROBE (-2)
+ * choice in *filter), or a choice to use without sampling again. A choice
+ * that does not pay on this chunk turns back into KV_FILTER_PROBE. Without
+ * shuffle=auto, or for a chunk that is its own sample, *filter is neither
+ * read nor changed. */
 /* How the store uses it: one chunk of a file in this many is sampled. */
 #define KV_FILTER_EVERY 16
 int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-			   const void *src, size_t n, int *filter, struct kv_encoded *out);
+			   const void *src, size_t n, enum kv_filter *filter,
+			   struct kv_encoded *out);
 
 /* Decode a stored payload into dst, which must receive exactly raw_len
  * bytes. Returns 0, or -EIO when the payload is not valid for its codec. */

@@ -668,7 +668,7 @@ START_TEST(test_hinted_filter)
 	struct kv_codec_params lz4 = { KV_CODEC_LZ4, 0, KV_SHUFFLE_AUTO };
 	struct kv_codec_params two = { KV_CODEC_LZ4, 0, 2 };
 	struct kv_encoded e;
-	int f;
+	enum kv_filter f;
 
 	/* fp16-like, constant high byte: only the byte split lets lz4 shrink it. */
 	for (size_t i = 0; i < n; i += 2) {
@@ -684,51 +684,51 @@ START_TEST(test_hinted_filter)
 	/* A probe chooses, and says what it chose. */
 	f = KV_FILTER_PROBE;
 	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, syn, n, &f, &e), 0);
-	ck_assert_int_eq(f, 2);
+	ck_assert_int_eq(f, KV_FILTER_SHUFFLE);
 	ck_assert_uint_eq(e.elem, 2);
 	decode_check(&e, syn, n);
 	f = KV_FILTER_PROBE;
 	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, text, n, &f, &e), 0);
-	ck_assert_int_eq(f, 0);
+	ck_assert_int_eq(f, KV_FILTER_NONE);
 	ck_assert_uint_eq(e.codec, KV_CODEC_LZ4);
 	ck_assert_uint_eq(e.elem, 0);
 	/* A choice given is followed without sampling: text shuffled, which
 	 * a probe would not have chosen. */
-	f = 2;
+	f = KV_FILTER_SHUFFLE;
 	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, text, n, &f, &e), 0);
 	ck_assert_uint_eq(e.codec, KV_CODEC_LZ4);
 	ck_assert_uint_eq(e.elem, 2);
-	ck_assert_int_eq(f, 2);
+	ck_assert_int_eq(f, KV_FILTER_SHUFFLE);
 	decode_check(&e, text, n);
-	f = -1;
+	f = KV_FILTER_RAW;
 	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, syn, n, &f, &e), 0);
 	ck_assert_uint_eq(e.codec, KV_CODEC_NONE);
 	ck_assert(e.data == syn && e.len == n);
-	ck_assert_int_eq(f, -1);
+	ck_assert_int_eq(f, KV_FILTER_RAW);
 	/* A choice that does not pay here (no split for fp16 under lz4,
 	 * shuffled random bytes): stored raw, the next chunk sampled again. */
-	f = 0;
+	f = KV_FILTER_NONE;
 	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, syn, n, &f, &e), 0);
 	ck_assert_uint_eq(e.codec, KV_CODEC_NONE);
 	ck_assert_int_eq(f, KV_FILTER_PROBE);
-	f = 2;
+	f = KV_FILTER_SHUFFLE;
 	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, rand, n, &f, &e), 0);
 	ck_assert_uint_eq(e.codec, KV_CODEC_NONE);
 	ck_assert_int_eq(f, KV_FILTER_PROBE);
 	/* Random data probed: raw, and remembered as raw. */
 	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, rand, n, &f, &e), 0);
 	ck_assert_uint_eq(e.codec, KV_CODEC_NONE);
-	ck_assert_int_eq(f, -1);
+	ck_assert_int_eq(f, KV_FILTER_RAW);
 	/* Without shuffle=auto the hint is neither read nor changed. */
-	f = 0;
+	f = KV_FILTER_NONE;
 	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &two, syn, n, &f, &e), 0);
 	ck_assert_uint_eq(e.elem, 2);
-	ck_assert_int_eq(f, 0);
+	ck_assert_int_eq(f, KV_FILTER_NONE);
 	/* A chunk of at most 64 KiB is its own sample: hint unchanged. */
-	f = -1;
+	f = KV_FILTER_RAW;
 	ck_assert_int_eq(kv_codec_encode_hinted(ctx, &lz4, syn, 65536, &f, &e), 0);
 	ck_assert_uint_eq(e.elem, 2);
-	ck_assert_int_eq(f, -1);
+	ck_assert_int_eq(f, KV_FILTER_RAW);
 	kv_codec_ctx_free(ctx);
 	free(syn);
 	free(rand);
@@ -744,7 +744,7 @@ START_TEST(test_hinted_zstd_whole_chunk)
 	uint8_t *kv = load_kv(&kvn), *src = malloc(n);
 	struct kv_codec_ctx *ctx = kv_codec_ctx_new(MAX_CHUNK);
 	struct kv_encoded e, off, two;
-	int f = KV_FILTER_PROBE;
+	enum kv_filter f = KV_FILTER_PROBE;
 
 	ck_assert_ptr_nonnull(kv);
 	for (size_t i = 0; i < n; i += kvn)
@@ -762,7 +762,7 @@ START_TEST(test_hinted_zstd_whole_chunk)
 		f = KV_FILTER_PROBE;
 		ck_assert_int_eq(kv_codec_encode_hinted(ctx, &au, src, n, &f, &e), 0);
 		ck_assert_uint_eq(e.len, l2 < l0 ? l2 : l0);
-		ck_assert_int_eq(f, l2 < l0 ? 2 : 0);
+		ck_assert_int_eq(f, l2 < l0 ? KV_FILTER_SHUFFLE : KV_FILTER_NONE);
 		decode_check(&e, src, n);
 	}
 	kv_codec_ctx_free(ctx);
