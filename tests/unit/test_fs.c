@@ -16,6 +16,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "fs_int.h"
 #include "rebuild.h"
 #include "kvtest.h"
@@ -1052,6 +1053,361 @@ START_TEST(test_namespace)
 }
 END_TEST
 
+/* ---- the rules a mount keeps (fs.h), which the FUSE layer only passes on ---- */
+
+/* No hard links, no device nodes, symlink targets up to KV_LINK_MAX bytes,
+ * only the rename flags kvfs knows. */
+START_TEST(test_mount_rules)
+{
+	char store[600], *target, buf[KV_LINK_MAX + 2];
+	struct kv_config cfg = kvtest_small_config();
+	struct kv_fs *fs;
+	struct kv_attr a;
+	uint64_t d, f;
+
+	new_store_path(store, sizeof(store));
+	fs = kvtest_open_fs(store, &cfg);
+	d = mkdir_fs(fs, KV_ROOT_INO, "d");
+	f = mkfile(fs, d, "f");
+
+	/* A file belongs to exactly one context: hard links are refused. */
+	ck_assert_int_eq(kv_fs_link(fs, f, KV_ROOT_INO, "h", &a), -EPERM);
+	ck_assert_int_eq(kv_fs_lookup(fs, KV_ROOT_INO, "h", &a), -ENOENT);
+
+	/* Device nodes are refused; FIFOs and sockets are made. */
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "c", S_IFCHR | 0644, &kvtest_root_cred, NULL, &a), -EPERM);
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "b", S_IFBLK | 0644, &kvtest_root_cred, NULL, &a), -EPERM);
+	ck_assert_int_eq(kv_fs_lookup(fs, d, "c", &a), -ENOENT);
+	ck_assert_int_eq(kv_fs_lookup(fs, d, "b", &a), -ENOENT);
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "p", S_IFIFO | 0600, &kvtest_root_cred, NULL, &a), 0);
+	ck_assert_uint_eq(a.mode, S_IFIFO | 0600);
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "s", S_IFSOCK | 0600, &kvtest_root_cred, NULL, &a), 0);
+	ck_assert_uint_eq(a.mode, S_IFSOCK | 0600);
+
+	/* Symlink targets: KV_LINK_MAX bytes, not one more. */
+	target = malloc(KV_LINK_MAX + 2);
+	ck_assert_ptr_nonnull(target);
+	memset(target, 't', KV_LINK_MAX + 1);
+	target[KV_LINK_MAX + 1] = 0;
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "long", S_IFLNK | 0777, &kvtest_root_cred, target, &a),
+			 -ENAMETOOLONG);
+	ck_assert_int_eq(kv_fs_lookup(fs, d, "long", &a), -ENOENT);
+	target[KV_LINK_MAX] = 0;
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "max", S_IFLNK | 0777, &kvtest_root_cred, target, &a), 0);
+	ck_assert_int_eq(kv_fs_readlink(fs, a.ino, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, target);
+	free(target);
+
+	/* Rename flags other than RENAME_NOREPLACE and RENAME_EXCHANGE. */
+	ck_assert_int_eq(kv_fs_rename(fs, d, "f", d, "g", RENAME_WHITEOUT), -EINVAL);
+	ck_assert_int_eq(kv_fs_rename(fs, d, "f", d, "g", 1u << 7), -EINVAL);
+	ck_assert_uint_eq(lookup(fs, d, "f"), f);
+	ck_assert_int_eq(kv_fs_rename(fs, d, "f", d, "g", RENAME_NOREPLACE), 0);
+	kv_fs_close(fs);
+}
+END_TEST
+
+/* What a handle lets the GPU ioctls do, and whose errors a close takes. */
+START_TEST(test_handle_rights)
+{
+	char store[600];
+	struct kv_config cfg = kvtest_small_config();
+	struct kv_fs *fs;
+	uint64_t d, f;
+
+	ck_assert_uint_eq(kv_fs_handle_rights(kv_fs_handle(O_RDONLY)), KV_FH_READ);
+	ck_assert_uint_eq(kv_fs_handle_rights(kv_fs_handle(O_WRONLY)), KV_FH_WRITE);
+	ck_assert_uint_eq(kv_fs_handle_rights(kv_fs_handle(O_RDWR)), KV_FH_READ | KV_FH_WRITE);
+	ck_assert_uint_eq(kv_fs_handle_rights(kv_fs_handle(O_RDONLY | O_TRUNC | O_APPEND)),
+			  KV_FH_READ);
+	ck_assert_uint_eq(kv_fs_handle_rights(kv_fs_handle(O_WRONLY | O_CREAT | O_EXCL)),
+			  KV_FH_WRITE);
+	/* No handle (a directory's): nothing. */
+	ck_assert_uint_eq(kv_fs_handle_rights(0), 0);
+
+	new_store_path(store, sizeof(store));
+	fs = kvtest_open_fs(store, &cfg);
+	d = mkdir_fs(fs, KV_ROOT_INO, "d");
+	f = mkfile(fs, d, "f");
+	ck_assert_int_eq(kv_file_open(fs, f, 0), 0);
+	ck_assert_int_eq(kv_fs_flush(fs, f, kv_fs_handle(O_RDONLY)), 0);
+	ck_assert_int_eq(kv_fs_flush(fs, f, kv_fs_handle(O_WRONLY)), 0);
+	ck_assert_int_eq(kv_file_release(fs, f), 0);
+	/* A flush error (any will do: a directory's) reaches a writer's close,
+	 * not a reader's. */
+	ck_assert_int_eq(kv_file_flush(fs, d), -EISDIR);
+	ck_assert_int_eq(kv_fs_flush(fs, d, kv_fs_handle(O_RDONLY)), 0);
+	ck_assert_int_eq(kv_fs_flush(fs, d, kv_fs_handle(O_WRONLY)), -EISDIR);
+	ck_assert_int_eq(kv_fs_flush(fs, d, kv_fs_handle(O_RDWR)), -EISDIR);
+	kv_fs_close(fs);
+}
+END_TEST
+
+/* The text a control file gives to a read from offset 0 (at most len - 1
+ * bytes), through its table as a mount reads it. */
+static size_t ctl_text(struct kv_fs *fs, uint64_t ino, char *out, size_t len)
+{
+	const struct kv_ops *o = kv_ops_of(ino);
+	unsigned cache = 0;
+	struct kv_readv rv;
+	uint64_t fh;
+	int n;
+
+	ck_assert_int_eq(o->open(fs, ino, O_RDONLY, &fh, &cache), 0);
+	ck_assert_uint_eq(cache, KV_OPEN_DIRECT_IO);
+	n = o->read(fs, ino, fh, 0, len - 1, &rv);
+	ck_assert_int_ge(n, 0);
+	ck_assert_int_eq(rv.n, 1);
+	ck_assert_uint_eq(rv.iov[0].iov_len, (size_t)n);
+	memcpy(out, rv.iov[0].iov_base, (size_t)n);
+	out[n] = 0;
+	kv_file_read_done(fs, &rv);
+	ck_assert_int_eq(o->release(fs, ino, fh), 0);
+	return (size_t)n;
+}
+
+/* The one dispatch point: control inodes, the root's .kvfs and the entries
+ * in it go to kv_ctl_ops, everything else to kv_fs_ops. */
+START_TEST(test_ctl_dispatch)
+{
+	ck_assert_ptr_eq(kv_ops_of(KV_ROOT_INO), &kv_fs_ops);
+	ck_assert_ptr_eq(kv_ops_of(KV_ROOT_INO + 1), &kv_fs_ops);
+	ck_assert_ptr_eq(kv_ops_of(KV_CTL_DIR - 1), &kv_fs_ops);
+	for (uint64_t i = 0; i <= 3; i++)
+		ck_assert_ptr_eq(kv_ops_of(KV_CTL_DIR + i), &kv_ctl_ops);
+	ck_assert_ptr_eq(kv_ops_of(KV_CTL_DIR + 4), &kv_fs_ops);
+
+	ck_assert_ptr_eq(kv_ops_of_entry(KV_ROOT_INO, KV_CTL_NAME), &kv_ctl_ops);
+	ck_assert_ptr_eq(kv_ops_of_entry(KV_ROOT_INO, "ns"), &kv_fs_ops);
+	ck_assert_ptr_eq(kv_ops_of_entry(KV_ROOT_INO, ".kvfsx"), &kv_fs_ops);
+	ck_assert_ptr_eq(kv_ops_of_entry(KV_ROOT_INO + 1, KV_CTL_NAME), &kv_fs_ops);
+	ck_assert_ptr_eq(kv_ops_of_entry(KV_CTL_DIR, "stats"), &kv_ctl_ops);
+	ck_assert_ptr_eq(kv_ops_of_entry(KV_CTL_DIR, "x"), &kv_ctl_ops);
+
+	ck_assert_ptr_eq(kv_ops_of_rename(KV_ROOT_INO, "a", KV_ROOT_INO, "b"), &kv_fs_ops);
+	ck_assert_ptr_eq(kv_ops_of_rename(KV_ROOT_INO, KV_CTL_NAME, KV_ROOT_INO, "b"), &kv_ctl_ops);
+	ck_assert_ptr_eq(kv_ops_of_rename(KV_ROOT_INO, "a", KV_ROOT_INO, KV_CTL_NAME), &kv_ctl_ops);
+	ck_assert_ptr_eq(kv_ops_of_rename(KV_ROOT_INO, "a", KV_CTL_DIR, "b"), &kv_ctl_ops);
+	ck_assert_ptr_eq(kv_ops_of_rename(KV_CTL_DIR, "stats", KV_ROOT_INO, "b"), &kv_ctl_ops);
+}
+END_TEST
+
+/* .kvfs through the requests of a mount: reserved in the root, its files
+ * read (stats, config) or written (evict), nothing else. */
+START_TEST(test_ctl_requests)
+{
+	char store[600], text[16384], buf[64];
+	struct kv_config cfg = kvtest_small_config();
+	const struct kv_ops *o;
+	struct kv_fs *fs;
+	struct kv_attr a, in;
+	struct names l;
+	enum kv_neg neg = KV_NEG_KEEP;
+	unsigned cache = 0, rights = 0;
+	uint64_t f, pino, fh;
+
+	new_store_path(store, sizeof(store));
+	fs = kvtest_open_fs(store, &cfg);
+	f = mkfile(fs, KV_ROOT_INO, "f");
+
+	/* Lookups: no kernel references, and a miss is an error. */
+	o = kv_ops_of_entry(KV_ROOT_INO, KV_CTL_NAME);
+	ck_assert_int_eq(o->lookup(fs, KV_ROOT_INO, KV_CTL_NAME, &a, &neg), 0);
+	ck_assert_uint_eq(a.ino, KV_CTL_DIR);
+	ck_assert_uint_eq(a.mode, S_IFDIR | 0755);
+	ck_assert_int_eq(kv_ops_of(a.ino)->ref(fs, &a), 0);
+	o = kv_ops_of_entry(KV_CTL_DIR, "stats");
+	ck_assert_int_eq(o->lookup(fs, KV_CTL_DIR, "stats", &a, &neg), 0);
+	ck_assert_uint_eq(a.ino, KV_CTL_DIR + 1);
+	ck_assert_uint_eq(a.mode, S_IFREG | 0444);
+	ck_assert_int_eq(o->lookup(fs, KV_CTL_DIR, "evict", &a, &neg), 0);
+	ck_assert_uint_eq(a.mode, S_IFREG | 0200);
+	ck_assert_int_eq(o->lookup(fs, KV_CTL_DIR, "nope", &a, &neg), -ENOENT);
+	ck_assert_int_eq(neg, KV_NEG_NONE);
+	/* The namespace never holds the name. */
+	ck_assert_int_eq(kv_fs_lookup(fs, KV_ROOT_INO, KV_CTL_NAME, &a), -ENOENT);
+
+	/* Reserved: .kvfs cannot be made, removed or renamed, nor anything
+	 * in it. */
+	o = kv_ops_of_entry(KV_ROOT_INO, KV_CTL_NAME);
+	ck_assert_int_eq(o->mknod(fs, KV_ROOT_INO, KV_CTL_NAME, S_IFDIR | 0755, &kvtest_root_cred,
+				  NULL, &a), -EEXIST);
+	ck_assert_int_eq(o->create(fs, KV_ROOT_INO, KV_CTL_NAME, 0644, &kvtest_root_cred,
+				   O_WRONLY | O_CREAT, &a, &fh, &cache), -EEXIST);
+	ck_assert_int_eq(o->remove(fs, KV_ROOT_INO, KV_CTL_NAME, 1), -EPERM);
+	ck_assert_int_eq(o->remove(fs, KV_ROOT_INO, KV_CTL_NAME, 0), -EPERM);
+	o = kv_ops_of_entry(KV_CTL_DIR, "x");
+	ck_assert_int_eq(o->mknod(fs, KV_CTL_DIR, "x", S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
+			 -EPERM);
+	ck_assert_int_eq(o->mknod(fs, KV_CTL_DIR, "l", S_IFLNK | 0777, &kvtest_root_cred, "f", &a),
+			 -EPERM);
+	ck_assert_int_eq(o->create(fs, KV_CTL_DIR, "x", 0644, &kvtest_root_cred, O_WRONLY, &a, &fh,
+				   &cache), -EPERM);
+	ck_assert_int_eq(o->remove(fs, KV_CTL_DIR, "stats", 0), -EPERM);
+	ck_assert_int_eq(kv_ops_of_entry(KV_CTL_DIR, "h")->link(fs, f, KV_CTL_DIR, "h", &a), -EPERM);
+	o = kv_ops_of_rename(KV_ROOT_INO, KV_CTL_NAME, KV_ROOT_INO, "y");
+	ck_assert_int_eq(o->rename(fs, KV_ROOT_INO, KV_CTL_NAME, KV_ROOT_INO, "y", 0), -EPERM);
+	ck_assert_int_eq(o->rename(fs, KV_ROOT_INO, KV_CTL_NAME, KV_ROOT_INO, "y", RENAME_WHITEOUT),
+			 -EINVAL);
+	o = kv_ops_of_rename(KV_ROOT_INO, "f", KV_ROOT_INO, KV_CTL_NAME);
+	ck_assert_int_eq(o->rename(fs, KV_ROOT_INO, "f", KV_ROOT_INO, KV_CTL_NAME, 0), -EPERM);
+	ck_assert_int_eq(o->rename(fs, KV_ROOT_INO, "f", KV_ROOT_INO, KV_CTL_NAME,
+				   RENAME_EXCHANGE), -EPERM);
+	o = kv_ops_of_rename(KV_ROOT_INO, "f", KV_CTL_DIR, "f");
+	ck_assert_int_eq(o->rename(fs, KV_ROOT_INO, "f", KV_CTL_DIR, "f", 0), -EPERM);
+	o = kv_ops_of_rename(KV_CTL_DIR, "stats", KV_ROOT_INO, "s");
+	ck_assert_int_eq(o->rename(fs, KV_CTL_DIR, "stats", KV_ROOT_INO, "s", 0), -EPERM);
+	ck_assert_uint_eq(lookup(fs, KV_ROOT_INO, "f"), f);
+	ck_assert_int_eq(kv_fs_lookup(fs, KV_ROOT_INO, KV_CTL_NAME, &a), -ENOENT);
+	ck_assert_int_eq(kv_fs_lookup(fs, KV_ROOT_INO, "s", &a), -ENOENT);
+	ck_assert_int_eq(kv_fs_lookup(fs, KV_ROOT_INO, "y", &a), -ENOENT);
+
+	/* Attributes: only a size (a truncate before writing evict), which
+	 * changes nothing. */
+	o = kv_ops_of(KV_CTL_DIR + 3);
+	memset(&in, 0, sizeof(in));
+	in.mode = 0777;
+	ck_assert_int_eq(o->setattr(fs, KV_CTL_DIR + 3, &in, KV_SET_SIZE, &a), 0);
+	ck_assert_uint_eq(a.mode, S_IFREG | 0200);
+	ck_assert_uint_eq(a.size, 0);
+	ck_assert_int_eq(o->setattr(fs, KV_CTL_DIR + 3, &in, KV_SET_MODE, &a), -EPERM);
+	ck_assert_int_eq(o->setattr(fs, KV_CTL_DIR, &in, KV_SET_MTIME | KV_SET_SIZE, &a), -EPERM);
+	ck_assert_int_eq(o->getattr(fs, KV_CTL_DIR + 3, &a), 0);
+	ck_assert_uint_eq(a.mode, S_IFREG | 0200);
+
+	/* The directory: its three files, and the root above it. */
+	o = kv_ops_of(KV_CTL_DIR);
+	memset(&l, 0, sizeof(l));
+	ck_assert_int_eq(o->readdir(fs, KV_CTL_DIR, 0, name_cb, &l), 0);
+	ck_assert_int_eq(l.n, 3);
+	ck_assert_str_eq(l.v[0], "stats");
+	ck_assert_str_eq(l.v[1], "config");
+	ck_assert_str_eq(l.v[2], "evict");
+	memset(&l, 0, sizeof(l));
+	ck_assert_int_eq(o->readdir(fs, KV_CTL_DIR, 2, name_cb, &l), 0);
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_str_eq(l.v[0], "evict");
+	ck_assert_int_eq(o->parent(fs, KV_CTL_DIR, &pino), 0);
+	ck_assert_uint_eq(pino, KV_ROOT_INO);
+	/* ... which does not list it. */
+	memset(&l, 0, sizeof(l));
+	ck_assert_int_eq(kv_ops_of(KV_ROOT_INO)->readdir(fs, KV_ROOT_INO, 0, name_cb, &l), 0);
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_str_eq(l.v[0], "f");
+
+	/* Open files: stats and config are read, evict written. */
+	ctl_text(fs, KV_CTL_DIR + 1, text, sizeof(text));
+	ck_assert_ptr_nonnull(strstr(text, "\nkvfs_files 1\n"));
+	ctl_text(fs, KV_CTL_DIR + 2, text, sizeof(text));
+	ck_assert_ptr_nonnull(strstr(text, "chunk=65536\n"));
+	o = kv_ops_of(KV_CTL_DIR + 1);
+	ck_assert_int_eq(o->open(fs, KV_CTL_DIR + 1, O_WRONLY, &fh, &cache), -EACCES);
+	ck_assert_int_eq(o->open(fs, KV_CTL_DIR + 1, O_RDWR, &fh, &cache), -EACCES);
+	ck_assert_int_eq(o->open(fs, KV_CTL_DIR + 3, O_RDONLY, &fh, &cache), -EACCES);
+	ck_assert_int_eq(o->open(fs, KV_CTL_DIR + 3, O_WRONLY | O_TRUNC, &fh, &cache), 0);
+	ck_assert_int_eq(o->write(fs, KV_CTL_DIR + 3, fh, "1G\n", 3, 0), 3);
+	ck_assert_int_eq(o->write(fs, KV_CTL_DIR + 3, fh, "lots", 4, 0), -EINVAL);
+	ck_assert_int_eq(o->write(fs, KV_CTL_DIR + 3, fh, "", 0, 0), -EINVAL);
+	ck_assert_int_eq(o->write(fs, KV_CTL_DIR + 1, fh, "1G", 2, 0), -EACCES);
+	ck_assert_int_eq(o->flush(fs, KV_CTL_DIR + 3, fh), 0);
+	ck_assert_int_eq(o->fsync(fs, KV_CTL_DIR + 3, fh), 0);
+	ck_assert_int_eq(o->release(fs, KV_CTL_DIR + 3, fh), 0);
+
+	/* No xattrs, and no ioctls, not even a QUERY. */
+	ck_assert_int_eq(o->setxattr(fs, KV_CTL_DIR + 1, "user.k", "v", 1, 0), -EPERM);
+	ck_assert_int_eq(o->getxattr(fs, KV_CTL_DIR + 1, "user.k", buf, sizeof(buf)), -ENODATA);
+	ck_assert_int_eq(o->listxattr(fs, KV_CTL_DIR, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(o->removexattr(fs, KV_CTL_DIR + 1, "user.k"), -EPERM);
+	ck_assert_int_eq(o->gpu(fs, KV_CTL_DIR + 1, 0, 0, KV_GPU_QUERY, &rights), -ENOTTY);
+	ck_assert_int_eq(o->gpu(fs, KV_CTL_DIR + 1, 0, 0, KV_GPU_IO, &rights), -ENOTTY);
+	ck_assert_int_eq(o->gpu(fs, KV_CTL_DIR, 0, 1, -EINVAL, &rights), -ENOTTY);
+	kv_fs_close(fs);
+}
+END_TEST
+
+/* The namespace's table: how misses may be remembered, what create makes,
+ * the sizes setattr takes, what a handle lets the GPU ioctls do. */
+START_TEST(test_fs_requests)
+{
+	char store[600];
+	struct kv_config cfg = kvtest_small_config();
+	const struct kv_ops *o = &kv_fs_ops;
+	struct kv_fs *fs;
+	struct kv_attr a, in, out;
+	enum kv_neg neg;
+	unsigned cache = 0, rights;
+	uint8_t data[100] = { 7 };
+	uint64_t ns, ctx, fh;
+
+	new_store_path(store, sizeof(store));
+	fs = kvtest_open_fs(store, &cfg); /* context_depth 2: <ns>/<context>/ */
+	ns = mkdir_fs(fs, KV_ROOT_INO, "ns");
+	ctx = mkdir_fs(fs, ns, "ctx");
+
+	/* A miss below a context is remembered; a namespace's or a
+	 * context's name is asked about again. */
+	neg = KV_NEG_NONE;
+	ck_assert_int_eq(o->lookup(fs, KV_ROOT_INO, "none", &a, &neg), -ENOENT);
+	ck_assert_int_eq(neg, KV_NEG_ASK);
+	neg = KV_NEG_NONE;
+	ck_assert_int_eq(o->lookup(fs, ns, "none", &a, &neg), -ENOENT);
+	ck_assert_int_eq(neg, KV_NEG_ASK);
+	ck_assert_int_eq(o->lookup(fs, ctx, "layer0", &a, &neg), -ENOENT);
+	ck_assert_int_eq(neg, KV_NEG_KEEP);
+	ck_assert_int_eq(o->lookup(fs, ns, "ctx", &a, &neg), 0);
+	ck_assert_uint_eq(a.ino, ctx);
+	ck_assert_int_eq(o->ref(fs, &a), 1);
+	o->forget(fs, ctx, 2);
+
+	/* create: a regular file with the mode's permission bits, open. */
+	ck_assert_int_eq(o->create(fs, ctx, "layer0", S_IFCHR | 02640, &kvtest_root_cred,
+				   O_WRONLY | O_CREAT | O_TRUNC, &a, &fh, &cache), 0);
+	ck_assert_uint_eq(a.mode, S_IFREG | 02640);
+	ck_assert_uint_eq(cache, KV_OPEN_KEEP_CACHE);
+	ck_assert_int_eq(o->write(fs, a.ino, fh, data, sizeof(data), 0), (ssize_t)sizeof(data));
+	ck_assert_int_eq(o->flush(fs, a.ino, fh), 0);
+	ck_assert_int_eq(o->fsync(fs, a.ino, fh), 0);
+	ck_assert_int_eq(o->gpu(fs, a.ino, fh, 0, KV_GPU_IO, &rights), 0);
+	ck_assert_uint_eq(rights, KV_FH_WRITE);
+	ck_assert_int_eq(o->release(fs, a.ino, fh), 0);
+	ck_assert_uint_eq(size_of(fs, a.ino), sizeof(data));
+	o->forget(fs, a.ino, 1);
+
+	/* open: O_TRUNC truncates; the access mode makes the rights. */
+	ck_assert_int_eq(o->open(fs, a.ino, O_RDWR, &fh, &cache), 0);
+	ck_assert_int_eq(o->gpu(fs, a.ino, fh, 0, KV_GPU_IO, &rights), 0);
+	ck_assert_uint_eq(rights, KV_FH_READ | KV_FH_WRITE);
+	ck_assert_int_eq(o->release(fs, a.ino, fh), 0);
+	ck_assert_uint_eq(size_of(fs, a.ino), sizeof(data));
+	ck_assert_int_eq(o->open(fs, a.ino, O_RDONLY, &fh, &cache), 0);
+	ck_assert_int_eq(o->gpu(fs, a.ino, fh, 0, KV_GPU_IO, &rights), 0);
+	ck_assert_uint_eq(rights, KV_FH_READ);
+	ck_assert_int_eq(o->release(fs, a.ino, fh), 0);
+	ck_assert_int_eq(o->open(fs, a.ino, O_WRONLY | O_TRUNC, &fh, &cache), 0);
+	ck_assert_uint_eq(size_of(fs, a.ino), 0);
+	ck_assert_int_eq(o->release(fs, a.ino, fh), 0);
+
+	/* GPU ioctls: a command that did not decode keeps its error; a QUERY
+	 * needs no file; reads and writes need one. */
+	ck_assert_int_eq(o->gpu(fs, ctx, 0, 1, -ENOTTY, &rights), -ENOTTY);
+	ck_assert_int_eq(o->gpu(fs, ctx, 0, 1, -EINVAL, &rights), -EINVAL);
+	ck_assert_int_eq(o->gpu(fs, ctx, 0, 1, KV_GPU_QUERY, &rights), 0);
+	ck_assert_int_eq(o->gpu(fs, ctx, 0, 1, KV_GPU_IO, &rights), -EISDIR);
+
+	/* A size from a negative off_t; the core alone calls it too large. */
+	memset(&in, 0, sizeof(in));
+	in.size = (uint64_t)INT64_MAX + 1;
+	ck_assert_int_eq(o->setattr(fs, a.ino, &in, KV_SET_SIZE, &out), -EINVAL);
+	in.size = UINT64_MAX;
+	ck_assert_int_eq(o->setattr(fs, a.ino, &in, KV_SET_SIZE, &out), -EINVAL);
+	ck_assert_int_eq(kv_fs_setattr(fs, a.ino, &in, KV_SET_SIZE, &out), -EFBIG);
+	in.size = 5;
+	ck_assert_int_eq(o->setattr(fs, a.ino, &in, KV_SET_SIZE, &out), 0);
+	ck_assert_uint_eq(out.size, 5);
+	kv_fs_close(fs);
+}
+END_TEST
+
 /* Renaming over an open file: it stays usable until released, then its
  * records are freed. */
 START_TEST(test_rename_over_open_file)
@@ -1750,6 +2106,13 @@ static Suite *fs_suite(void)
 	tcase_add_test(tc, test_abandon);
 	tcase_add_test(tc, test_context_depth_kept);
 	tcase_add_test(tc, test_namespace);
+
+	tc = kvtest_tcase(s, "rules", 60);
+	tcase_add_test(tc, test_mount_rules);
+	tcase_add_test(tc, test_handle_rights);
+	tcase_add_test(tc, test_ctl_dispatch);
+	tcase_add_test(tc, test_ctl_requests);
+	tcase_add_test(tc, test_fs_requests);
 
 	tc = kvtest_tcase(s, "data", 120);
 	tcase_add_test(tc, test_write_read);
