@@ -643,7 +643,7 @@ int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 
 /* Append the inode record of in as snap publishes it: names, xattrs and
  * policy settings from the index, attributes from snap, chunks from the
- * map. Locked (kv_inode.lock, kv_fs.meta_lock). */
+ * map. Locked (kv_inode.lock, kv_fs.irec_lock). */
 static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_attr *snap,
 			struct kv_loc *loc)
 {
@@ -654,13 +654,13 @@ static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_a
 	int rc;
 
 	KV_ASSERT_HELD(&in->lock);
-	KV_ASSERT_HELD(&fs->meta_lock);
+	KV_ASSERT_HELD(&fs->irec_lock);
 
 	/* Every change before this point is in the state read next. */
-	kv_fs_meta_writing(fs, in->ino);
+	kv_fs_irec_writing(fs, in->ino);
 	rc = kv_index_meta(fs->ix, in->ino, 0, &m, &cur);
 	if (rc) {
-		kv_fs_meta_failed(in->ino, rc);
+		kv_fs_irec_failed(in->ino, rc);
 		return rc;
 	}
 	m.attr.size = snap->size;
@@ -673,10 +673,10 @@ static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_a
 			rc = kv_meta_add_chunk(&m, &(struct kv_chunk){ i, e->loc, e->raw, e->codec });
 	}
 	if (!rc)
-		rc = kv_fs_write_meta(fs, &m, loc);
+		rc = kv_fs_write_irec(fs, &m, loc);
 	kv_meta_free(&m);
 	if (rc)
-		kv_fs_meta_failed(in->ino, rc);
+		kv_fs_irec_failed(in->ino, rc);
 	return rc;
 }
 
@@ -741,7 +741,7 @@ again:
 	each_entry(in, i, e)
 		if (e->changed)
 			c[n++] = (struct kv_chunk){ i, e->loc, e->raw, e->codec };
-	pthread_mutex_lock(&fs->meta_lock);
+	pthread_mutex_lock(&fs->irec_lock);
 	/* The inode record of the state published, named in the same commit. */
 	if (!inode_record(fs, in, &snap, &rec))
 		c[n++] = (struct kv_chunk){ KV_REC_IDX_INODE, rec, 0, 0 };
@@ -753,7 +753,7 @@ again:
 		kv_fs_free_irec(fs, &rec);
 	else if (!rc && old.len && n && c[n - 1].idx == KV_REC_IDX_INODE)
 		kv_fs_free_irec(fs, &old);
-	pthread_mutex_unlock(&fs->meta_lock);
+	pthread_mutex_unlock(&fs->irec_lock);
 	free(c);
 	if (rc) {
 		kv_err("inode %" PRIu64 ": publish failed: %s", in->ino, strerror(-rc));

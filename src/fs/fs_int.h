@@ -10,7 +10,7 @@
  *                        evict hooks, which take everything below
  *   kv_inode.lock        an inode's attributes and its data path state
  *                        (chunk map, buffers, jobs in flight, garbage)
- *   kv_fs.meta_lock      writing inode records and naming them in the
+ *   kv_fs.irec_lock      writing inode records and naming them in the
  *                        index, so that an inode's newest record is its
  *                        newest state
  *   kv_policy.lock       the policy's table of contexts (calls the index)
@@ -136,16 +136,21 @@ struct kv_fs {
 
 	/* Serialises writing inode records and naming them in the index, so
 	 * that the newest record of an inode holds its newest state. Taken
-	 * inside kv_inode.lock (publish), outside the index and store. */
-	pthread_mutex_t meta_lock;
+	 * inside kv_inode.lock (publish), outside the index and store.
+	 * meta_lock is its old name, which fs.c still uses: the union goes
+	 * once fs.c says irec_lock. */
+	union {
+		pthread_mutex_t irec_lock;
+		pthread_mutex_t meta_lock;
+	};
 	uint64_t irec_bytes;   /* live bytes of inode records (atomic) */
 	/* Inodes whose records are due (kv_fs_note), written in batches by
-	 * the meta thread. */
+	 * the irec thread. */
 	pthread_mutex_t dirty_lock;
 	pthread_cond_t dirty_cond;
 	struct kv_inoset dirty;
-	pthread_t meta_tid;
-	int meta_started, meta_stop;
+	pthread_t irec_tid;
+	int irec_started, irec_stop;
 
 	/* Inodes known to the kernel that evictions deleted: their cached
 	 * attributes are dropped by the evictor, with no lock held. */
@@ -178,18 +183,18 @@ void kv_fs_free_loc(struct kv_fs *fs, const struct kv_loc *loc);
 void kv_fs_drop(struct kv_fs *fs, uint64_t ino);
 
 /* Inode records (src/store/meta.h): ino changed; its record (its state in the
- * index) is appended and named there within KV_META_DELAY_MS, freeing the
+ * index) is appended and named there within KV_IREC_DELAY_MS, freeing the
  * one it replaces. Best effort: a failure is logged and the operation that
  * changed the inode stands. */
 struct kv_meta;
 void kv_fs_note(struct kv_fs *fs, uint64_t ino);
-/* Write the records due now (the meta thread, unmount, tests). */
-void kv_fs_meta_flush(struct kv_fs *fs);
-/* A publish is about to write ino's record itself (with fs->meta_lock):
+/* Write the records due now (the irec thread, unmount, tests). */
+void kv_fs_irec_flush(struct kv_fs *fs);
+/* A publish is about to write ino's record itself (with fs->irec_lock):
  * a record due for an earlier change is not needed any more. */
-void kv_fs_meta_writing(struct kv_fs *fs, uint64_t ino);
-int kv_fs_write_meta(struct kv_fs *fs, const struct kv_meta *m, struct kv_loc *loc);
-void kv_fs_meta_failed(uint64_t ino, int rc);
+void kv_fs_irec_writing(struct kv_fs *fs, uint64_t ino);
+int kv_fs_write_irec(struct kv_fs *fs, const struct kv_meta *m, struct kv_loc *loc);
+void kv_fs_irec_failed(uint64_t ino, int rc);
 /* Free an inode record the index no longer names. */
 void kv_fs_free_irec(struct kv_fs *fs, const struct kv_loc *loc);
 

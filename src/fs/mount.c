@@ -329,7 +329,7 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 		int64_t done = 0;
 		if (kv_index_meta_get(fs->ix, "inode_records", &done) || !done) {
 			rc = kv_index_without_irec(fs->ix, kv_fs_note_cb, fs);
-			kv_fs_meta_flush(fs);
+			kv_fs_irec_flush(fs);
 			if (!rc)
 				rc = kv_index_meta_set(fs->ix, "inode_records", 1);
 		}
@@ -445,7 +445,7 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 	fs->lockfd = -1;
 	pthread_mutex_init(&fs->itab, NULL);
 	pthread_mutex_init(&fs->inval_lock, NULL);
-	pthread_mutex_init(&fs->meta_lock, NULL);
+	pthread_mutex_init(&fs->irec_lock, NULL);
 	pthread_mutex_init(&fs->bad_lock, NULL);
 	pthread_mutex_init(&fs->dirty_lock, NULL);
 	pthread_mutex_init(&fs->reserve_lock, NULL);
@@ -534,7 +534,7 @@ void kv_fs_close(struct kv_fs *fs)
 		close(fs->lockfd);
 	pthread_mutex_destroy(&fs->itab);
 	pthread_mutex_destroy(&fs->inval_lock);
-	pthread_mutex_destroy(&fs->meta_lock);
+	pthread_mutex_destroy(&fs->irec_lock);
 	pthread_mutex_destroy(&fs->bad_lock);
 	pthread_mutex_destroy(&fs->dirty_lock);
 	pthread_mutex_destroy(&fs->reserve_lock);
