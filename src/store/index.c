@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lock.h"
 #include "log.h"
 
 #define KV_APPLICATION_ID 0x6b766673 /* "kvfs" */
@@ -149,6 +150,7 @@ static const char *const kv_sql[Q_COUNT] = {
  * looks for an existing name itself before it inserts one. */
 int ix_errno(struct kv_index *ix, int rc)
 {
+	KV_ASSERT_HELD(&ix->lock);
 	switch (rc & 0xff) {
 	case SQLITE_OK:
 	case SQLITE_ROW:
@@ -174,6 +176,7 @@ sqlite3_stmt *ix_q(struct kv_index *ix, enum ix_stmt which)
 {
 	sqlite3_stmt *s = ix->q[which];
 
+	KV_ASSERT_HELD(&ix->lock);
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 	return s;
@@ -183,6 +186,7 @@ int ix_step(struct kv_index *ix, sqlite3_stmt *s)
 {
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	rc = sqlite3_step(s);
 	return rc == SQLITE_ROW ? 1 : ix_errno(ix, rc);
 }
@@ -191,6 +195,7 @@ int ix_run(struct kv_index *ix, sqlite3_stmt *s)
 {
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	rc = ix_step(ix, s);
 	sqlite3_reset(s);
 	return rc < 0 ? rc : 0;
@@ -202,6 +207,7 @@ int ix_each_row(struct kv_index *ix, enum ix_stmt which, int64_t a, int64_t b, i
 	sqlite3_stmt *s;
 	int n, rc, stop = 0;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, which);
 	n = sqlite3_bind_parameter_count(s);
 	if (n >= 1)
@@ -218,6 +224,7 @@ int ix_each_row(struct kv_index *ix, enum ix_stmt which, int64_t a, int64_t b, i
 
 int ix_by_ino(struct kv_index *ix, enum ix_stmt which, uint64_t ino)
 {
+	KV_ASSERT_HELD(&ix->lock);
 	return ix_each_row(ix, which, (int64_t)ino, 0, 0, NULL, NULL);
 }
 
@@ -229,11 +236,13 @@ int ix_row_u64(sqlite3_stmt *s, void *arg)
 
 int ix_begin(struct kv_index *ix)
 {
+	KV_ASSERT_HELD(&ix->lock);
 	return ix_run(ix, ix_q(ix, Q_BEGIN));
 }
 
 int ix_end(struct kv_index *ix, int rc)
 {
+	KV_ASSERT_HELD(&ix->lock);
 	if (!rc)
 		rc = ix_run(ix, ix_q(ix, Q_COMMIT));
 	if (rc) {
@@ -247,11 +256,12 @@ int ix_end(struct kv_index *ix, int rc)
 }
 
 /* Prepares and keeps the statements from up to (not including) to. At
- * open. */
+ * open; Locked (kv_index.lock). */
 static int prepare_all(struct kv_index *ix, int from, int to)
 {
 	int rc = 0;
 
+	KV_ASSERT_HELD(&ix->lock);
 	for (int i = from; !rc && i < to; i++)
 		rc = ix_errno(ix, sqlite3_prepare_v3(ix->db, kv_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 						     &ix->q[i], NULL));
@@ -260,6 +270,7 @@ static int prepare_all(struct kv_index *ix, int from, int to)
 
 int ix_sql(struct kv_index *ix, const char *text)
 {
+	KV_ASSERT_HELD(&ix->lock);
 	return ix_errno(ix, sqlite3_exec(ix->db, text, NULL, NULL, NULL));
 }
 
@@ -281,6 +292,7 @@ static int peek_int(sqlite3 *db, const char *text, int64_t *v)
 /* The value of a pragma (text, not kept). Locked (kv_index.lock). */
 static int pragma_int(struct kv_index *ix, const char *text, int64_t *v)
 {
+	KV_ASSERT_HELD(&ix->lock);
 	return ix_errno(ix, peek_int(ix->db, text, v));
 }
 
@@ -338,13 +350,14 @@ static int check_identity(struct kv_index *ix, int *fresh, char *err, size_t err
 }
 
 /* Applies the migrations newer than the file, one transaction each. At
- * open. */
+ * open; Locked (kv_index.lock). */
 static int migrate(struct kv_index *ix, int fresh)
 {
 	int64_t ver;
 	char text[64];
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	rc = pragma_int(ix, "PRAGMA user_version", &ver);
 	if (rc)
 		return rc;
@@ -372,12 +385,13 @@ static int migrate(struct kv_index *ix, int fresh)
 }
 
 /* A fresh store gets a root directory and an identity; an existing one's
- * identity is read. At open. */
+ * identity is read. At open; Locked (kv_index.lock). */
 static int init_store(struct kv_index *ix)
 {
 	sqlite3_stmt *s;
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_STORE_ID);
 	rc = ix_step(ix, s);
 	if (rc > 0 && sqlite3_column_bytes(s, 0) == 16)
@@ -423,6 +437,8 @@ int kv_index_open(const char *path, int create, struct kv_index **out, char *err
 	pthread_mutex_init(&ix->lock, NULL);
 	pthread_mutex_init(&ix->ckpt_lock, NULL);
 	pthread_cond_init(&ix->ckpt_cond, NULL);
+	/* No other thread has ix yet: held for the functions that check it. */
+	pthread_mutex_lock(&ix->lock);
 	if (sqlite3_open_v2(path, &ix->db, flags, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "cannot open index %s: %s", path,
 			 ix->db ? sqlite3_errmsg(ix->db) : "out of memory");
@@ -451,9 +467,11 @@ int kv_index_open(const char *path, int create, struct kv_index **out, char *err
 			 sqlite3_errcode(ix->db) ? sqlite3_errmsg(ix->db) : strerror(-rc));
 		goto fail;
 	}
+	pthread_mutex_unlock(&ix->lock);
 	*out = ix;
 	return 0;
 fail:
+	pthread_mutex_unlock(&ix->lock);
 	kv_index_close(ix);
 	return rc;
 }

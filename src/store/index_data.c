@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lock.h"
 
 /* ---- chunk rows ---- */
 
@@ -19,6 +20,7 @@ int ix_each_rec(struct kv_index *ix, enum ix_stmt which, uint64_t ino, kv_index_
 	sqlite3_stmt *s;
 	int rc, stop = 0;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, which);
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
 	while (!stop && (rc = ix_step(ix, s)) > 0) {
@@ -66,6 +68,7 @@ int ix_get_irec(struct kv_index *ix, uint64_t ino, struct kv_loc *loc)
 	sqlite3_stmt *s;
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_GET_IREC);
 	memset(loc, 0, sizeof(*loc));
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
@@ -84,6 +87,7 @@ int ix_put_chunk(struct kv_index *ix, uint64_t ino, int64_t idx, const struct kv
 {
 	sqlite3_stmt *s;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_PUT_CHUNK);
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
 	sqlite3_bind_int64(s, 2, idx);

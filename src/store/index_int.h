@@ -36,7 +36,8 @@
  *
  * Every function here returns 0 or a negative errno unless it says
  * otherwise. One that says "Locked (kv_index.lock)." must be called with
- * ix->lock held. */
+ * ix->lock held, and checks it (KV_ASSERT_HELD, src/base/lock.h); at
+ * open, kv_index_open holds it too. */
 #ifndef KV_INDEX_INT_H
 #define KV_INDEX_INT_H
 

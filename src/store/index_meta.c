@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lock.h"
 
 /* ---- reading ---- */
 
@@ -93,6 +94,7 @@ static int set_irec(struct kv_index *ix, const struct kv_irec_set *r)
 	struct kv_attr a;
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	rc = ix_getattr(ix, r->ino, &a);
 	if (!rc)
 		rc = ix_get_irec(ix, r->ino, &now);
@@ -131,6 +133,7 @@ static int restore_inode(struct kv_index *ix, const struct kv_meta *m)
 	const struct kv_attr *a = &m->attr;
 	sqlite3_stmt *s;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_RESTORE_INODE);
 	sqlite3_bind_int64(s, 1, (int64_t)a->ino);
 	sqlite3_bind_int64(s, 2, a->mode);
@@ -153,6 +156,7 @@ static int restore_ctx(struct kv_index *ix, const struct kv_meta *m)
 {
 	sqlite3_stmt *s;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_RESTORE_CTX);
 	sqlite3_bind_int64(s, 1, (int64_t)m->attr.ino);
 	sqlite3_bind_int64(s, 2, m->attr.mtime);
@@ -168,6 +172,7 @@ int kv_index_restore(struct kv_index *ix, const struct kv_meta *m, const struct 
 	sqlite3_stmt *s;
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	rc = restore_inode(ix, m);
 	for (size_t i = 0; !rc && i < m->nlinks; i++) {
 		s = ix_q(ix, Q_INS_DENTRY);
@@ -195,6 +200,7 @@ int kv_index_restore(struct kv_index *ix, const struct kv_meta *m, const struct 
 
 int kv_index_set_next_ino(struct kv_index *ix, uint64_t next)
 {
+	KV_ASSERT_HELD(&ix->lock);
 	/* In the caller's transaction, so under its lock. */
 	return ix_each_row(ix, Q_SET_NEXT_INO, (int64_t)next - 1, 0, 0, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include "lock.h"
 
 /* ---- attributes ---- */
 
@@ -35,6 +36,7 @@ static int fetch_attr(struct kv_index *ix, sqlite3_stmt *s, struct kv_attr *a)
 {
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	rc = ix_step(ix, s);
 	if (rc > 0)
 		ix_row_attr(s, 0, a);
@@ -46,6 +48,7 @@ int ix_getattr(struct kv_index *ix, uint64_t ino, struct kv_attr *a)
 {
 	sqlite3_stmt *s;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_GETATTR);
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
 	return fetch_attr(ix, s, a);
@@ -93,6 +96,7 @@ static int lookup_locked(struct kv_index *ix, uint64_t parent, const char *name,
 {
 	sqlite3_stmt *s;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_LOOKUP);
 	sqlite3_bind_int64(s, 1, (int64_t)parent);
 	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
@@ -115,6 +119,7 @@ int ix_parent_of(struct kv_index *ix, uint64_t ino, uint64_t *parent)
 	sqlite3_stmt *s;
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_PARENT);
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
 	rc = ix_step(ix, s);
@@ -176,6 +181,7 @@ int ix_add_links(struct kv_index *ix, uint64_t ino, int delta, int64_t now, int 
 {
 	sqlite3_stmt *s;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, touch ? Q_TOUCH_DIR : Q_SET_NLINK);
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
 	sqlite3_bind_int(s, 2, delta);
@@ -190,6 +196,7 @@ static int dentry_op(struct kv_index *ix, enum ix_stmt which, uint64_t parent, c
 {
 	sqlite3_stmt *s;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, which);
 	sqlite3_bind_int64(s, 1, (int64_t)parent);
 	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
@@ -205,6 +212,7 @@ static int insert_inode(struct kv_index *ix, struct kv_attr *a, const char *targ
 	sqlite3_stmt *s;
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_INS_INODE);
 	a->nlink = S_ISDIR(a->mode) ? 2 : 1;
 	sqlite3_bind_int64(s, 1, a->mode);
@@ -269,6 +277,7 @@ static int check_empty(struct kv_index *ix, uint64_t dir)
 	sqlite3_stmt *s;
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_HAS_CHILD);
 	sqlite3_bind_int64(s, 1, (int64_t)dir);
 	rc = ix_step(ix, s);
@@ -284,6 +293,7 @@ static int unlink_entry(struct kv_index *ix, uint64_t parent, const char *name, 
 	int isdir = S_ISDIR(a->mode);
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	rc = dentry_op(ix, Q_DEL_DENTRY, parent, name, len, 0);
 	if (!rc)
 		rc = ix_add_links(ix, a->ino, isdir ? -(int)a->nlink : -1, now, 0);
@@ -331,6 +341,7 @@ out:
  * subtree). Guards rename. Locked (kv_index.lock). */
 static int is_ancestor(struct kv_index *ix, uint64_t anc, uint64_t ino)
 {
+	KV_ASSERT_HELD(&ix->lock);
 	for (int depth = 0; depth < 4096; depth++) {
 		int rc;
 		if (ino == anc)
@@ -352,6 +363,7 @@ static int check_move(struct kv_index *ix, uint64_t dir, uint64_t newparent)
 {
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	rc = is_ancestor(ix, dir, newparent);
 	return rc > 0 ? -EINVAL : rc;
 }
@@ -363,6 +375,7 @@ static int move_dentry(struct kv_index *ix, uint64_t parent, const char *name, s
 {
 	sqlite3_stmt *s;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_MOVE_DENTRY);
 	sqlite3_bind_int64(s, 1, (int64_t)parent);
 	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
@@ -380,6 +393,7 @@ static int rename_exchange(struct kv_index *ix, uint64_t parent, const char *nam
 {
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	rc = dentry_op(ix, Q_SET_DENTRY_INO, parent, name, len, b->ino);
 	if (!rc)
 		rc = dentry_op(ix, Q_SET_DENTRY_INO, newparent, newname, newlen, a->ino);
@@ -471,6 +485,7 @@ int ix_get_target(struct kv_index *ix, uint64_t ino, char *buf, size_t len)
 	sqlite3_stmt *s;
 	int rc;
 
+	KV_ASSERT_HELD(&ix->lock);
 	s = ix_q(ix, Q_READLINK);
 	sqlite3_bind_int64(s, 1, (int64_t)ino);
 	rc = ix_step(ix, s);
