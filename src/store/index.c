@@ -11,9 +11,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "lock.h"
 #include "log.h"
 
@@ -298,13 +298,6 @@ static int pragma_int(struct kv_index *ix, const char *text, int64_t *v)
 
 /* ---- open ---- */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* A foreign or newer file must be refused before anything is written. */
 static int check_identity(struct kv_index *ix, int *fresh, char *err, size_t errlen)
 {
@@ -413,7 +406,7 @@ static int init_store(struct kv_index *ix)
 	sqlite3_bind_int64(s, 2, S_IFDIR | 0755);
 	sqlite3_bind_int64(s, 3, getuid());
 	sqlite3_bind_int64(s, 4, getgid());
-	sqlite3_bind_int64(s, 5, now_ns());
+	sqlite3_bind_int64(s, 5, kv_now_ns());
 	rc = ix_run(ix, s);
 	if (!rc) {
 		s = ix_q(ix, Q_INIT_META);

@@ -9,8 +9,8 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "pool.h"
 
@@ -104,15 +104,14 @@ static int ckpt_abort(void *arg)
  * the operations that meet it fail with EIO meanwhile. */
 static void ckpt_check(struct kv_index *ix)
 {
-	struct timespec t0, t1;
+	uint64_t t0 = kv_mono_ns(), t1;
 	char msg[256];
 	int n;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	sqlite3_progress_handler(ix->ckpt_db, 10000, ckpt_abort, ix);
 	n = check_db(ix->ckpt_db, "quick_check", msg, sizeof(msg));
 	sqlite3_progress_handler(ix->ckpt_db, 0, NULL, NULL);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t1 = kv_mono_ns();
 	if (n > 0)
 		kv_err("index %s is damaged (%d problem%s; the first: %s): stop kvfs and run "
 		       "`kvfsctl fsck` and `kvfsctl rebuild` (docs/reliability.md)", ix->path, n,
@@ -121,7 +120,7 @@ static void ckpt_check(struct kv_index *ix)
 		kv_warn("index %s: quick_check could not run: %s", ix->path, msg);
 	else if (!n)
 		kv_info("index %s: quick_check ok in %.1f s", ix->path,
-			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+			(double)(t1 - t0) / 1e9);
 }
 
 static void *ckpt_main(void *arg)
