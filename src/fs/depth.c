@@ -139,10 +139,10 @@ int kv_fs_set_context_depth(struct kv_fs *fs, int depth, kv_fs_depth_fn report, 
 		if (rows[i].pin || rows[i].ttl >= 0)
 			report(arg, rows[i].ino, &rows[i], 1);
 	if (!rc)
-		rc = kv_index_ctx_scan(fs->ix, depth, kv_now());
+		rc = kv_index_ctx_scan(fs->ix, depth, kv_now_ns());
 	for (size_t i = 0; !rc && i < n; i++)
 		if (!rows[i].last_access)
-			rows[i].last_access = kv_now();
+			rows[i].last_access = kv_now_ns();
 	if (!rc && n)
 		rc = kv_index_ctx_save(fs->ix, rows, n);
 	if (!rc)

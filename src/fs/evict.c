@@ -49,7 +49,7 @@ static int evict_tree(void *arg, uint64_t ino)
 	int rc = kv_index_entry_of(fs->ix, ino, &parent, name);
 
 	if (!rc)
-		KV_DELETION(fs, rc, (kv_fs_loc_reset(&e.l), kv_index_drop_tree(fs->ix, ino, kv_now(),
+		KV_DELETION(fs, rc, (kv_fs_loc_reset(&e.l), kv_index_drop_tree(fs->ix, ino, kv_now_ns(),
 									      kv_fs_collect_loc, mark_gone, &e)));
 	if (!rc)
 		kv_fs_free_list(fs, &e.l);

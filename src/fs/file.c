@@ -538,7 +538,7 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 			rc = spill(fs, in, idx);
 	}
 	if (pos > (uint64_t)off) {
-		in->attr.mtime = in->attr.ctime = kv_now();
+		in->attr.mtime = in->attr.ctime = kv_now_ns();
 		in->meta_dirty = 1;
 	}
 	pthread_mutex_unlock(&in->lock);
@@ -587,7 +587,7 @@ ssize_t kv_file_write_chunk(struct kv_fs *fs, uint64_t ino, uint64_t idx, void *
 	e->fill = len;
 	if (cs + len > in->attr.size)
 		in->attr.size = cs + len;
-	in->attr.mtime = in->attr.ctime = kv_now();
+	in->attr.mtime = in->attr.ctime = kv_now_ns();
 	in->meta_dirty = 1;
 	if (len == fs->cfg.chunk)
 		rc = submit(fs, in, idx, 0);
@@ -635,7 +635,7 @@ int kv_file_truncate(struct kv_fs *fs, struct kv_inode *in, uint64_t size)
 			e->fill = tail;
 	}
 	in->attr.size = size;
-	in->attr.mtime = in->attr.ctime = kv_now();
+	in->attr.mtime = in->attr.ctime = kv_now_ns();
 	in->meta_dirty = 1;
 	in->truncs++;
 	return 0;

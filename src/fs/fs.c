@@ -18,14 +18,6 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-int64_t kv_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 char *kv_fs_path(struct kv_fs *fs, uint64_t ino, char *buf, size_t len)
 {
 	size_t at = len - 1;
@@ -110,7 +102,7 @@ static int expired(const struct kv_config *cfg, const struct kv_ctx_row *r)
 	int64_t ttl = r->ttl >= 0 ? r->ttl : cfg->ttl;
 
 	/* ttl <= KV_TTL_MAX keeps this within int64. */
-	return !r->pin && ttl > 0 && r->last_access + ttl * 1000000000 < kv_now();
+	return !r->pin && ttl > 0 && r->last_access + ttl * 1000000000 < kv_now_ns();
 }
 
 int kv_fs_lookup(struct kv_fs *fs, uint64_t parent, const char *name, struct kv_attr *out)
@@ -210,7 +202,7 @@ int kv_fs_setattr(struct kv_fs *fs, uint64_t ino, const struct kv_attr *a, unsig
 		next.atime = a->atime;
 	if (mask & KV_SET_MTIME)
 		next.mtime = a->mtime;
-	next.ctime = kv_now();
+	next.ctime = kv_now_ns();
 	mask = (mask & ~KV_SET_SIZE) | KV_SET_CTIME;
 	if (!rc)
 		rc = kv_index_setattr(fs->ix, &next, mask);
@@ -250,7 +242,7 @@ int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mo
 		if (S_ISDIR(mode))
 			out->mode |= S_ISGID;
 	}
-	out->atime = out->mtime = out->ctime = kv_now();
+	out->atime = out->mtime = out->ctime = kv_now_ns();
 	rc = kv_index_create(fs->ix, parent, name, strlen(name), out, target);
 	if (rc)
 		return rc;
@@ -261,9 +253,9 @@ int kv_fs_mknod(struct kv_fs *fs, uint64_t parent, const char *name, uint32_t mo
 	if (S_ISDIR(mode)) {
 		/* At once: the records of the files about to be made in it name
 		 * it, and a rebuild needs it to put them back in place. */
-		pthread_mutex_lock(&fs->meta_lock);
+		pthread_mutex_lock(&fs->irec_lock);
 		kv_fs_note_batch(fs, &out->ino, 1);
-		pthread_mutex_unlock(&fs->meta_lock);
+		pthread_mutex_unlock(&fs->irec_lock);
 	} else {
 		kv_fs_note(fs, out->ino);
 	}
@@ -288,7 +280,7 @@ int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir)
 	int rc = check_name(name);
 
 	if (!rc)
-		KV_DELETION(fs, rc, kv_index_remove(fs->ix, parent, name, strlen(name), dir, kv_now(),
+		KV_DELETION(fs, rc, kv_index_remove(fs->ix, parent, name, strlen(name), dir, kv_now_ns(),
 						    &ino, &nlink));
 	if (rc)
 		return rc;
@@ -346,7 +338,7 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 		rc = kv_fs_room(fs);
 	if (!rc)
 		rc = kv_index_rename(fs->ix, parent, name, strlen(name), newparent, newname,
-				     strlen(newname), flags, kv_now(), &victim, &nlink);
+				     strlen(newname), flags, kv_now_ns(), &victim, &nlink);
 	if (rc)
 		return rc;
 	kv_fs_refresh(fs, parent);

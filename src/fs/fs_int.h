@@ -39,6 +39,7 @@
 
 #include <pthread.h>
 
+#include "clock.h"
 #include "cmap.h"
 #include "lock.h"
 #include "fs.h"
@@ -137,12 +138,8 @@ struct kv_fs {
 	/* Serialises writing inode records and naming them in the index, so
 	 * that the newest record of an inode holds its newest state. Taken
 	 * inside kv_inode.lock (publish), outside the index and store.
-	 * meta_lock is its old name, which fs.c still uses: the union goes
-	 * once fs.c says irec_lock. */
-	union {
-		pthread_mutex_t irec_lock;
-		pthread_mutex_t meta_lock;
-	};
+	 */
+	pthread_mutex_t irec_lock;
 	uint64_t irec_bytes;   /* live bytes of inode records (atomic) */
 	/* Inodes whose records are due (kv_fs_note), written in batches by
 	 * the irec thread. */
@@ -165,7 +162,6 @@ struct kv_fs {
  * taking a reference; NULL with *err set if there is none. Callers must
  * hold a kernel reference or an open for ino. */
 struct kv_inode *kv_fs_inode(struct kv_fs *fs, uint64_t ino, int *err);
-int64_t kv_now(void);
 /* The context ino belongs to (0: none), from the mount's context_depth,
  * and its depth (root = 0) in *depth when not NULL. */
 uint64_t kv_fs_ctx_of(struct kv_fs *fs, struct kv_inode *in, int *depth);

@@ -225,7 +225,7 @@ void kv_fs_unlinked(struct kv_fs *fs, uint64_t ino, uint32_t nlink)
 	if (in) {
 		pthread_mutex_lock(&in->lock);
 		in->attr.nlink = nlink;
-		in->attr.ctime = kv_now();
+		in->attr.ctime = kv_now_ns();
 		pthread_mutex_unlock(&in->lock);
 		kv_fs_release(fs, in); /* deletes it if that was the last reference */
 	} else if (nlink == 0) {

@@ -261,7 +261,7 @@ static int settle_contexts(struct kv_fs *fs, char *err, size_t errlen)
 	}
 	if (rc && rc != -ENOENT)
 		return rc;
-	rc = kv_index_ctx_scan(fs->ix, fs->cfg.context_depth, kv_now());
+	rc = kv_index_ctx_scan(fs->ix, fs->cfg.context_depth, kv_now_ns());
 	return rc ? rc : kv_index_meta_set(fs->ix, "context_depth", fs->cfg.context_depth);
 }
 
