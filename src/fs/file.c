@@ -1,5 +1,6 @@
 /* The data path of regular files: chunk map, write buffers, compression
- * jobs and publishing. See fs_int.h for the structures and lock order. */
+ * jobs, truncates, publishing, open and close (reads: read.c). See
+ * fs_int.h for the structures and lock order. */
 #include "fs_int.h"
 
 #include <errno.h>
@@ -15,8 +16,6 @@
 
 /* Buffered chunks an open file may hold beyond those being compressed. */
 #define KV_FILE_BUFFERED 4
-/* How far ahead of a sequential reader records are prefetched. */
-#define KV_FILE_READAHEAD (8u << 20)
 
 struct kv_cjob {
 	struct kv_fs *fs;
@@ -26,13 +25,9 @@ struct kv_cjob {
 	uint32_t len;
 };
 
-static uint64_t chunk_of(const struct kv_fs *fs, uint64_t off) { return off / fs->cfg.chunk; }
-static uint64_t chunk_start(const struct kv_fs *fs, uint64_t idx) { return idx * fs->cfg.chunk; }
 
 static uint32_t inflight_max(const struct kv_fs *fs) { return 2 * (uint32_t)fs->cfg.workers; }
 
-/* Walk the entries of in's chunk map from index i on (see cmap.h). */
-#define each_entry(in, i, e) for (; ((e) = kv_cmap_next(&(in)->map, &(i))); (i)++)
 
 /* ---- the write-buffer budget (wbuf=) ----
  * Each open file may buffer a few chunks (KV_FILE_BUFFERED), but files are
@@ -336,7 +331,7 @@ static void compress_job(void *arg)
 static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int here)
 {
 	struct kv_centry *e = kv_cmap_get(&in->map, idx);
-	uint64_t start = chunk_start(fs, idx);
+	uint64_t start = kv_chunk_start(fs, idx);
 	struct kv_cjob *j;
 	uint32_t len;
 
@@ -388,7 +383,7 @@ static void wait_entry(struct kv_inode *in, uint64_t idx)
  * inode's lock, so loc is the chunk's record now. A caller that loaded
  * without the lock decides itself (kv_file_read_ex): a record freed
  * meanwhile, by an overwrite, truncate or eviction, is not damage. */
-static struct kv_tier_ent *load(struct kv_fs *fs, uint64_t ino, uint64_t idx,
+struct kv_tier_ent *kv_file_load(struct kv_fs *fs, uint64_t ino, uint64_t idx,
 				const struct kv_loc *loc, uint32_t raw, int vouch, int *err)
 {
 	struct kv_tier_ent *t;
@@ -417,7 +412,7 @@ static struct kv_tier_ent *fetch(struct kv_fs *fs, uint64_t ino, uint64_t idx,
 {
 	struct kv_tier_ent *t = kv_tier_get(fs->tier, loc);
 
-	return t ? t : load(fs, ino, idx, loc, raw, 1, err);
+	return t ? t : kv_file_load(fs, ino, idx, loc, raw, 1, err);
 }
 
 /* Give chunk idx a buffer holding its current content up to fill.
@@ -477,7 +472,7 @@ static int spill(struct kv_fs *fs, struct kv_inode *in, uint64_t except)
 	return rc;
 }
 
-static struct kv_inode *open_inode(struct kv_fs *fs, uint64_t ino, int *rc)
+struct kv_inode *kv_file_inode(struct kv_fs *fs, uint64_t ino, int *rc)
 {
 	struct kv_inode *in = kv_fs_inode(fs, ino, rc);
 
@@ -491,7 +486,7 @@ static struct kv_inode *open_inode(struct kv_fs *fs, uint64_t ino, int *rc)
 ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t size, off_t off)
 {
 	int rc = 0;
-	struct kv_inode *in = open_inode(fs, ino, &rc);
+	struct kv_inode *in = kv_file_inode(fs, ino, &rc);
 	const uint8_t *src = buf;
 	uint64_t pos = (uint64_t)off, end = pos + size;
 
@@ -501,8 +496,8 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 		return -EFBIG;
 	/* Room is made before the data is taken: a write past the cap evicts
 	 * other contexts now, or fails. Each chunk touched costs a record. */
-	rc = kv_policy_admit(fs->pol, size + KV_REC_HDR * (size ? chunk_of(fs, end - 1) -
-								    chunk_of(fs, pos) + 1 : 0));
+	rc = kv_policy_admit(fs->pol, size + KV_REC_HDR * (size ? kv_chunk_of(fs, end - 1) -
+								    kv_chunk_of(fs, pos) + 1 : 0));
 	if (rc)
 		return rc;
 	kv_stat_add(&fs->stats.written_bytes, size);
@@ -511,7 +506,7 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 	rc = in->error;
 	in->error = 0;
 	while (!rc && pos < end) {
-		uint64_t idx = chunk_of(fs, pos), cs = chunk_start(fs, idx);
+		uint64_t idx = kv_chunk_of(fs, pos), cs = kv_chunk_start(fs, idx);
 		uint32_t a = (uint32_t)(pos - cs);
 		uint32_t n = (uint32_t)(end - pos < fs->cfg.chunk - a ? end - pos : fs->cfg.chunk - a);
 		uint64_t live = in->attr.size > cs ? in->attr.size - cs : 0;
@@ -551,8 +546,8 @@ ssize_t kv_file_write_chunk(struct kv_fs *fs, uint64_t ino, uint64_t idx, void *
 			    uint32_t len)
 {
 	int rc = 0;
-	struct kv_inode *in = open_inode(fs, ino, &rc);
-	uint64_t cs = chunk_start(fs, idx);
+	struct kv_inode *in = kv_file_inode(fs, ino, &rc);
+	uint64_t cs = kv_chunk_start(fs, idx);
 	struct kv_centry *e;
 
 	if (in && (len > fs->cfg.chunk || cs + len > KV_FILE_MAX))
@@ -774,7 +769,7 @@ again:
 int kv_file_open(struct kv_fs *fs, uint64_t ino, int trunc)
 {
 	int rc = 0;
-	struct kv_inode *in = open_inode(fs, ino, &rc);
+	struct kv_inode *in = kv_file_inode(fs, ino, &rc);
 	uint64_t ctx;
 
 	if (!in)
@@ -813,7 +808,7 @@ int kv_file_open(struct kv_fs *fs, uint64_t ino, int trunc)
 static int publish_ino(struct kv_fs *fs, uint64_t ino, int durable)
 {
 	int rc = 0;
-	struct kv_inode *in = open_inode(fs, ino, &rc);
+	struct kv_inode *in = kv_file_inode(fs, ino, &rc);
 
 	if (!in)
 		return rc;
@@ -829,7 +824,7 @@ int kv_file_fsync(struct kv_fs *fs, uint64_t ino) { return publish_ino(fs, ino, 
 int kv_file_release(struct kv_fs *fs, uint64_t ino)
 {
 	int rc = 0;
-	struct kv_inode *in = open_inode(fs, ino, &rc);
+	struct kv_inode *in = kv_file_inode(fs, ino, &rc);
 	uint64_t ctx;
 	int gone;
 
@@ -849,199 +844,4 @@ int kv_file_release(struct kv_fs *fs, uint64_t ino)
 	if (gone)
 		kv_fs_forget(fs, ino, 0);
 	return rc;
-}
-
-/* Per-thread buffer for copies of buffered (not yet stored) data. */
-static pthread_key_t copy_key;
-static pthread_once_t copy_once = PTHREAD_ONCE_INIT;
-
-static void copy_key_init(void) { pthread_key_create(&copy_key, free); }
-
-static uint8_t *copy_buf(size_t need)
-{
-	struct cbuf { size_t cap; uint8_t data[]; } *b;
-
-	pthread_once(&copy_once, copy_key_init);
-	b = pthread_getspecific(copy_key);
-	if (!b || b->cap < need) {
-		free(b);
-		b = malloc(sizeof(*b) + need);
-		pthread_setspecific(copy_key, b);
-		if (!b)
-			return NULL;
-		b->cap = need;
-	}
-	return b->data;
-}
-
-static int add_iov(struct kv_readv *rv, const void *p, size_t n)
-{
-	if (rv->n == KV_READV_MAX)
-		return -EIO;
-	rv->iov[rv->n++] = (struct iovec){ (void *)p, n };
-	rv->bytes += n;
-	return 0;
-}
-
-/* Bytes [a, a+n) of a chunk whose first len bytes are data, the rest zero. */
-static int add_part(struct kv_fs *fs, struct kv_readv *rv, const uint8_t *data, uint32_t len,
-		    uint32_t a, uint32_t n)
-{
-	int rc = 0;
-
-	if (a < len) {
-		uint32_t k = len - a < n ? len - a : n;
-		rc = add_iov(rv, data + a, k);
-		a += k;
-		n -= k;
-	}
-	if (!rc && n)
-		rc = add_iov(rv, fs->zeros, n);
-	return rc;
-}
-
-/* A sequential reader missed the tier at chunk idx: have the kernel read
- * the next records from the segments meanwhile. Locked (kv_inode.lock). */
-static void prefetch(struct kv_fs *fs, struct kv_inode *in, uint64_t idx)
-{
-	uint64_t last = idx + KV_FILE_READAHEAD / fs->cfg.chunk;
-	uint64_t j = in->ra_done > idx ? in->ra_done + 1 : idx + 1;
-	struct kv_centry *e;
-
-	KV_ASSERT_HELD(&in->lock);
-
-	if (idx != in->ra_next && idx != 0)
-		return;
-	for (; j <= last && (e = kv_cmap_next(&in->map, &j)) && j <= last; j++)
-		if (e->stored && !e->buf)
-			kv_store_prefetch(fs->st, &e->loc);
-	in->ra_done = last;
-}
-
-int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv)
-{
-	return kv_file_read_ex(fs, ino, off, size, rv, 0);
-}
-
-int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv,
-		    unsigned flags)
-{
-	int rc = 0;
-	struct kv_inode *in = open_inode(fs, ino, &rc);
-	uint64_t pos = (uint64_t)off, end;
-	uint8_t *copy = NULL;
-	size_t copied = 0;
-	uint64_t ctx;
-
-	int own = flags & KV_READ_OWN_COPY, tier_only = flags & KV_READ_TIER_ONLY;
-
-	memset(rv, 0, sizeof(*rv));
-	if (!in)
-		return rc;
-	pthread_mutex_lock(&in->lock);
-	end = pos + size < in->attr.size ? pos + size : in->attr.size;
-	while (!rc && pos < end) {
-		uint64_t idx = chunk_of(fs, pos);
-		uint32_t a = (uint32_t)(pos - chunk_start(fs, idx));
-		uint32_t n = (uint32_t)(end - pos < fs->cfg.chunk - a ? end - pos : fs->cfg.chunk - a);
-		struct kv_centry *e = kv_cmap_get(&in->map, idx);
-
-		if (e && e->buf) {
-			/* Buffered bytes can change once the lock is dropped. */
-			if (!copy && !(copy = own ? (rv->copy = malloc(size)) : copy_buf(size))) {
-				rc = -ENOMEM;
-				break;
-			}
-			if (a < e->fill)
-				memcpy(copy + copied, e->buf + a, e->fill - a < n ? e->fill - a : n);
-			if (a + n > e->fill)
-				memset(copy + copied + (a < e->fill ? e->fill - a : 0), 0,
-				       a + n - (a > e->fill ? a : e->fill));
-			rc = add_iov(rv, copy + copied, n);
-			copied += n;
-		} else if (e && e->stored) {
-			struct kv_loc loc = e->loc;
-			uint32_t raw = e->raw;
-			struct kv_tier_ent *t = kv_tier_lookup(fs->tier, &loc, !tier_only);
-			if (!t && tier_only) {
-				rc = -EAGAIN;
-				break;
-			}
-			if (!t) {
-				if (!(flags & KV_READ_NO_PREFETCH))
-					prefetch(fs, in, idx);
-				pthread_mutex_unlock(&in->lock);
-				t = load(fs, ino, idx, &loc, raw, 0, &rc);
-				pthread_mutex_lock(&in->lock);
-				e = kv_cmap_get(&in->map, idx);
-				if (in->gone) {
-					/* Evicted meanwhile: its records may be freed. */
-					kv_tier_release(fs->tier, t);
-					rc = -ENOENT;
-					break;
-				}
-				if (!e || e->buf || !e->stored || e->loc.seg != loc.seg ||
-				    e->loc.off != loc.off) {
-					/* Rewritten meanwhile: read this chunk again. */
-					kv_tier_release(fs->tier, t);
-					rc = 0;
-					end = (uint64_t)off + size < in->attr.size ? (uint64_t)off + size
-										  : in->attr.size;
-					continue;
-				}
-				if (rc == -EIO)
-					kv_fs_quarantine(fs, ino, idx, &loc);
-				if (!t)
-					break;
-			}
-			rv->refs[rv->nrefs++] = t;
-			in->ra_next = idx + 1;
-			rc = add_part(fs, rv, kv_tier_data(t), raw, a, n);
-		} else {
-			rc = add_iov(rv, fs->zeros, n);
-		}
-		pos += n;
-	}
-	pthread_mutex_unlock(&in->lock);
-	if (rc) {
-		kv_file_read_done(fs, rv);
-		return rc;
-	}
-	kv_stat_add(&fs->stats.read_bytes, rv->bytes);
-	ctx = __atomic_load_n(&in->open_ctx, __ATOMIC_RELAXED);
-	if (ctx)
-		kv_policy_read(fs->pol, ctx);
-	return (int)rv->bytes;
-}
-
-int kv_file_chunk_rec(struct kv_fs *fs, uint64_t ino, uint64_t idx, struct kv_loc *loc,
-		      uint32_t *raw, uint8_t *codec)
-{
-	int rc = 0;
-	struct kv_inode *in = open_inode(fs, ino, &rc);
-	struct kv_centry *e;
-
-	if (!in)
-		return rc;
-	pthread_mutex_lock(&in->lock);
-	e = kv_cmap_get(&in->map, idx);
-	if (!e || e->buf || e->inflight || !e->stored || kv_fs_quarantined(fs, &e->loc)) {
-		rc = -EAGAIN;
-	} else {
-		*loc = e->loc;
-		*raw = e->raw;
-		*codec = e->codec;
-	}
-	pthread_mutex_unlock(&in->lock);
-	return rc;
-}
-
-void kv_file_read_done(struct kv_fs *fs, struct kv_readv *rv)
-{
-	for (int i = 0; i < rv->nrefs; i++)
-		kv_tier_release(fs->tier, rv->refs[i]);
-	rv->nrefs = 0;
-	rv->n = 0;
-	free(rv->copy);
-	rv->copy = NULL;
 }

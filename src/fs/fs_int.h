@@ -251,6 +251,20 @@ void kv_fs_policy_hooks(struct kv_fs *fs, struct kv_policy_hooks *h);
 /* Bytes of chunk records: what the cap and the stats count. */
 uint64_t kv_fs_stored_bytes(void *fs);
 
+/* The chunk holding byte off, and the first byte of chunk idx. */
+static inline uint64_t kv_chunk_of(const struct kv_fs *fs, uint64_t off) { return off / fs->cfg.chunk; }
+static inline uint64_t kv_chunk_start(const struct kv_fs *fs, uint64_t idx) { return idx * fs->cfg.chunk; }
+/* Walk the entries of in's chunk map from index i on (see cmap.h). */
+#define each_entry(in, i, e) for (; ((e) = kv_cmap_next(&(in)->map, &(i))); (i)++)
+
+/* file.c, for read.c: the in-memory inode of a regular file (EISDIR,
+ * EINVAL for others); reading and decoding chunk idx's record at loc into
+ * a new tier entry (vouch: the caller holds kv_inode.lock, so a record
+ * that fails its checks is damage and quarantined). */
+struct kv_inode *kv_file_inode(struct kv_fs *fs, uint64_t ino, int *rc);
+struct kv_tier_ent *kv_file_load(struct kv_fs *fs, uint64_t ino, uint64_t idx,
+				 const struct kv_loc *loc, uint32_t raw, int vouch, int *err);
+
 /* file.c: attach/detach the data path state of a regular file.
  * Locked (kv_inode.lock). */
 int kv_file_attach(struct kv_fs *fs, struct kv_inode *in);
