@@ -1,13 +1,32 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds kvfs twice (optimised, and with
-# AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test in both,
-# runs the unit tests under ThreadSanitizer, then builds the libFuzzer
-# targets with clang and runs each for a while.
+# Usage: bash scripts/test.sh [--quick | --help]      (as root; HACKING.md)
+# Installs what is missing, then tests kvfs:
+#   (no option)  the whole suite: builds kvfs optimised and with AddressSanitizer
+#                + UndefinedBehaviorSanitizer and runs every test in both, runs
+#                the unit tests under ThreadSanitizer, then builds the libFuzzer
+#                targets with clang and runs each for a while
+#   --quick      the optimised build, its unit tests and a few fast tests on a
+#                mount, in a few minutes
+#   --help       this text
 set -euo pipefail
+usage() { sed -n '2,10s/^# \{0,1\}//p' "$0"; }
+quick=0
+case "${1:-}" in
+"") ;;
+--quick) quick=1 ;;
+-h | --help) usage; exit 0 ;;
+*) usage >&2; exit 2 ;;
+esac
+[ $# -le 1 ] || { usage >&2; exit 2; }
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=$(nproc)
-for cfg in release asan; do
+# The quick tier's tests on a mount: the POSIX basics, renames, the
+# operator tools, a remount, the options table and the manual page.
+quick_tests='^(unit_.*|test_basic|test_rename|test_tools|test_persist|test_docs|test_man)$'
+cfgs=(release asan)
+((quick)) && cfgs=(release)
+for cfg in "${cfgs[@]}"; do
 	dir=build-ci-$cfg
 	opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVFS_WERROR=ON)
 	[ "$cfg" = asan ] && opts=(-DCMAKE_BUILD_TYPE=Debug -DKVFS_SANITIZE=ON -DKVFS_WERROR=ON)
@@ -18,10 +37,13 @@ for cfg in release asan; do
 	cmake -S . -B "$dir" "${opts[@]}" >/dev/null
 	cmake --build "$dir" -j "$jobs"
 	echo "== $cfg tests"
+	pick=()
+	((quick)) && pick=(-R "$quick_tests")
 	(cd "$dir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j 1)
+		ctest --output-on-failure -j 1 "${pick[@]}")
 done
+((quick)) && exit 0
 # The unit tests once more under ThreadSanitizer. gcc 12's fails at start
 # ("unexpected memory mapping") where the kernel randomises mmap with more
 # than 28 bits; without randomisation (setarch -R, where allowed) it runs.
