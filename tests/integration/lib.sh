@@ -6,6 +6,7 @@
 #   KVFS     path to the kvfs daemon       (default: <repo>/build/kvfs)
 #   KVFSCTL  path to kvfsctl               (default: <repo>/build/kvfsctl)
 #   KV_DATA  directory with real KV tensors (default: <repo>/tests/data/kv)
+#   GPU_FAKE, GPUIO  the fake GPU backend and the ioctl client (kv_need_gpu_fake)
 #
 # Every test gets a private temp dir $T (under ${TMPDIR:-/tmp}).  Daemons are
 # started in the foreground (-f) in the background of this shell, their stderr
@@ -326,6 +327,41 @@ kv_small_fs() {
     mount -t tmpfs -o "size=$2" tmpfs "$1"
     KV_EXTRA_MOUNTS+=("$1")
 }
+
+# kv_need_kv_data: SRC is one context of real KV tensors (KV_DATA/gpl3);
+# the test fails when they are missing.
+kv_need_kv_data() {
+    SRC=$KV_DATA/gpl3
+    [ -f "$SRC/layer0.k.f16" ] || fail "KV_DATA=$KV_DATA has no gpl3/layer0.k.f16"
+}
+
+# kv_need_gpu_fake: GPU_FAKE, the fake GPU backend (an absolute path), and
+# GPUIO, the raw ioctl client (ctest sets both; defaults: build/).
+kv_need_gpu_fake() {
+    GPU_FAKE=${GPU_FAKE:-$KV_REPO/build/tests/libkvfs-gpu-fake.so}
+    GPUIO=${GPUIO:-$KV_REPO/build/kvfs-test-gpuio}
+    [ -x "$GPUIO" ] || fail "GPUIO=$GPUIO is not an executable (build kvfs-test-gpuio)"
+    [ -f "$GPU_FAKE" ] || fail "GPU_FAKE=$GPU_FAKE does not exist (build kvfs-gpu-fake)"
+    GPU_FAKE=$(readlink -f "$GPU_FAKE")
+}
+
+# kv_need_other_user: the test is skipped (77) unless it runs as root and
+# setpriv is there; then as_nobody CMD... runs CMD as user nobody.
+kv_need_other_user() {
+    command -v setpriv >/dev/null || { echo "SKIP: setpriv (util-linux) not installed"; exit 77; }
+    [ "$(id -u)" = 0 ] || { echo "SKIP: needs root to mount and to switch users"; exit 77; }
+}
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
+
+# kv_need_py: PY, the python3 interpreter itself (not a pyenv shim); py
+# ARGS... runs it without site packages (the helpers need only the standard
+# library, and each call is much faster); PROM, the strict checker of the
+# stats file (tests/prom_check.py).
+kv_need_py() {
+    PY=$(python3 -c 'import sys; print(sys.executable)')
+    PROM=$KV_REPO/tests/prom_check.py
+}
+py() { "$PY" -S -B "$@"; }
 
 kv_require() {
     [ -x "$KVFS" ] || fail "KVFS=$KVFS is not an executable (build first)"

@@ -9,16 +9,11 @@
 # that are reported together at the end of a test.
 
 # shellcheck disable=SC2034  # MiB, REC, MAX, SAMPLES etc. are read by the tests
-PROM=$KV_REPO/tests/prom_check.py
+kv_need_py
 export PROM_DIR=$KV_REPO/tests
 MiB=1048576
 HDR=64                      # record header per chunk
 REC=$((MiB + HDR))          # stored size of one 1 MiB chunk with codec=none
-
-# The interpreter itself (not a pyenv shim), without site packages: the
-# helpers need only the standard library, and each call is much faster.
-PY=$(python3 -c 'import sys; print(sys.executable)')
-py() { "$PY" -S -B "$@"; }
 
 # ------------------------------------------------------------ stats file ----
 # snap MNT: copy MNT/.kvfs/stats to a file, check it strictly, print the path.

@@ -10,8 +10,7 @@ STORE=$T/store          # does not exist yet: kvfs must create it
 MNT=$T/mnt
 SHADOW=$T/shadow
 mkdir -p "$SHADOW"
-SRC=$KV_DATA/gpl3
-[ -f "$SRC/layer0.k.f16" ] || fail "KV_DATA=$KV_DATA has no gpl3/layer0.k.f16"
+kv_need_kv_data
 
 kv_mount "$STORE" "$MNT"
 check '[ -d "$STORE" ]' "STORE directory was not created"

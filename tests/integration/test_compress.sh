@@ -7,8 +7,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-SRC=$KV_DATA/gpl3
-[ -f "$SRC/layer0.v.f16" ] || fail "KV_DATA=$KV_DATA has no gpl3/layer0.v.f16"
+kv_need_kv_data
 
 # Test inputs on local disk.
 { yes 'the quick brown fox jumps over the lazy dog; kv cache line of text' || true; } |

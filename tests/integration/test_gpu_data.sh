@@ -24,17 +24,10 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-GPU_FAKE=${GPU_FAKE:-$KV_REPO/build/tests/libkvfs-gpu-fake.so}
-GPUIO=${GPUIO:-$KV_REPO/build/kvfs-test-gpuio}
-[ -x "$GPUIO" ] || fail "GPUIO=$GPUIO is not an executable (build kvfs-test-gpuio)"
-[ -f "$GPU_FAKE" ] || fail "GPU_FAKE=$GPU_FAKE does not exist (build kvfs-gpu-fake)"
-GPU_FAKE=$(readlink -f "$GPU_FAKE")
+kv_need_gpu_fake
 command -v setfattr >/dev/null || fail "setfattr is not installed"
-PROM=$KV_REPO/tests/prom_check.py
-PY=$(python3 -c 'import sys; print(sys.executable)')
-py() { "$PY" -S -B "$@"; }
-SRC=$KV_DATA/gpl3
-[ -f "$SRC/layer0.k.f16" ] || fail "KV_DATA=$KV_DATA has no gpl3/layer0.k.f16"
+kv_need_py
+kv_need_kv_data
 KiB=1024 MiB=1048576
 
 # The fake IPC handle is the path of the "allocation", at most 64 bytes.

@@ -14,16 +14,9 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-GPU_FAKE=${GPU_FAKE:-$KV_REPO/build/tests/libkvfs-gpu-fake.so}
-GPUIO=${GPUIO:-$KV_REPO/build/kvfs-test-gpuio}
-[ -x "$GPUIO" ] || fail "GPUIO=$GPUIO is not an executable (build kvfs-test-gpuio)"
-[ -f "$GPU_FAKE" ] || fail "GPU_FAKE=$GPU_FAKE does not exist (build kvfs-gpu-fake)"
-GPU_FAKE=$(readlink -f "$GPU_FAKE")
-PROM=$KV_REPO/tests/prom_check.py
-PY=$(python3 -c 'import sys; print(sys.executable)')
-py() { "$PY" -S -B "$@"; }
-SRC=$KV_DATA/gpl3
-[ -f "$SRC/layer0.k.f16" ] || fail "KV_DATA=$KV_DATA has no gpl3/layer0.k.f16"
+kv_need_gpu_fake
+kv_need_py
+kv_need_kv_data
 
 # "Device allocations" are files; the fake IPC handle holds the path and is
 # 64 bytes: keep the paths short.

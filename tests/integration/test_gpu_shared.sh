@@ -10,14 +10,8 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-command -v setpriv >/dev/null || { echo "SKIP: setpriv (util-linux) not installed"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root to mount and to switch users"; exit 77; }
-GPU_FAKE=${GPU_FAKE:-$KV_REPO/build/tests/libkvfs-gpu-fake.so}
-GPUIO=${GPUIO:-$KV_REPO/build/kvfs-test-gpuio}
-[ -x "$GPUIO" ] || fail "GPUIO=$GPUIO is not an executable (build kvfs-test-gpuio)"
-[ -f "$GPU_FAKE" ] || fail "GPU_FAKE=$GPU_FAKE does not exist (build kvfs-gpu-fake)"
-GPU_FAKE=$(readlink -f "$GPU_FAKE")
-as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
+kv_need_other_user
+kv_need_gpu_fake
 
 chmod 755 "$T"   # let the other user reach the mountpoint
 MNT=$T/mnt

@@ -7,8 +7,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-SRC=$KV_DATA/gpl3
-[ -f "$SRC/layer0.k.f16" ] || fail "KV_DATA=$KV_DATA has no gpl3/layer0.k.f16"
+kv_need_kv_data
 STORE=$T/store
 MNT=$T/mnt
 mkdir "$STORE"                 # an existing *empty* directory is a fine STORE

@@ -9,8 +9,7 @@ set -euo pipefail
 
 STORE=$T/store
 MNT=$T/mnt
-SRC=$KV_DATA/gpl3
-[ -f "$SRC/layer0.k.f16" ] || fail "KV_DATA=$KV_DATA has no gpl3/layer0.k.f16"
+kv_need_kv_data
 
 # exact rename(2), no mv(1) heuristics (mv moves *into* an existing dir)
 pyrename() { python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' "$1" "$2"; }

@@ -6,13 +6,10 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-command -v setpriv >/dev/null || { echo "SKIP: setpriv (util-linux) not installed"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root to mount and to switch users"; exit 77; }
+kv_need_other_user
 chmod 755 "$T"   # let the other user reach the mountpoint
 MNT=$T/mnt
 STORE=$T/store
-# as_nobody CMD...: run CMD as nobody:nogroup, no supplementary groups.
-as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
 
 # 1. Default: nobody but the mounting user gets in (the kernel refuses).
 kv_mount "$STORE" "$MNT"
