@@ -57,7 +57,7 @@ mkdir -p "$WORKDIR" "$RESULTS" || die "cannot create $WORKDIR or $RESULTS"
 WORKDIR=$(cd "$WORKDIR" && pwd -P)
 x_snapshot_kvfs
 CODEC_BENCH="$(dirname "$KVFS")/kvfs-bench-codec"
-RESULTS=$(cd "$RESULTS" && pwd -P)
+bench_results_dir
 LOGDIR="$WORKDIR/logs"
 mkdir -p "$LOGDIR"
 x_describe "lz4 $(lz4 --version 2>&1 | sed -n 's/.* v\([0-9.]*\),.*/\1/p'), zstd $(zstd --version | sed -n 's/.* v\([0-9.]*\),.*/\1/p')"

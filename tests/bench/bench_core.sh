@@ -34,9 +34,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[[ "$SIZE_MIB" =~ ^[1-9][0-9]*$ ]] || die "--size must be a positive integer (MiB)"
-[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
-[[ "$OP_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer"
+posint "$SIZE_MIB" || die "--size must be a positive integer (MiB)"
+posint "$RUNS" || die "--runs must be a positive integer"
+posint "$OP_TIMEOUT" || die "--timeout must be a positive integer"
 bench_check_env gcc pkg-config fusermount3 mountpoint dd cmp timeout awk
 [ -f "$EXAMPLES/passthrough.c" ] || die "$EXAMPLES/passthrough.c not found (apt-get install libfuse3-dev)"
 

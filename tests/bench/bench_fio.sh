@@ -57,11 +57,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[[ "$SIZE_MIB" =~ ^[1-9][0-9]*$ ]] && [ $((SIZE_MIB % 2)) -eq 0 ] ||
+posint "$SIZE_MIB" && [ $((SIZE_MIB % 2)) -eq 0 ] ||
     die "--size must be a positive even integer (MiB): 2 jobs write half each"
-[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
-[[ "$RAND_S" =~ ^[1-9][0-9]*$ ]] || die "--rand-runtime must be a positive integer (seconds)"
-[[ "$OP_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer"
+posint "$RUNS" || die "--runs must be a positive integer"
+posint "$RAND_S" || die "--rand-runtime must be a positive integer (seconds)"
+posint "$OP_TIMEOUT" || die "--timeout must be a positive integer"
 case "$DATA" in kv|random) ;; *) die "--data must be kv or random" ;; esac
 case "$RAND_STATE" in warm|cold) ;; *) die "--rand-state must be warm or cold" ;; esac
 bench_check_env gcc pkg-config fusermount3 mountpoint findmnt dd cmp timeout awk fio python3
@@ -73,8 +73,7 @@ MNT="$WORKDIR/mnt"
 BUILD="$WORKDIR/build"
 LOGDIR="$WORKDIR/logs"
 RESULTS=${RESULTS:-$WORKDIR/results}
-mkdir -p "$RESULTS" || die "cannot create $RESULTS"
-RESULTS=$(cd "$RESULTS" && pwd -P)
+bench_results_dir
 TSV="$RESULTS/fio.tsv"
 REPORT="$RESULTS/fio.md"
 RAW="$WORKDIR/fio-raw.tsv"          # rows as measured, sorted into TSV at the end

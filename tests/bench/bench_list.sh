@@ -38,8 +38,7 @@ done
 [[ "$ENTRIES" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--entries: a comma-separated list of sizes"
 
 bench_check_env fusermount3 mountpoint timeout sqlite3 ls du awk
-bench_abs_kvfs
-[ -x "$KVFS" ] || die "kvfs binary not found: $KVFS (build it, or use --kvfs)"
+bench_need_kvfs
 bench_check_workdir
 MNT="$WORKDIR/mnt"
 STORE="$WORKDIR/store"

@@ -76,12 +76,10 @@ want() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 NCTX=$((FILES / LAYERS))
 
 bench_check_env gcc pkg-config fusermount3 mountpoint timeout awk find ls du sha256sum
-bench_abs_kvfs
-[ -x "$KVFS" ] && [ -f "$KVFS" ] || die "kvfs binary not found or not executable: $KVFS (build it, or use --kvfs)"
+bench_need_kvfs
 bench_check_workdir
 x_snapshot_kvfs
-mkdir -p "$RESULTS" || die "cannot create $RESULTS"
-RESULTS=$(cd "$RESULTS" && pwd -P)
+bench_results_dir
 
 MNT="$WORKDIR/mnt"
 BUILD="$WORKDIR/build"
@@ -90,8 +88,7 @@ POOL="$WORKDIR/kv-pool-16M.bin"
 GUARD_FLAG="$WORKDIR/guard.killed"
 OPS="$BUILD/bench_meta_ops"
 x_describe
-[ -n "$RSS_LIMIT_MIB" ] || RSS_LIMIT_MIB=$((MEM_KB / 2048))
-RSS_LIMIT_KB=$((RSS_LIMIT_MIB * 1024))
+bench_rss_limit
 
 DPID=""
 DAEMON_WAIT_S=60

@@ -48,7 +48,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-posint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 posint "$SIZE_MIB" || die "--size must be a positive integer (MiB)"
 posint "$RUNS" || die "--runs must be a positive integer"
 posint "$CONTEXTS" || die "--contexts must be a positive integer"
@@ -62,16 +61,11 @@ posint "$OP_TIMEOUT" || die "--timeout must be a positive integer"
 bench_check_env gcc fusermount3 mountpoint dd cmp timeout awk sqlite3 sha256sum du find
 want() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 
-bench_abs_kvfs
-if [ ! -x "$KVFS" ] || [ ! -f "$KVFS" ]; then
-    die "kvfs binary not found or not executable: $KVFS (build it, or use --kvfs)"
-fi
+bench_need_kvfs
 KVFSCTL="$(dirname "$KVFS")/kvfsctl"
 bench_check_workdir
 
-MEM_KB=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
-[ -n "$RSS_LIMIT_MIB" ] || RSS_LIMIT_MIB=$((MEM_KB / 2048))
-RSS_LIMIT_KB=$((RSS_LIMIT_MIB * 1024))
+bench_rss_limit
 
 MNT="$WORKDIR/mnt"
 BUILD="$WORKDIR/build"

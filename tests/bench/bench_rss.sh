@@ -59,12 +59,10 @@ IFS=';' read -r -a CFGS <<< "$CONFIGS"
 [ ${#CFGS[@]} -gt 0 ] || die "--configs: a ;-separated list of 'default' or -o option strings"
 
 bench_check_env fusermount3 mountpoint dd cmp timeout awk
-bench_abs_kvfs
-[ -x "$KVFS" ] && [ -f "$KVFS" ] || die "kvfs binary not found or not executable: $KVFS (build it, or use --kvfs)"
+bench_need_kvfs
 bench_check_workdir
 x_snapshot_kvfs
-mkdir -p "$RESULTS" || die "cannot create $RESULTS"
-RESULTS=$(cd "$RESULTS" && pwd -P)
+bench_results_dir
 
 MNT="$WORKDIR/mnt"
 LOGDIR="$WORKDIR/logs"
@@ -74,8 +72,7 @@ GUARD_FLAG="$WORKDIR/guard.killed"
 PHASE_FILE="$WORKDIR/phase"
 SIZE_BYTES=$((SIZE_MIB * 1048576))
 x_describe
-[ -n "$RSS_LIMIT_MIB" ] || RSS_LIMIT_MIB=$((MEM_KB / 2048))
-RSS_LIMIT_KB=$((RSS_LIMIT_MIB * 1024))
+bench_rss_limit
 NCPU=$(nproc)
 
 DPID=""

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2034  # REPO_ROOT, DAEMON_RC, MACHINE, DF_LINE are read by the benchmarks
+# shellcheck disable=SC2034  # REPO_ROOT, DAEMON_RC, MACHINE, DF_LINE, RSS_LIMIT_KB are read by the benchmarks
 # Helpers shared by the benchmarks (bench_core.sh, bench_policy.sh, bench_fio.sh)
 # and run_all.sh.  Source it at the top of a benchmark (after
 # `set -u -o pipefail`):
@@ -38,9 +38,32 @@ bench_check_env() {
     done
 }
 
+# posint VALUE: true when VALUE is a positive integer (for option checks).
+posint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+
 # bench_abs_kvfs: make KVFS an absolute path.
 bench_abs_kvfs() {
     case "$KVFS" in /*) ;; *) KVFS="$PWD/$KVFS" ;; esac
+}
+
+# bench_need_kvfs: make KVFS an absolute path to an executable file.
+bench_need_kvfs() {
+    bench_abs_kvfs
+    [ -x "$KVFS" ] && [ -f "$KVFS" ] || die "kvfs binary not found or not executable: $KVFS (build it, or use --kvfs)"
+}
+
+# bench_results_dir: create RESULTS and make it absolute.
+bench_results_dir() {
+    mkdir -p "$RESULTS" || die "cannot create $RESULTS"
+    RESULTS=$(cd "$RESULTS" && pwd -P)
+}
+
+# bench_rss_limit: RSS_LIMIT_MIB (default: half of MemTotal, read into
+# MEM_KB unless set) and RSS_LIMIT_KB, for rss_guard_start.
+bench_rss_limit() {
+    : "${MEM_KB:=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)}"
+    [ -n "$RSS_LIMIT_MIB" ] || RSS_LIMIT_MIB=$((MEM_KB / 2048))
+    RSS_LIMIT_KB=$((RSS_LIMIT_MIB * 1024))
 }
 
 # bench_check_workdir: create WORKDIR, make it absolute, refuse a file system

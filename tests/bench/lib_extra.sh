@@ -9,9 +9,6 @@
 # (tab-separated, a header line, one row per measured run) and
 # RESULTS/<name>.md, a markdown fragment.
 
-# ------------------------------------------------------------- options ----
-posint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-
 # x_kv_files: set KV_FILES (array) to the real KV tensors of the given
 # suffix (f16 or bf16): shared/data/kv/stories260k when present, else the
 # repository's tests/data/kv.  KV_ROOT is the directory they came from.
