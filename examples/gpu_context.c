@@ -163,7 +163,8 @@ static void load_and_check(const char *ctx, int layers)
 		for (int kv = 0; kv < 2; kv++) {
 			fill(want, l, kv);
 			if (memcmp(host + load_offset(l, kv), want, TENSOR_BYTES) != 0) {
-				fprintf(stderr, "gpu_context: layer %d %s differs after the round trip\n",
+				fprintf(stderr,
+					"gpu_context: layer %d %s differs after the round trip\n",
 					l, kv ? "V" : "K");
 				exit(1);
 			}
@@ -196,13 +197,15 @@ int main(int argc, char **argv)
 		die(mount, kvfs_last_error());
 	close(fd);
 	if (q.backend == KVFS_GPU_NONE) {
-		printf("gpu_context: the kvfs daemon has no GPU backend (%s): skipped\n", q.backend_name);
+		printf("gpu_context: the kvfs daemon has no GPU backend (%s): skipped\n",
+		       q.backend_name);
 		return 77;
 	}
 
 	path_fmt(nsdir, sizeof(nsdir), "%s/%s", mount, ns);
 	path_fmt(ctx, sizeof(ctx), "%s/%016" PRIx64, nsdir, prefix_hash(layers));
-	path_fmt(tmp, sizeof(tmp), "%s/.tmp-%016" PRIx64 "-%d", nsdir, prefix_hash(layers), (int)getpid());
+	path_fmt(tmp, sizeof(tmp), "%s/.tmp-%016" PRIx64 "-%d", nsdir, prefix_hash(layers),
+		 (int)getpid());
 	if (mkdir(nsdir, 0755) < 0 && errno != EEXIST)
 		die(nsdir, strerror(errno));
 	if (stat(ctx, &st) == 0) {

@@ -39,7 +39,7 @@ extern "C" {
 enum kvfs_lib_detail {
 	KVFS_E_LIB_RUNTIME = 100, /* ENODEV: the GPU runtime library could not be loaded */
 	KVFS_E_LIB_POINTER = 101, /* EINVAL: not device memory the runtime knows */
-	KVFS_E_LIB_EXPORT = 102,  /* EINVAL: the allocation has no IPC handle (not cudaMalloc memory) */
+	KVFS_E_LIB_EXPORT = 102, /* EINVAL: the allocation has no IPC handle (not cudaMalloc memory) */
 };
 
 /* One range of a vector request: len bytes at dev_ptr <-> the file at

@@ -7,7 +7,7 @@
 #include "grow.h"
 
 struct kv_cmap_leaf {
-	uint64_t base;                     /* index of e[0], a multiple of KV_CMAP_LEAF */
+	uint64_t base; /* index of e[0], a multiple of KV_CMAP_LEAF */
 	struct kv_centry e[KV_CMAP_LEAF];
 };
 

@@ -16,15 +16,15 @@
 
 /* One chunk of an open file. All zero: no data (a hole). */
 struct kv_centry {
-	struct kv_loc loc;     /* valid when stored */
-	uint32_t raw;          /* raw bytes of the stored record */
+	struct kv_loc loc; /* valid when stored */
+	uint32_t raw;      /* raw bytes of the stored record */
 	uint8_t codec;
-	uint8_t stored;        /* loc names a record */
-	uint8_t published;     /* loc is what the index holds */
-	uint8_t changed;       /* loc must be written at the next publish */
-	uint8_t inflight;      /* a worker is compressing buf */
-	uint8_t *buf;          /* buffered bytes, newer than loc; NULL if none */
-	uint32_t fill;         /* bytes of buf that are defined; the rest is zero */
+	uint8_t stored;    /* loc names a record */
+	uint8_t published; /* loc is what the index holds */
+	uint8_t changed;   /* loc must be written at the next publish */
+	uint8_t inflight;  /* a worker is compressing buf */
+	uint8_t *buf;      /* buffered bytes, newer than loc; NULL if none */
+	uint32_t fill;     /* bytes of buf that are defined; the rest is zero */
 };
 
 #define KV_CMAP_SHIFT 5

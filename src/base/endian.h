@@ -4,7 +4,11 @@
 
 #include <stdint.h>
 
-static inline void kv_put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void kv_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
 static inline void kv_put32(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)

@@ -26,7 +26,8 @@ struct kv_inomap {
 };
 
 /* The object of type type whose member member is node. */
-#define kv_inomap_entry(node, type, member) ((type *)(void *)((char *)(node) - offsetof(type, member)))
+#define kv_inomap_entry(node, type, member) \
+	((type *)(void *)((char *)(node)-offsetof(type, member)))
 
 /* An empty map of nbucket buckets (a power of two): 0, or -ENOMEM. */
 int kv_inomap_init(struct kv_inomap *m, size_t nbucket);

@@ -30,10 +30,26 @@ int kv_opt_parse_size(const char *s, size_t *out)
 	if (errno || end == s)
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		end++;
+		break;
 	}
 	if (*end == 'i' && shift)
 		end++;
@@ -204,7 +220,8 @@ static int set_min_free(struct kv_config *cfg, const char *v, char *err, size_t 
 	cfg->min_free_pct = 0;
 	return 0;
 bad:
-	snprintf(err, errlen, "min_free=%s: expected a size such as 10G or a percentage such as 5%%", v);
+	snprintf(err, errlen,
+		 "min_free=%s: expected a size such as 10G or a percentage such as 5%%", v);
 	return -EINVAL;
 }
 
@@ -240,8 +257,10 @@ static int set_gpu(struct kv_config *cfg, const char *v, char *err, size_t errle
 
 	if (strcmp(v, "auto") && strcmp(v, "cuda") && strcmp(v, "hip") && strcmp(v, "off") &&
 	    (v[0] != '/' || n < 4 || strcmp(v + n - 3, ".so") || n >= sizeof(cfg->gpu))) {
-		snprintf(err, errlen, "gpu=%s: expected auto, cuda, hip, off or the absolute path "
-			 "of a plugin .so", v);
+		snprintf(err, errlen,
+			 "gpu=%s: expected auto, cuda, hip, off or the absolute path "
+			 "of a plugin .so",
+			 v);
 		return -EINVAL;
 	}
 	memcpy(cfg->gpu, v, n + 1);
@@ -305,42 +324,50 @@ SHOW(gpu_pin, "%zu", c->gpu_pin)
 
 static const struct kv_opt kv_opts[] = {
 	{ "codec", "none|lz4|zstd[:LEVEL]", "lz4",
-	  "compression of each chunk; zstd levels 1..19 (zstd alone means zstd:1)", set_codec, show_codec },
+	  "compression of each chunk; zstd levels 1..19 (zstd alone means zstd:1)", set_codec,
+	  show_codec },
 	{ "shuffle", "auto|off|2|4", "auto",
-	  "byte-shuffle filter before compression (element size in bytes); auto tries 2 on one chunk in 16 of each file", set_shuffle, show_shuffle },
+	  "byte-shuffle filter before compression (element size in bytes); auto tries 2 on one chunk in 16 of each file",
+	  set_shuffle, show_shuffle },
 	{ "chunk", "SIZE", "1M",
 	  "files are cut into chunks of this size (power of two, 64K..16M), each compressed alone; "
-	  "fixed when the store is created", set_chunk, show_chunk },
+	  "fixed when the store is created",
+	  set_chunk, show_chunk },
 	{ "ram", "SIZE", "128M",
 	  "DRAM tier: budget for decompressed chunks kept in memory; at most half of physical "
-	  "memory (a larger value is lowered at mount, with a warning)", set_ram, show_ram },
+	  "memory (a larger value is lowered at mount, with a warning)",
+	  set_ram, show_ram },
 	{ "wbuf", "SIZE", "256M",
 	  "write buffers of all open files together: data written but not yet compressed; "
 	  "above it writers compress the oldest buffered chunks first; at most a quarter of "
-	  "physical memory (lowered at mount, with a warning)", set_wbuf, show_wbuf },
-	{ "workers", "N|auto", "auto",
-	  "compression worker threads (auto: one per online CPU)", set_workers, show_workers },
-	{ "segment", "SIZE", "1G",
-	  "size at which the chunk store starts a new segment file", set_segment, show_segment },
+	  "physical memory (lowered at mount, with a warning)",
+	  set_wbuf, show_wbuf },
+	{ "workers", "N|auto", "auto", "compression worker threads (auto: one per online CPU)",
+	  set_workers, show_workers },
+	{ "segment", "SIZE", "1G", "size at which the chunk store starts a new segment file",
+	  set_segment, show_segment },
 	{ "capacity", "SIZE", "0",
 	  "hard cap on stored (compressed) bytes; least recently used contexts are evicted to "
-	  "stay under it (0: no cap)", set_capacity, show_capacity },
-	{ "high", "PCT", "95",
-	  "background eviction starts above this percentage of capacity", set_high, show_high },
-	{ "low", "PCT", "90",
-	  "... and evicts down to this percentage", set_low, show_low },
+	  "stay under it (0: no cap)",
+	  set_capacity, show_capacity },
+	{ "high", "PCT", "95", "background eviction starts above this percentage of capacity",
+	  set_high, show_high },
+	{ "low", "PCT", "90", "... and evicts down to this percentage", set_low, show_low },
 	{ "min_free", "SIZE|PCT%", "0",
 	  "free space kept on the backing filesystem, evicting as for capacity (0: none)",
 	  set_min_free, show_min_free },
 	{ "ttl", "SECONDS", "0",
 	  "contexts not accessed for this long are evicted (0: never); user.kvfs.ttl overrides "
-	  "it per context", set_ttl, show_ttl },
+	  "it per context",
+	  set_ttl, show_ttl },
 	{ "context_depth", "N", "2",
 	  "directory depth of a context, the unit of LRU, TTL, pinning and eviction "
-	  "(2: <namespace>/<context>/; 0: every file)", set_depth, show_depth },
+	  "(2: <namespace>/<context>/; 0: every file)",
+	  set_depth, show_depth },
 	{ "gpu", "auto|cuda|hip|off|PATH", "auto",
 	  "GPU backend plugin for the ioctl fast path, started at the first GPU request "
-	  "(auto: the first of cuda, hip that finds a device; off: none)", set_gpu, show_gpu },
+	  "(auto: the first of cuda, hip that finds a device; off: none)",
+	  set_gpu, show_gpu },
 	{ "gpu_pin", "SIZE", "4G",
 	  "page-locked windows of segment files from which GPU loads of chunks stored raw copy "
 	  "straight out of the page cache (pages held there cannot be reclaimed; 0: off)",
@@ -366,8 +393,7 @@ int kv_opt_known(const char *name)
 	return 0;
 }
 
-int kv_opt_set(struct kv_config *cfg, const char *name, const char *value,
-	       char *err, size_t errlen)
+int kv_opt_set(struct kv_config *cfg, const char *name, const char *value, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < KV_NOPTS; i++) {
 		if (strcmp(kv_opts[i].name, name))
@@ -401,7 +427,9 @@ static const char kv_description[] =
 	"Mounts the KV-cache store in directory STORE (created when absent) on\n"
 	"MOUNTPOINT. Contexts are directories <namespace>/<context>/ of per-layer files.";
 
-static const struct { const char *flags, *help; } kv_general[] = {
+static const struct {
+	const char *flags, *help;
+} kv_general[] = {
 	{ "-h, --help", "print this help and exit" },
 	{ "-V, --version", "print the version and exit" },
 	{ "-f", "stay in the foreground" },
@@ -432,8 +460,7 @@ void kv_opt_print_help(FILE *out)
 	for (size_t i = 0; i < KV_NOPTS; i++) {
 		char lhs[64];
 		snprintf(lhs, sizeof(lhs), "%s=%s", kv_opts[i].name, kv_opts[i].values);
-		fprintf(out, "    -o %-28s %s (default %s)\n", lhs, kv_opts[i].help,
-			kv_opts[i].def);
+		fprintf(out, "    -o %-28s %s (default %s)\n", lhs, kv_opts[i].help, kv_opts[i].def);
 	}
 }
 
@@ -456,10 +483,12 @@ static void troff(FILE *out, const char *s, int minus)
 
 void kv_opt_print_man(FILE *out)
 {
-	fprintf(out, ".TH KVFS 1 \"\" \"kvfs %s\" \"kvfs\"\n"
+	fprintf(out,
+		".TH KVFS 1 \"\" \"kvfs %s\" \"kvfs\"\n"
 		".SH NAME\nkvfs \\- a filesystem for LLM KV caches\n"
 		".SH SYNOPSIS\n.B kvfs\n[\\fIoptions\\fR] \\fISTORE MOUNTPOINT\\fR\n"
-		".SH DESCRIPTION\n", KVFS_VERSION);
+		".SH DESCRIPTION\n",
+		KVFS_VERSION);
 	troff(out, kv_description, 0);
 	fprintf(out, "\n.SH OPTIONS\n");
 	for (size_t i = 0; i < KV_NGENERAL; i++) {
@@ -469,7 +498,8 @@ void kv_opt_print_man(FILE *out)
 		troff(out, kv_general[i].help, 0);
 		fprintf(out, "\n");
 	}
-	fprintf(out, ".SH MOUNT OPTIONS\n"
+	fprintf(out,
+		".SH MOUNT OPTIONS\n"
 		"Given as \\fB\\-o\\fR \\fIname\\fR=\\fIvalue\\fR[,\\fIname\\fR=\\fIvalue\\fR...]. "
 		"Sizes take K, M, G or T suffixes (powers of 1024). Mount options libfuse knows "
 		"(allow_other, ro, ...) are passed through; unknown or malformed options stop kvfs "
@@ -483,7 +513,8 @@ void kv_opt_print_man(FILE *out)
 		troff(out, kv_opts[i].help, 0);
 		fprintf(out, " (default %s)\n", kv_opts[i].def);
 	}
-	fprintf(out, ".SH EXIT STATUS\n"
+	fprintf(out,
+		".SH EXIT STATUS\n"
 		"0 once the mount is unmounted, or when SIGTERM, SIGINT or SIGHUP stopped kvfs "
 		"(it unmounts and closes the store cleanly first); 1 when the options are wrong, "
 		"the store cannot be opened or the mount fails.\n"
@@ -530,8 +561,10 @@ static void fit(const char *name, size_t *v, uint64_t share, uint64_t mem, const
 	size_str(was, sizeof(was), *v);
 	size_str(now, sizeof(now), share);
 	size_str(all, sizeof(all), mem & ~(uint64_t)((1 << 20) - 1));
-	snprintf(msg + used, len - used, "%s%s=%s is more than %s of the %s of memory: lowered "
-		 "to %s", used ? "; " : "", name, was, part, all, now);
+	snprintf(msg + used, len - used,
+		 "%s%s=%s is more than %s of the %s of memory: lowered "
+		 "to %s",
+		 used ? "; " : "", name, was, part, all, now);
 	*v = (size_t)share;
 }
 

@@ -17,24 +17,24 @@ enum kv_codec_id { KV_CODEC_NONE = 0, KV_CODEC_LZ4 = 1, KV_CODEC_ZSTD = 2 };
 
 struct kv_config {
 	enum kv_codec_id codec;
-	int level;        /* zstd level; ignored for other codecs */
-	int shuffle;      /* KV_SHUFFLE_AUTO, 0 (off), 2 or 4: element size */
-	size_t chunk;     /* chunk size in bytes, power of two */
-	size_t ram;       /* DRAM tier budget in bytes */
-	size_t wbuf;      /* write buffers of all open files together, bytes */
-	int workers;      /* compression worker threads */
-	size_t segment;   /* segment file size before rolling over */
-	size_t capacity;  /* cap on stored bytes, 0 = none */
-	int high, low;    /* eviction watermarks, percent of capacity */
-	size_t min_free;  /* free-space floor of the backing filesystem, bytes */
-	int min_free_pct; /* ... or percent of its size (when min_free is 0) */
-	int64_t ttl;      /* default context time to live, seconds, 0 = none */
-	int context_depth;/* directory depth of a context; 0 = every file */
-	char gpu[256];    /* GPU backend: auto, cuda, hip, off or a plugin path */
-	size_t gpu_pin;   /* bytes of segment windows page-locked for GPU loads */
-	unsigned given;   /* options set by the user, one bit per table row */
-	int mount;        /* not an option: opened by the daemon (recovers after a crash) */
-	int allow_other;  /* not an option: libfuse's allow_other, other users reach the mount */
+	int level;         /* zstd level; ignored for other codecs */
+	int shuffle;       /* KV_SHUFFLE_AUTO, 0 (off), 2 or 4: element size */
+	size_t chunk;      /* chunk size in bytes, power of two */
+	size_t ram;        /* DRAM tier budget in bytes */
+	size_t wbuf;       /* write buffers of all open files together, bytes */
+	int workers;       /* compression worker threads */
+	size_t segment;    /* segment file size before rolling over */
+	size_t capacity;   /* cap on stored bytes, 0 = none */
+	int high, low;     /* eviction watermarks, percent of capacity */
+	size_t min_free;   /* free-space floor of the backing filesystem, bytes */
+	int min_free_pct;  /* ... or percent of its size (when min_free is 0) */
+	int64_t ttl;       /* default context time to live, seconds, 0 = none */
+	int context_depth; /* directory depth of a context; 0 = every file */
+	char gpu[256];     /* GPU backend: auto, cuda, hip, off or a plugin path */
+	size_t gpu_pin;    /* bytes of segment windows page-locked for GPU loads */
+	unsigned given;    /* options set by the user, one bit per table row */
+	int mount;         /* not an option: opened by the daemon (recovers after a crash) */
+	int allow_other;   /* not an option: libfuse's allow_other, other users reach the mount */
 };
 
 /* Fill cfg with the defaults from the table. */
@@ -42,8 +42,7 @@ void kv_opt_defaults(struct kv_config *cfg);
 
 /* Apply "name=value". Returns 0, -ENOENT for an unknown name, -EINVAL for a
  * bad value (with a message in err). */
-int kv_opt_set(struct kv_config *cfg, const char *name, const char *value,
-	       char *err, size_t errlen);
+int kv_opt_set(struct kv_config *cfg, const char *name, const char *value, char *err, size_t errlen);
 
 /* Is name one of ours? */
 int kv_opt_known(const char *name);

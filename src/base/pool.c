@@ -130,12 +130,17 @@ int kv_pool_submit(struct kv_pool *p, kv_job_fn fn, void *arg)
 struct kv_bufs {
 	pthread_mutex_t lock;
 	size_t size, used, nfree, cap;
-	void **free;          /* a stack: the most recently freed on top */
-	size_t warm;          /* free buffers kept with their memory */
-	size_t ntrim;         /* free[0..ntrim) have given their memory back */
-	uint8_t *slab;        /* current slab, carved from the front */
+	void **free;   /* a stack: the most recently freed on top */
+	size_t warm;   /* free buffers kept with their memory */
+	size_t ntrim;  /* free[0..ntrim) have given their memory back */
+	uint8_t *slab; /* current slab, carved from the front */
 	size_t slab_left;
-	struct slab { void *map; size_t len; void *data; size_t dlen; } *slabs;
+	struct slab {
+		void *map;
+		size_t len;
+		void *data;
+		size_t dlen;
+	} * slabs;
 	size_t nslabs, slabs_cap;
 	kv_bufs_slab_fn on_slab; /* told of every slab (GPU page-locking) */
 	void *on_slab_arg;

@@ -10,7 +10,10 @@
 
 enum { CTL_STATS = 1, CTL_CONFIG, CTL_EVICT, CTL_NFILES = 3 };
 
-static const struct { const char *name; uint32_t mode; } kv_ctl_files[CTL_NFILES + 1] = {
+static const struct {
+	const char *name;
+	uint32_t mode;
+} kv_ctl_files[CTL_NFILES + 1] = {
 	[CTL_STATS] = { "stats", S_IFREG | 0444 },
 	[CTL_CONFIG] = { "config", S_IFREG | 0444 },
 	[CTL_EVICT] = { "evict", S_IFREG | 0200 },
@@ -25,10 +28,7 @@ int kv_ctl_is_entry(uint64_t parent, const char *name)
 
 /* ---- the one dispatch point (ctl.h) ---- */
 
-const struct kv_ops *kv_ops_of(uint64_t ino)
-{
-	return kv_ctl_is(ino) ? &kv_ctl_ops : &kv_fs_ops;
-}
+const struct kv_ops *kv_ops_of(uint64_t ino) { return kv_ctl_is(ino) ? &kv_ctl_ops : &kv_fs_ops; }
 
 const struct kv_ops *kv_ops_of_entry(uint64_t parent, const char *name)
 {
@@ -102,8 +102,7 @@ static int ctl_readlink(struct kv_fs *fs, uint64_t ino, char *buf, size_t len)
 	return -EINVAL; /* none is a symlink */
 }
 
-static int ctl_readdir(struct kv_fs *fs, uint64_t ino, uint64_t off, kv_index_dir_cb cb,
-		       void *arg)
+static int ctl_readdir(struct kv_fs *fs, uint64_t ino, uint64_t off, kv_index_dir_cb cb, void *arg)
 {
 	(void)ino;
 	for (uint64_t i = off + 1; i <= CTL_NFILES; i++) {
@@ -294,8 +293,8 @@ static int ctl_read(struct kv_fs *fs, uint64_t ino, uint64_t fh, off_t off, size
 }
 
 /* A write to evict: the target size. */
-static ssize_t ctl_write(struct kv_fs *fs, uint64_t ino, uint64_t fh, const void *buf,
-			 size_t size, off_t off)
+static ssize_t ctl_write(struct kv_fs *fs, uint64_t ino, uint64_t fh, const void *buf, size_t size,
+			 off_t off)
 {
 	char v[64];
 	size_t target;
@@ -335,8 +334,7 @@ static int ctl_release(struct kv_fs *fs, uint64_t ino, uint64_t fh)
 	return 0;
 }
 
-static int ctl_gpu(struct kv_fs *fs, uint64_t ino, uint64_t fh, int dir, int req,
-		   unsigned *rights)
+static int ctl_gpu(struct kv_fs *fs, uint64_t ino, uint64_t fh, int dir, int req, unsigned *rights)
 {
 	(void)fs;
 	(void)ino;

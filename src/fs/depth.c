@@ -18,18 +18,18 @@
 /* A context at the old depth, with its row. */
 struct old_ctx {
 	struct kv_ctx_row row;
-	int carried;           /* some context at the new depth took its state */
+	int carried; /* some context at the new depth took its state */
 };
 
 /* A context at the new depth, and the state it takes over. */
 struct new_ctx {
 	struct kv_ctx_row row;
-	int from;              /* old contexts merged into it */
+	int from; /* old contexts merged into it */
 };
 
 struct redepth {
 	struct kv_fs *fs;
-	int from, to;          /* the old and the new depth */
+	int from, to; /* the old and the new depth */
 	struct old_ctx *old;
 	struct new_ctx *new;
 	size_t nold, nnew, capold, capnew;
@@ -51,7 +51,10 @@ static void merge_ctx(struct kv_ctx_row *to, const struct kv_ctx_row *o)
 {
 	to->pin |= o->pin;
 	if (o->ttl >= 0)
-		to->ttl = to->ttl < 0 ? o->ttl : (!to->ttl || !o->ttl) ? 0 : to->ttl > o->ttl ? to->ttl : o->ttl;
+		to->ttl = to->ttl < 0             ? o->ttl
+			  : (!to->ttl || !o->ttl) ? 0
+			  : to->ttl > o->ttl      ? to->ttl
+						  : o->ttl;
 	if (o->last_access > to->last_access)
 		to->last_access = o->last_access;
 	to->hits += o->hits;

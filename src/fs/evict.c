@@ -49,8 +49,10 @@ static int evict_tree(void *arg, uint64_t ino)
 	int rc = kv_index_entry_of(fs->ix, ino, &parent, name);
 
 	if (!rc)
-		KV_DELETION(fs, rc, (kv_fs_loc_reset(&e.l), kv_index_drop_tree(fs->ix, ino, kv_now_ns(),
-									      kv_fs_collect_loc, mark_gone, &e)));
+		KV_DELETION(fs, rc,
+			    (kv_fs_loc_reset(&e.l),
+			     kv_index_drop_tree(fs->ix, ino, kv_now_ns(), kv_fs_collect_loc,
+						mark_gone, &e)));
 	if (!rc)
 		kv_fs_free_list(fs, &e.l);
 	free(e.l.v);
@@ -100,7 +102,8 @@ static uint64_t ctx_bytes(void *arg, uint64_t ino)
 uint64_t kv_fs_stored_bytes(void *arg)
 {
 	struct kv_fs *fs = arg;
-	uint64_t live = kv_store_live(fs->st), irec = __atomic_load_n(&fs->irec_bytes, __ATOMIC_RELAXED);
+	uint64_t live = kv_store_live(fs->st),
+		 irec = __atomic_load_n(&fs->irec_bytes, __ATOMIC_RELAXED);
 
 	return live > irec ? live - irec : 0;
 }
@@ -129,6 +132,7 @@ int kv_fs_evict_to(struct kv_fs *fs, uint64_t target)
 
 void kv_fs_policy_hooks(struct kv_fs *fs, struct kv_policy_hooks *h)
 {
-	*h = (struct kv_policy_hooks){ fs, evict_tree, kv_fs_stored_bytes, backing_space,
-				       evictor_pass, ctx_bytes, 1 };
+	*h = (struct kv_policy_hooks){
+		fs, evict_tree, kv_fs_stored_bytes, backing_space, evictor_pass, ctx_bytes, 1
+	};
 }

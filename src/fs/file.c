@@ -25,9 +25,7 @@ struct kv_cjob {
 	uint32_t len;
 };
 
-
 static uint32_t inflight_max(const struct kv_fs *fs) { return 2 * (uint32_t)fs->cfg.workers; }
-
 
 /* ---- the write-buffer budget (wbuf=) ----
  * Each open file may buffer a few chunks (KV_FILE_BUFFERED), but files are
@@ -316,7 +314,8 @@ static void compress_job(void *arg)
 		in->fails++;
 		in->fail_rc = rc;
 		if (rc != -ENOSPC)
-			kv_err("inode %" PRIu64 " chunk %" PRIu64 ": %s", in->ino, j->idx, strerror(-rc));
+			kv_err("inode %" PRIu64 " chunk %" PRIu64 ": %s", in->ino, j->idx,
+			       strerror(-rc));
 	}
 	e->inflight = 0;
 	in->inflight--;
@@ -345,7 +344,7 @@ static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int here)
 		return 0;
 	}
 	len = (uint32_t)(in->attr.size - start < fs->cfg.chunk ? in->attr.size - start
-							      : fs->cfg.chunk);
+							       : fs->cfg.chunk);
 	if (e->fill < len)
 		memset(e->buf + e->fill, 0, len - e->fill);
 	e->fill = len;
@@ -384,7 +383,7 @@ static void wait_entry(struct kv_inode *in, uint64_t idx)
  * without the lock decides itself (kv_file_read_ex): a record freed
  * meanwhile, by an overwrite, truncate or eviction, is not damage. */
 struct kv_tier_ent *kv_file_load(struct kv_fs *fs, uint64_t ino, uint64_t idx,
-				const struct kv_loc *loc, uint32_t raw, int vouch, int *err)
+				 const struct kv_loc *loc, uint32_t raw, int vouch, int *err)
 {
 	struct kv_tier_ent *t;
 	void *buf = kv_buf_get(fs->bufs);
@@ -497,7 +496,8 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 	/* Room is made before the data is taken: a write past the cap evicts
 	 * other contexts now, or fails. Each chunk touched costs a record. */
 	rc = kv_policy_admit(fs->pol, size + KV_REC_HDR * (size ? kv_chunk_of(fs, end - 1) -
-								    kv_chunk_of(fs, pos) + 1 : 0));
+									   kv_chunk_of(fs, pos) + 1
+								: 0));
 	if (rc)
 		return rc;
 	kv_stat_add(&fs->stats.written_bytes, size);
@@ -508,7 +508,8 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 	while (!rc && pos < end) {
 		uint64_t idx = kv_chunk_of(fs, pos), cs = kv_chunk_start(fs, idx);
 		uint32_t a = (uint32_t)(pos - cs);
-		uint32_t n = (uint32_t)(end - pos < fs->cfg.chunk - a ? end - pos : fs->cfg.chunk - a);
+		uint32_t n = (uint32_t)(end - pos < fs->cfg.chunk - a ? end - pos
+								      : fs->cfg.chunk - a);
 		uint64_t live = in->attr.size > cs ? in->attr.size - cs : 0;
 		struct kv_centry *e;
 
@@ -542,8 +543,7 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
 	return rc;
 }
 
-ssize_t kv_file_write_chunk(struct kv_fs *fs, uint64_t ino, uint64_t idx, void *buf,
-			    uint32_t len)
+ssize_t kv_file_write_chunk(struct kv_fs *fs, uint64_t ino, uint64_t idx, void *buf, uint32_t len)
 {
 	int rc = 0;
 	struct kv_inode *in = kv_file_inode(fs, ino, &rc);
@@ -665,7 +665,8 @@ static int inode_record(struct kv_fs *fs, struct kv_inode *in, const struct kv_a
 	m.nchunks = 0;
 	for (; !rc && (e = kv_cmap_next(&in->map, &i)); i++) {
 		if (e->stored)
-			rc = kv_meta_add_chunk(&m, &(struct kv_chunk){ i, e->loc, e->raw, e->codec });
+			rc = kv_meta_add_chunk(&m,
+					       &(struct kv_chunk){ i, e->loc, e->raw, e->codec });
 	}
 	if (!rc)
 		rc = kv_fs_write_irec(fs, &m, loc);

@@ -51,10 +51,7 @@ char *kv_fs_path(struct kv_fs *fs, uint64_t ino, char *buf, size_t len)
 
 /* ---- namespace ---- */
 
-static int check_name(const char *name)
-{
-	return strlen(name) > KV_NAME_MAX ? -ENAMETOOLONG : 0;
-}
+static int check_name(const char *name) { return strlen(name) > KV_NAME_MAX ? -ENAMETOOLONG : 0; }
 
 /* The nodes a mount makes: no devices, and symlink targets that readlink
  * can give back. */
@@ -65,10 +62,8 @@ static int check_node(uint32_t mode, const char *target)
 	case S_IFDIR:
 	case S_IFLNK:
 	case S_IFIFO:
-	case S_IFSOCK:
-		break;
-	default:
-		return -EPERM;
+	case S_IFSOCK: break;
+	default: return -EPERM;
 	}
 	return target && strlen(target) > KV_LINK_MAX ? -ENAMETOOLONG : 0;
 }
@@ -280,8 +275,9 @@ int kv_fs_remove(struct kv_fs *fs, uint64_t parent, const char *name, int dir)
 	int rc = check_name(name);
 
 	if (!rc)
-		KV_DELETION(fs, rc, kv_index_remove(fs->ix, parent, name, strlen(name), dir, kv_now_ns(),
-						    &ino, &nlink));
+		KV_DELETION(fs, rc,
+			    kv_index_remove(fs->ix, parent, name, strlen(name), dir, kv_now_ns(),
+					    &ino, &nlink));
 	if (rc)
 		return rc;
 	kv_fs_refresh(fs, parent);
@@ -350,8 +346,7 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 	}
 	if (newparent != parent)
 		kv_fs_refresh(fs, newparent);
-	if ((flags & RENAME_EXCHANGE) &&
-	    !kv_index_lookup(fs->ix, parent, name, strlen(name), &a)) {
+	if ((flags & RENAME_EXCHANGE) && !kv_index_lookup(fs->ix, parent, name, strlen(name), &a)) {
 		kv_fs_refresh(fs, a.ino);
 		kv_fs_note(fs, a.ino);
 	}
@@ -367,10 +362,7 @@ int kv_fs_rename(struct kv_fs *fs, uint64_t parent, const char *name, uint64_t n
 /* A regular file's handle: the FH_FILE bit and open(2)'s access mode. */
 #define FH_FILE 0x100u
 
-uint64_t kv_fs_handle(int flags)
-{
-	return FH_FILE | (uint64_t)(flags & O_ACCMODE);
-}
+uint64_t kv_fs_handle(int flags) { return FH_FILE | (uint64_t)(flags & O_ACCMODE); }
 
 unsigned kv_fs_handle_rights(uint64_t fh)
 {
@@ -424,9 +416,9 @@ static int ns_lookup(struct kv_fs *fs, uint64_t parent, const char *name, struct
 	 * remembered as absent: every name is made through this mount. A
 	 * context's name is not: it counts as a miss each time, and an
 	 * expired context still holds its name until evicted. */
-	*neg = rc != -ENOENT ? KV_NEG_NONE
+	*neg = rc != -ENOENT                     ? KV_NEG_NONE
 	       : kv_fs_below_context(fs, parent) ? KV_NEG_KEEP
-						  : KV_NEG_ASK;
+						 : KV_NEG_ASK;
 	return rc;
 }
 
@@ -479,8 +471,8 @@ static int ns_read(struct kv_fs *fs, uint64_t ino, uint64_t fh, off_t off, size_
 	return kv_file_read(fs, ino, off, size, rv);
 }
 
-static ssize_t ns_write(struct kv_fs *fs, uint64_t ino, uint64_t fh, const void *buf,
-			size_t size, off_t off)
+static ssize_t ns_write(struct kv_fs *fs, uint64_t ino, uint64_t fh, const void *buf, size_t size,
+			off_t off)
 {
 	(void)fh;
 	return kv_file_write(fs, ino, buf, size, off);
@@ -498,8 +490,7 @@ static int ns_release(struct kv_fs *fs, uint64_t ino, uint64_t fh)
 	return kv_file_release(fs, ino);
 }
 
-static int ns_gpu(struct kv_fs *fs, uint64_t ino, uint64_t fh, int dir, int req,
-		  unsigned *rights)
+static int ns_gpu(struct kv_fs *fs, uint64_t ino, uint64_t fh, int dir, int req, unsigned *rights)
 {
 	(void)fs;
 	(void)ino;

@@ -36,8 +36,8 @@ struct kv_cred {
  * written with (kvfsctl rebuild recreates it), a chunk or context_depth
  * option other than the store's. A failed open of a directory that held
  * no store leaves nothing behind. */
-int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out,
-	       char *err, size_t errlen);
+int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out, char *err,
+	       size_t errlen);
 /* kv_fs_close for a store that was opened but never served (the mount
  * failed): a store this open created is removed again. */
 void kv_fs_abandon(struct kv_fs *fs);
@@ -122,8 +122,8 @@ int kv_fs_readdir(struct kv_fs *fs, uint64_t ino, uint64_t off, kv_index_dir_cb 
 int kv_fs_parent(struct kv_fs *fs, uint64_t ino, uint64_t *parent);
 int kv_fs_statfs(struct kv_fs *fs, struct statvfs *out);
 
-int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void *value,
-		   size_t size, int flags);
+int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void *value, size_t size,
+		   int flags);
 int kv_fs_getxattr(struct kv_fs *fs, uint64_t ino, const char *name, void *buf, size_t size);
 int kv_fs_listxattr(struct kv_fs *fs, uint64_t ino, char *buf, size_t size);
 int kv_fs_removexattr(struct kv_fs *fs, uint64_t ino, const char *name);
@@ -152,8 +152,7 @@ ssize_t kv_file_write(struct kv_fs *fs, uint64_t ino, const void *buf, size_t si
  * buffer of the mount's (the GPU fast path copies into one straight from
  * the device): len is the chunk size, or what reaches the end of the file
  * or past it. The file takes buf, also on failure. len or -errno. */
-ssize_t kv_file_write_chunk(struct kv_fs *fs, uint64_t ino, uint64_t idx, void *buf,
-			    uint32_t len);
+ssize_t kv_file_write_chunk(struct kv_fs *fs, uint64_t ino, uint64_t idx, void *buf, uint32_t len);
 
 /* A read's reply as a vector over tier entries, a copy of buffered data,
  * and zeros for holes. Release it after replying. The copy lives in a
@@ -165,7 +164,7 @@ struct kv_readv {
 	struct kv_tier_ent *refs[KV_READV_MAX];
 	int nrefs;
 	size_t bytes;
-	uint8_t *copy;         /* KV_READ_OWN_COPY: the copy, if any */
+	uint8_t *copy; /* KV_READ_OWN_COPY: the copy, if any */
 };
 int kv_file_read(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, struct kv_readv *rv);
 /* kv_file_read with flags: KV_READ_OWN_COPY: rv owns the copy of buffered
@@ -244,8 +243,7 @@ struct kv_ops {
 	int (*setattr)(struct kv_fs *fs, uint64_t ino, const struct kv_attr *in, unsigned mask,
 		       struct kv_attr *out);
 	int (*readlink)(struct kv_fs *fs, uint64_t ino, char *buf, size_t len);
-	int (*readdir)(struct kv_fs *fs, uint64_t ino, uint64_t off, kv_index_dir_cb cb,
-		       void *arg);
+	int (*readdir)(struct kv_fs *fs, uint64_t ino, uint64_t off, kv_index_dir_cb cb, void *arg);
 	int (*parent)(struct kv_fs *fs, uint64_t ino, uint64_t *parent);
 	int (*setxattr)(struct kv_fs *fs, uint64_t ino, const char *name, const void *value,
 			size_t size, int flags);
@@ -260,13 +258,12 @@ struct kv_ops {
 	int (*open)(struct kv_fs *fs, uint64_t ino, int flags, uint64_t *fh, unsigned *cache);
 	int (*read)(struct kv_fs *fs, uint64_t ino, uint64_t fh, off_t off, size_t size,
 		    struct kv_readv *rv);
-	ssize_t (*write)(struct kv_fs *fs, uint64_t ino, uint64_t fh, const void *buf,
-			 size_t size, off_t off);
+	ssize_t (*write)(struct kv_fs *fs, uint64_t ino, uint64_t fh, const void *buf, size_t size,
+			 off_t off);
 	int (*flush)(struct kv_fs *fs, uint64_t ino, uint64_t fh);
 	int (*fsync)(struct kv_fs *fs, uint64_t ino, uint64_t fh);
 	int (*release)(struct kv_fs *fs, uint64_t ino, uint64_t fh);
-	int (*gpu)(struct kv_fs *fs, uint64_t ino, uint64_t fh, int dir, int req,
-		   unsigned *rights);
+	int (*gpu)(struct kv_fs *fs, uint64_t ino, uint64_t fh, int dir, int req, unsigned *rights);
 };
 
 /* The namespace's operations: kv_fs_* and kv_file_* above, for every

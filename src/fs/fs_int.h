@@ -54,34 +54,34 @@
 struct kv_inode {
 	uint64_t ino;
 	struct kv_inomap_node hnode; /* in fs->inodes, under fs->itab */
-	uint64_t nlookup;      /* under fs->itab */
-	uint32_t nopen;        /* under fs->itab */
-	int gone;              /* evicted: every operation gets ENOENT */
-	uint64_t ctx;          /* context inode (0: none), valid while ctx_gen is current */
+	uint64_t nlookup;            /* under fs->itab */
+	uint32_t nopen;              /* under fs->itab */
+	int gone;                    /* evicted: every operation gets ENOENT */
+	uint64_t ctx;                /* context inode (0: none), valid while ctx_gen is current */
 	uint64_t ctx_gen;
-	int depth;             /* directory depth, valid with ctx */
-	uint64_t open_ctx;     /* context charged with this inode's opens (under itab) */
+	int depth;         /* directory depth, valid with ctx */
+	uint64_t open_ctx; /* context charged with this inode's opens (under itab) */
 
 	pthread_mutex_t lock;
-	pthread_cond_t idle;   /* signalled when a job finishes */
+	pthread_cond_t idle; /* signalled when a job finishes */
 	struct kv_attr attr;
 
 	/* Data path state, under lock; present while users > 0. */
-	uint32_t users;        /* opens plus transient attaches (truncate) */
+	uint32_t users; /* opens plus transient attaches (truncate) */
 	struct kv_cmap map;
-	uint32_t nbuf;         /* chunks with a buffer */
+	uint32_t nbuf; /* chunks with a buffer */
 	uint32_t inflight;
-	uint64_t keep;         /* chunks >= keep are gone since the last publish */
-	uint64_t truncs;       /* truncates so far: a publish that waited sees one */
-	int meta_dirty;        /* size/mtime/stored changed since publish */
-	uint64_t ra_next;      /* chunk a sequential reader reads next */
-	uint64_t ra_done;      /* chunks up to here were prefetched */
-	int error;             /* background write error not yet reported */
-	uint32_t fails;        /* chunk stores that failed, ever: a publish that
+	uint64_t keep;          /* chunks >= keep are gone since the last publish */
+	uint64_t truncs;        /* truncates so far: a publish that waited sees one */
+	int meta_dirty;         /* size/mtime/stored changed since publish */
+	uint64_t ra_next;       /* chunk a sequential reader reads next */
+	uint64_t ra_done;       /* chunks up to here were prefetched */
+	int error;              /* background write error not yet reported */
+	uint32_t fails;         /* chunk stores that failed, ever: a publish that
 				  saw one while it waited does not publish */
-	int fail_rc;           /* the last of them (never cleared) */
-	enum kv_filter filter; /* shuffle=auto's last choice for this file (atomic) */
-	uint32_t encodes;      /* chunks encoded (atomic): every KV_FILTER_EVERY-th samples */
+	int fail_rc;            /* the last of them (never cleared) */
+	enum kv_filter filter;  /* shuffle=auto's last choice for this file (atomic) */
+	uint32_t encodes;       /* chunks encoded (atomic): every KV_FILTER_EVERY-th samples */
 	struct kv_loc *garbage; /* published records superseded, freed after publish */
 	size_t ngarbage, garbage_cap;
 
@@ -94,7 +94,7 @@ struct kv_fs {
 	struct kv_config cfg;
 	char store_path[4096];
 	int lockfd;
-	int created;           /* this open made the store's files (2: its directory too) */
+	int created; /* this open made the store's files (2: its directory too) */
 	/* The index's reserve, kvfs.reserve (fs.c): given up when the index has
 	 * no room to record a deletion, made again once there is room; while
 	 * it is out, appends are held (kv_store_hold). Under reserve_lock,
@@ -107,7 +107,7 @@ struct kv_fs {
 	struct kv_pool *pool;
 	struct kv_bufs *bufs;
 	struct kv_tier *tier;
-	uint8_t *zeros;        /* cfg.chunk bytes of zeros, for holes */
+	uint8_t *zeros; /* cfg.chunk bytes of zeros, for holes */
 
 	pthread_mutex_t itab;
 	struct kv_inomap inodes; /* the inode table (inode.c), under itab */
@@ -116,7 +116,7 @@ struct kv_fs {
 	 * buffers writers hold, and the inodes holding them, oldest first.
 	 * A leaf lock, taken inside kv_inode.lock. */
 	pthread_mutex_t wb_lock;
-	pthread_cond_t wb_cond;  /* signalled when a buffer is given back */
+	pthread_cond_t wb_cond; /* signalled when a buffer is given back */
 	uint64_t wb_n;
 	struct kv_inode *wb_head, *wb_tail;
 
@@ -127,7 +127,7 @@ struct kv_fs {
 	pthread_mutex_t gauges_lock;
 	kv_fs_gauges_fn gauges;
 	void *gauges_arg;
-	uint64_t topo_gen;     /* bumped when a rename moves a tree to another depth */
+	uint64_t topo_gen; /* bumped when a rename moves a tree to another depth */
 
 	/* Records that failed their checks: never read again (reads get EIO at
 	 * once) until they are freed, i.e. the chunk is rewritten or removed. */
@@ -140,7 +140,7 @@ struct kv_fs {
 	 * inside kv_inode.lock (publish), outside the index and store.
 	 */
 	pthread_mutex_t irec_lock;
-	uint64_t irec_bytes;   /* live bytes of inode records (atomic) */
+	uint64_t irec_bytes; /* live bytes of inode records (atomic) */
 	/* Inodes whose records are due (kv_fs_note), written in batches by
 	 * the irec thread. */
 	pthread_mutex_t dirty_lock;
@@ -215,7 +215,7 @@ void kv_fs_unlinked(struct kv_fs *fs, uint64_t ino, uint32_t nlink);
 struct kv_loc_list {
 	struct kv_loc *v;
 	size_t n, cap;
-	uint64_t irec;  /* bytes of inode records among them */
+	uint64_t irec; /* bytes of inode records among them */
 };
 /* A kv_index_chunk_cb adding each record to a struct kv_loc_list. */
 int kv_fs_collect_loc(void *arg, const struct kv_chunk *c);
@@ -232,11 +232,11 @@ void kv_fs_reserve_refill(struct kv_fs *fs);
 /* -ENOSPC while the reserve is out: the room left is for deletions. */
 int kv_fs_room(struct kv_fs *fs);
 /* A deletion's index change rc: on a full index, again with the reserve. */
-#define KV_DELETION(fs, rc, call)                                       \
-	do {                                                            \
-		(rc) = (call);                                          \
-		if ((rc) == -ENOSPC && kv_fs_reserve_release(fs))       \
-			(rc) = (call);                                  \
+#define KV_DELETION(fs, rc, call) \
+	do { \
+		(rc) = (call); \
+		if ((rc) == -ENOSPC && kv_fs_reserve_release(fs)) \
+			(rc) = (call); \
 	} while (0)
 
 /* irec.c: the thread writing inode records. */
@@ -252,8 +252,14 @@ void kv_fs_policy_hooks(struct kv_fs *fs, struct kv_policy_hooks *h);
 uint64_t kv_fs_stored_bytes(void *fs);
 
 /* The chunk holding byte off, and the first byte of chunk idx. */
-static inline uint64_t kv_chunk_of(const struct kv_fs *fs, uint64_t off) { return off / fs->cfg.chunk; }
-static inline uint64_t kv_chunk_start(const struct kv_fs *fs, uint64_t idx) { return idx * fs->cfg.chunk; }
+static inline uint64_t kv_chunk_of(const struct kv_fs *fs, uint64_t off)
+{
+	return off / fs->cfg.chunk;
+}
+static inline uint64_t kv_chunk_start(const struct kv_fs *fs, uint64_t idx)
+{
+	return idx * fs->cfg.chunk;
+}
 /* Walk the entries of in's chunk map from index i on (see cmap.h). */
 #define each_entry(in, i, e) for (; ((e) = kv_cmap_next(&(in)->map, &(i))); (i)++)
 

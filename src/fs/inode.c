@@ -189,10 +189,7 @@ struct kv_inode *kv_fs_hold(struct kv_fs *fs, uint64_t ino)
 	return in;
 }
 
-void kv_fs_release(struct kv_fs *fs, struct kv_inode *in)
-{
-	kv_fs_forget(fs, in->ino, 1);
-}
+void kv_fs_release(struct kv_fs *fs, struct kv_inode *in) { kv_fs_forget(fs, in->ino, 1); }
 
 /* Re-read what a namespace operation changed in the index. For regular
  * files the data path owns size, stored bytes and mtime. */
@@ -257,4 +254,3 @@ int kv_fs_itab_fini(struct kv_fs *fs)
 	kv_inomap_free(&fs->inodes);
 	return unclean;
 }
-

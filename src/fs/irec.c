@@ -24,8 +24,9 @@ int kv_fs_write_irec(struct kv_fs *fs, const struct kv_meta *m, struct kv_loc *l
 
 	if (!p)
 		return -ENOMEM;
-	rc = len > UINT32_MAX - KV_REC_HDR ? -EFBIG
-					   : kv_store_append_inode(fs->st, m->attr.ino, p, (uint32_t)len, loc);
+	rc = len > UINT32_MAX - KV_REC_HDR
+		     ? -EFBIG
+		     : kv_store_append_inode(fs->st, m->attr.ino, p, (uint32_t)len, loc);
 	free(p);
 	if (!rc)
 		__atomic_add_fetch(&fs->irec_bytes, loc->len, __ATOMIC_RELAXED);
@@ -46,9 +47,9 @@ void kv_fs_irec_failed(uint64_t ino, int rc)
  * an inode changed many times in a row (a directory losing its entries)
  * are written once. The index holds the change at once; the records only
  * matter to kvfsctl rebuild, after the index is lost. */
-#define KV_IREC_DELAY_MS 100   /* longest wait of a change for its record */
-#define KV_IREC_BATCH 64       /* records per index transaction */
-#define KV_IREC_PENDING 4096   /* a flush starts at once beyond this */
+#define KV_IREC_DELAY_MS 100 /* longest wait of a change for its record */
+#define KV_IREC_BATCH 64     /* records per index transaction */
+#define KV_IREC_PENDING 4096 /* a flush starts at once beyond this */
 
 /* Write the records of n inodes and name them in one transaction. With
  * fs->irec_lock. */

@@ -40,8 +40,8 @@ static int recover(struct kv_fs *fs)
 		rc = kv_fs_gc(fs, &freed);
 		if (!rc)
 			kv_info("store %s was not unmounted cleanly (or was rebuilt): %llu bytes "
-				"of unpublished records given back", fs->store_path,
-				(unsigned long long)freed);
+				"of unpublished records given back",
+				fs->store_path, (unsigned long long)freed);
 	}
 	return rc ? rc : kv_index_meta_set(fs->ix, "clean", 0);
 }
@@ -77,8 +77,8 @@ int kv_fs_stats_text(struct kv_fs *fs, char *buf, size_t len)
 
 /* The files of a store; kvfs.db.rebuild and kvfs.db.lost-* are left by
  * kvfsctl rebuild (one killed midway, the index it replaced). */
-static const char *const kv_store_files[] = { "kvfs.db", "kvfs.db-wal", "kvfs.db-shm",
-					      "kvfs.lock", "segments", KV_RESERVE_NAME };
+static const char *const kv_store_files[] = { "kvfs.db",   "kvfs.db-wal", "kvfs.db-shm",
+					      "kvfs.lock", "segments",    KV_RESERVE_NAME };
 
 static int store_file(const char *name)
 {
@@ -90,9 +90,9 @@ static int store_file(const char *name)
 
 /* What a store directory holds. */
 struct store_dir {
-	int db;        /* kvfs.db */
-	int segments;  /* a segment file: data that only an index can name */
-	int ours;      /* any file of a store: nothing of it is created anew */
+	int db;       /* kvfs.db */
+	int segments; /* a segment file: data that only an index can name */
+	int ours;     /* any file of a store: nothing of it is created anew */
 };
 
 int kv_fs_has_segments(const char *store)
@@ -144,9 +144,10 @@ static int check_store_dir(const char *path, struct store_dir *sd, char *err, si
 	/* A fresh index would name none of the records: the recovery of an
 	 * unclean stop would have freed them all. */
 	if (!sd->db && sd->segments) {
-		snprintf(err, errlen, "store %s has segments but no index (kvfs.db): not mounted; "
-			 "run 'kvfsctl rebuild %s' to recreate the index from the segments", path,
-			 path);
+		snprintf(err, errlen,
+			 "store %s has segments but no index (kvfs.db): not mounted; "
+			 "run 'kvfsctl rebuild %s' to recreate the index from the segments",
+			 path, path);
 		return -ENOENT;
 	}
 	return 0;
@@ -202,8 +203,10 @@ static int settle_chunk(struct kv_fs *fs, char *err, size_t errlen)
 	if (rc)
 		return rc;
 	if (kv_opt_given(&fs->cfg, "chunk") && (size_t)chunk != fs->cfg.chunk) {
-		snprintf(err, errlen, "store %s was created with chunk=%lldK; it cannot be mounted "
-			 "with chunk=%zuK", fs->store_path, (long long)chunk >> 10, fs->cfg.chunk >> 10);
+		snprintf(err, errlen,
+			 "store %s was created with chunk=%lldK; it cannot be mounted "
+			 "with chunk=%zuK",
+			 fs->store_path, (long long)chunk >> 10, fs->cfg.chunk >> 10);
 		return -EINVAL;
 	}
 	fs->cfg.chunk = (size_t)chunk;
@@ -224,11 +227,12 @@ static int settle_epoch(struct kv_fs *fs, char *err, size_t errlen)
 	if (rc && rc != -ENOENT)
 		return rc;
 	if (seen > (uint64_t)epoch) {
-		snprintf(err, errlen, "store %s: its segments were written after its index kvfs.db "
+		snprintf(err, errlen,
+			 "store %s: its segments were written after its index kvfs.db "
 			 "(open %llu, the index knows %lld: restored from a backup, or its -wal "
 			 "lost?): not opened, nothing changed; 'kvfsctl rebuild %s' recreates the "
-			 "index from the segments", fs->store_path, (unsigned long long)seen,
-			 (long long)epoch, fs->store_path);
+			 "index from the segments",
+			 fs->store_path, (unsigned long long)seen, (long long)epoch, fs->store_path);
 		return -EINVAL;
 	}
 	rc = kv_index_meta_set(fs->ix, "epoch", epoch + 1);
@@ -249,7 +253,8 @@ static int settle_contexts(struct kv_fs *fs, char *err, size_t errlen)
 
 	if (!rc && depth >= 0 && depth <= 16) {
 		if (kv_opt_given(&fs->cfg, "context_depth") && depth != fs->cfg.context_depth) {
-			snprintf(err, errlen, "store %s has context_depth=%lld; it cannot be mounted "
+			snprintf(err, errlen,
+				 "store %s has context_depth=%lld; it cannot be mounted "
 				 "with context_depth=%d (its pins and TTLs belong to the contexts at "
 				 "depth %lld; 'kvfsctl context-depth %s %d' changes the store's)",
 				 fs->store_path, (long long)depth, fs->cfg.context_depth,
@@ -293,7 +298,8 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	/* A lane per two compression workers: their appends run in parallel. */
 	kv_store_set_lanes(fs->st, (fs->cfg.workers + 1) / 2);
 	if ((seg = kv_store_foreign(fs->st))) {
-		snprintf(err, errlen, "store %s: segment %08x.seg was not written with this index "
+		snprintf(err, errlen,
+			 "store %s: segment %08x.seg was not written with this index "
 			 "(kvfs.db was replaced or recreated): not opened, nothing changed; "
 			 "'kvfsctl rebuild %s' recreates the index from the segments",
 			 fs->store_path, seg, fs->store_path);
@@ -301,7 +307,8 @@ static int open_parts(struct kv_fs *fs, char *err, size_t errlen)
 	}
 	if ((rc = settle_epoch(fs, err, errlen)) || (rc = settle_contexts(fs, err, errlen))) {
 		if (rc != -EINVAL)
-			snprintf(err, errlen, "cannot load store %s: %s", fs->store_path, strerror(-rc));
+			snprintf(err, errlen, "cannot load store %s: %s", fs->store_path,
+				 strerror(-rc));
 		return rc;
 	}
 	if (fs->cfg.mount)
@@ -366,8 +373,10 @@ int kv_fs_open_existing(const char *store, struct kv_fs **out, char *err, size_t
 	if (stat(db, &sb)) {
 		rc = -errno;
 		if (errno == ENOENT && kv_fs_has_segments(store))
-			snprintf(err, errlen, "store %s has segments but no index (kvfs.db): run "
-				 "'kvfsctl rebuild %s' to recreate it from the segments", store, store);
+			snprintf(err, errlen,
+				 "store %s has segments but no index (kvfs.db): run "
+				 "'kvfsctl rebuild %s' to recreate it from the segments",
+				 store, store);
 		else
 			snprintf(err, errlen, "%s: %s", db,
 				 errno == ENOENT ? "not found: not a kvfs store" : strerror(errno));
@@ -408,8 +417,8 @@ int kv_fs_private_db(const char *db)
  * none (and the directory, if it made that too). */
 static void unmake_store(const char *store, int created)
 {
-	static const char *const names[] = { "kvfs.db", "kvfs.db-wal", "kvfs.db-shm",
-					     "kvfs.lock", KV_RESERVE_NAME };
+	static const char *const names[] = { "kvfs.db", "kvfs.db-wal", "kvfs.db-shm", "kvfs.lock",
+					     KV_RESERVE_NAME };
 	char path[4200];
 	DIR *d;
 	struct dirent *e;
@@ -430,8 +439,8 @@ static void unmake_store(const char *store, int created)
 		rmdir(store);
 }
 
-int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out,
-	       char *err, size_t errlen)
+int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **out, char *err,
+	       size_t errlen)
 {
 	struct kv_fs *fs = calloc(1, sizeof(*fs));
 	struct store_dir sd;
@@ -473,7 +482,8 @@ int kv_fs_open(const char *store, const struct kv_config *cfg, struct kv_fs **ou
 		snprintf(db, sizeof(db), "%s/kvfs.db", fs->store_path);
 		rc = kv_index_check(db, err, errlen);
 		if (rc && sd.segments && strlen(err) + 80 < errlen)
-			snprintf(err + strlen(err), errlen - strlen(err), "; if the index is lost or "
+			snprintf(err + strlen(err), errlen - strlen(err),
+				 "; if the index is lost or "
 				 "damaged, 'kvfsctl rebuild %s' recreates it from the segments",
 				 fs->store_path);
 	}
@@ -554,4 +564,3 @@ void kv_fs_set_gauges(struct kv_fs *fs, kv_fs_gauges_fn fn, void *arg)
 	fs->gauges_arg = arg;
 	pthread_mutex_unlock(&fs->gauges_lock);
 }
-

@@ -22,8 +22,8 @@ struct kv_pctx {
 	struct kv_ctx_row row;
 	uint32_t nopen;
 	int dirty;
-	int dead;      /* being evicted: no new opens */
-	int removed;   /* deleted while files of it were open: kept for their closes */
+	int dead;    /* being evicted: no new opens */
+	int removed; /* deleted while files of it were open: kept for their closes */
 };
 
 struct kv_policy {
@@ -32,12 +32,12 @@ struct kv_policy {
 	struct kv_stats *stats;
 	struct kv_policy_hooks h;
 
-	pthread_mutex_t lock;   /* the table and every kv_pctx */
+	pthread_mutex_t lock; /* the table and every kv_pctx */
 	pthread_cond_t wake;
 	pthread_t thread;
 	int running, stopping;
-	int any_ttl;            /* some context has a ttl: scan for expired ones */
-	struct kv_inomap ctxs;  /* the table: struct kv_pctx by context inode */
+	int any_ttl;           /* some context has a ttl: scan for expired ones */
+	struct kv_inomap ctxs; /* the table: struct kv_pctx by context inode */
 
 	pthread_mutex_t evicting; /* one eviction pass at a time */
 };
@@ -69,7 +69,8 @@ static struct kv_pctx *get(struct kv_policy *p, uint64_t ino, int *err)
 	rc = kv_index_ctx_get(p->ix, ino, &c->row);
 	if (rc == -ENOENT) {
 		c->row = (struct kv_ctx_row){ .ino = ino, .last_access = kv_now_ns(), .ttl = -1 };
-		rc = p->h.inodes ? kv_index_ctx_new(p->ix, &c->row) : kv_index_ctx_add(p->ix, &c->row);
+		rc = p->h.inodes ? kv_index_ctx_new(p->ix, &c->row)
+				 : kv_index_ctx_add(p->ix, &c->row);
 	}
 	if (rc) {
 		free(c);
@@ -220,8 +221,14 @@ static int set_field(struct kv_policy *p, uint64_t ctx, int pin, int64_t ttl)
 	return c ? kv_policy_flush(p) : rc;
 }
 
-int kv_policy_set_pin(struct kv_policy *p, uint64_t ctx, int pin) { return set_field(p, ctx, pin, -1); }
-int kv_policy_set_ttl(struct kv_policy *p, uint64_t ctx, int64_t ttl) { return set_field(p, ctx, -1, ttl); }
+int kv_policy_set_pin(struct kv_policy *p, uint64_t ctx, int pin)
+{
+	return set_field(p, ctx, pin, -1);
+}
+int kv_policy_set_ttl(struct kv_policy *p, uint64_t ctx, int64_t ttl)
+{
+	return set_field(p, ctx, -1, ttl);
+}
 
 int kv_policy_flush(struct kv_policy *p)
 {
@@ -394,7 +401,8 @@ int kv_policy_admit(struct kv_policy *p, uint64_t bytes)
 		if (p->h.stored(p->h.arg) + bytes <= limit)
 			return 0;
 		if (evict_until(p, low < limit - bytes ? low : limit - bytes, KV_EVICT_LRU,
-				&evicted) && !evicted) {
+				&evicted) &&
+		    !evicted) {
 			fruitless++;
 			sched_yield();
 		} else {
@@ -412,8 +420,8 @@ static void expire(struct kv_policy *p)
 	uint64_t inos[KV_EVICT_BATCH];
 	size_t n = 0;
 
-	if (!p->any_ttl || kv_index_ctx_expired(p->ix, kv_now_ns(), p->cfg.ttl, inos,
-						KV_EVICT_BATCH, &n))
+	if (!p->any_ttl ||
+	    kv_index_ctx_expired(p->ix, kv_now_ns(), p->cfg.ttl, inos, KV_EVICT_BATCH, &n))
 		return;
 	for (size_t i = 0; i < n; i++)
 		if (claim(p, inos[i], 0))
@@ -472,8 +480,7 @@ void kv_policy_free(struct kv_policy *p)
 		return;
 	kv_policy_stop(p);
 	kv_policy_flush(p);
-	for (struct kv_inomap_node *node = kv_inomap_next(&p->ctxs, NULL), *next; node;
-	     node = next) {
+	for (struct kv_inomap_node *node = kv_inomap_next(&p->ctxs, NULL), *next; node; node = next) {
 		next = kv_inomap_next(&p->ctxs, node);
 		free(kv_inomap_entry(node, struct kv_pctx, node));
 	}

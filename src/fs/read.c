@@ -20,7 +20,10 @@ static void copy_key_init(void) { pthread_key_create(&copy_key, free); }
 
 static uint8_t *copy_buf(size_t need)
 {
-	struct cbuf { size_t cap; uint8_t data[]; } *b;
+	struct cbuf {
+		size_t cap;
+		uint8_t data[];
+	} * b;
 
 	pthread_once(&copy_once, copy_key_init);
 	b = pthread_getspecific(copy_key);
@@ -104,7 +107,8 @@ int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, stru
 	while (!rc && pos < end) {
 		uint64_t idx = kv_chunk_of(fs, pos);
 		uint32_t a = (uint32_t)(pos - kv_chunk_start(fs, idx));
-		uint32_t n = (uint32_t)(end - pos < fs->cfg.chunk - a ? end - pos : fs->cfg.chunk - a);
+		uint32_t n = (uint32_t)(end - pos < fs->cfg.chunk - a ? end - pos
+								      : fs->cfg.chunk - a);
 		struct kv_centry *e = kv_cmap_get(&in->map, idx);
 
 		if (e && e->buf) {
@@ -146,8 +150,9 @@ int kv_file_read_ex(struct kv_fs *fs, uint64_t ino, off_t off, size_t size, stru
 					/* Rewritten meanwhile: read this chunk again. */
 					kv_tier_release(fs->tier, t);
 					rc = 0;
-					end = (uint64_t)off + size < in->attr.size ? (uint64_t)off + size
-										  : in->attr.size;
+					end = (uint64_t)off + size < in->attr.size
+						      ? (uint64_t)off + size
+						      : in->attr.size;
 					continue;
 				}
 				if (rc == -EIO)

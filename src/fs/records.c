@@ -106,7 +106,8 @@ void kv_fs_drop(struct kv_fs *fs, uint64_t ino)
 	struct kv_loc_list l = { 0 };
 	int rc;
 
-	KV_DELETION(fs, rc, (kv_fs_loc_reset(&l), kv_index_drop(fs->ix, ino, kv_fs_collect_loc, &l)));
+	KV_DELETION(fs, rc,
+		    (kv_fs_loc_reset(&l), kv_index_drop(fs->ix, ino, kv_fs_collect_loc, &l)));
 	if (rc)
 		kv_err("inode %" PRIu64 ": cannot delete: %s", ino, strerror(-rc));
 	else

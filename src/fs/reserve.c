@@ -46,7 +46,8 @@ static int reserve_fill(struct kv_fs *fs)
 	if (fallocate(fd, 0, 0, (off_t)fs->reserve_size)) {
 		rc = -errno;
 		/* Where blocks cannot be allocated ahead, they are written. */
-		for (uint64_t off = 0; rc == -EOPNOTSUPP && off < fs->reserve_size; off += sizeof(zero))
+		for (uint64_t off = 0; rc == -EOPNOTSUPP && off < fs->reserve_size;
+		     off += sizeof(zero))
 			if (pwrite(fd, zero, sizeof(zero), (off_t)off) != (ssize_t)sizeof(zero))
 				rc = errno ? -errno : -ENOSPC;
 		if (rc == -EOPNOTSUPP)
@@ -70,13 +71,15 @@ void kv_fs_reserve_start(struct kv_fs *fs)
 	if (statvfs(fs->store_path, &sv))
 		return;
 	total = (uint64_t)sv.f_blocks * sv.f_frsize;
-	fs->reserve_size = total / 64 < KV_RESERVE_MIN ? KV_RESERVE_MIN
-			 : total / 64 > KV_RESERVE_MAX ? KV_RESERVE_MAX : total / 64;
+	fs->reserve_size = total / 64 < KV_RESERVE_MIN   ? KV_RESERVE_MIN
+			   : total / 64 > KV_RESERVE_MAX ? KV_RESERVE_MAX
+							 : total / 64;
 	if (reserve_fill(fs)) {
 		fs->reserve_out = 1;
 		kv_store_hold(fs->st, 1);
 		kv_warn("store %s: no room for the index's reserve (%llu bytes): writes get ENOSPC "
-			"until there is", fs->store_path, (unsigned long long)fs->reserve_size);
+			"until there is",
+			fs->store_path, (unsigned long long)fs->reserve_size);
 	}
 }
 
@@ -98,8 +101,8 @@ int kv_fs_reserve_release(struct kv_fs *fs)
 	if (given)
 		kv_warn("store %s: the backing filesystem is full; the index's reserve (%llu bytes) "
 			"is given up so that deletions and evictions can be recorded, and writes get "
-			"ENOSPC until it is back", fs->store_path,
-			(unsigned long long)fs->reserve_size);
+			"ENOSPC until it is back",
+			fs->store_path, (unsigned long long)fs->reserve_size);
 	return given;
 }
 
@@ -128,4 +131,3 @@ int kv_fs_room(struct kv_fs *fs)
 {
 	return __atomic_load_n(&fs->reserve_out, __ATOMIC_RELAXED) ? -ENOSPC : 0;
 }
-

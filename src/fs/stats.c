@@ -20,8 +20,7 @@ static void put(struct out *o, const char *fmt, ...)
 		o->used += (size_t)n;
 }
 
-static void metric(struct out *o, const char *name, const char *type, const char *help,
-		   uint64_t v)
+static void metric(struct out *o, const char *name, const char *type, const char *help, uint64_t v)
 {
 	put(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
 	    (unsigned long long)v);
@@ -42,12 +41,12 @@ int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *b
 	metric(&o, "kvfs_stored_bytes", "gauge", "Bytes of chunk records in the segment files.",
 	       g->stored);
 	metric(&o, "kvfs_inode_record_bytes", "gauge",
-	       "Bytes of inode records (metadata for kvfsctl rebuild) in the segment files.", g->irec);
+	       "Bytes of inode records (metadata for kvfsctl rebuild) in the segment files.",
+	       g->irec);
 	metric(&o, "kvfs_inode_records_due", "gauge",
 	       "Inodes changed whose inode records are not written yet (within 0.1 s).",
 	       g->irec_due);
-	metric(&o, "kvfs_capacity_bytes", "gauge",
-	       "Cap on stored bytes (0 = none).", g->capacity);
+	metric(&o, "kvfs_capacity_bytes", "gauge", "Cap on stored bytes (0 = none).", g->capacity);
 	metric(&o, "kvfs_contexts", "gauge", "Contexts in the store.", g->contexts);
 	metric(&o, "kvfs_files", "gauge", "Regular files in the store.", g->files);
 	put(&o, "# HELP kvfs_evictions_total Contexts evicted, by reason.\n"
@@ -67,8 +66,8 @@ int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *b
 	       g->tier_misses);
 	metric(&o, "kvfs_tier_bytes", "gauge", "Bytes of decompressed chunks in the DRAM tier.",
 	       g->tier_bytes);
-	metric(&o, "kvfs_enospc_total", "counter", "Writes refused because nothing could be evicted.",
-	       get(&s->enospc));
+	metric(&o, "kvfs_enospc_total", "counter",
+	       "Writes refused because nothing could be evicted.", get(&s->enospc));
 	metric(&o, "kvfs_checksum_errors_total", "counter",
 	       "Chunk records that failed their checksums or owner checks on read (readers got EIO).",
 	       get(&s->checksum_errors));
@@ -84,21 +83,28 @@ int kv_stats_format(const struct kv_stats *s, const struct kv_gauges *g, char *b
 	metric(&o, "kvfs_gpu_ipc_opens_total", "counter", "IPC handles imported.", g->gpu_ipc_opens);
 	metric(&o, "kvfs_gpu_pinned_bytes", "gauge", "Host memory page-locked for GPU copies.",
 	       g->gpu_pinned_bytes);
-	put(&o, "# HELP kvfs_gpu_load_wait_seconds_total Time GPU reads waited for chunks to be "
-		"loaded and decoded.\n# TYPE kvfs_gpu_load_wait_seconds_total counter\n"
-		"kvfs_gpu_load_wait_seconds_total %.6f\n", (double)g->gpu_load_wait_ns / 1e9);
-	put(&o, "# HELP kvfs_gpu_copy_wait_seconds_total Time GPU reads waited for copies to the "
-		"device.\n# TYPE kvfs_gpu_copy_wait_seconds_total counter\n"
-		"kvfs_gpu_copy_wait_seconds_total %.6f\n", (double)g->gpu_copy_wait_ns / 1e9);
-	put(&o, "# HELP kvfs_gpu_load_seconds_total Time spent loading and decoding chunks for GPU "
-		"reads, summed over worker threads.\n# TYPE kvfs_gpu_load_seconds_total counter\n"
-		"kvfs_gpu_load_seconds_total %.6f\n", (double)g->gpu_load_ns / 1e9);
-	metric(&o, "kvfs_gpu_loads_total", "counter", "Chunks loaded on the worker pool for GPU reads.",
-	       g->gpu_loads);
+	put(&o,
+	    "# HELP kvfs_gpu_load_wait_seconds_total Time GPU reads waited for chunks to be "
+	    "loaded and decoded.\n# TYPE kvfs_gpu_load_wait_seconds_total counter\n"
+	    "kvfs_gpu_load_wait_seconds_total %.6f\n",
+	    (double)g->gpu_load_wait_ns / 1e9);
+	put(&o,
+	    "# HELP kvfs_gpu_copy_wait_seconds_total Time GPU reads waited for copies to the "
+	    "device.\n# TYPE kvfs_gpu_copy_wait_seconds_total counter\n"
+	    "kvfs_gpu_copy_wait_seconds_total %.6f\n",
+	    (double)g->gpu_copy_wait_ns / 1e9);
+	put(&o,
+	    "# HELP kvfs_gpu_load_seconds_total Time spent loading and decoding chunks for GPU "
+	    "reads, summed over worker threads.\n# TYPE kvfs_gpu_load_seconds_total counter\n"
+	    "kvfs_gpu_load_seconds_total %.6f\n",
+	    (double)g->gpu_load_ns / 1e9);
+	metric(&o, "kvfs_gpu_loads_total", "counter",
+	       "Chunks loaded on the worker pool for GPU reads.", g->gpu_loads);
 	metric(&o, "kvfs_gpu_direct_loads_total", "counter",
 	       "Of those, chunks stored raw copied straight from page-locked segment windows.",
 	       g->gpu_direct);
 	metric(&o, "kvfs_gpu_window_bytes", "gauge",
-	       "Bytes of segment windows page-locked now (at most -o gpu_pin).", g->gpu_window_bytes);
+	       "Bytes of segment windows page-locked now (at most -o gpu_pin).",
+	       g->gpu_window_bytes);
 	return (int)o.used;
 }

@@ -20,9 +20,12 @@
 #define KV_XATTR_PREFIX "user.kvfs."
 
 /* Policy attributes: r = read-only, c = contexts only. */
-static const struct { const char *name; int writable, ctx_only; } kv_xattrs[] = {
-	{ "ttl", 1, 1 },           { "pin", 1, 1 },   { "logical_bytes", 0, 0 },
-	{ "stored_bytes", 0, 0 },  { "codec", 0, 0 }, { "last_access", 0, 0 },
+static const struct {
+	const char *name;
+	int writable, ctx_only;
+} kv_xattrs[] = {
+	{ "ttl", 1, 1 },          { "pin", 1, 1 },   { "logical_bytes", 0, 0 },
+	{ "stored_bytes", 0, 0 }, { "codec", 0, 0 }, { "last_access", 0, 0 },
 	{ "hits", 0, 0 },
 };
 #define KV_NXATTRS (sizeof(kv_xattrs) / sizeof(kv_xattrs[0]))
@@ -87,8 +90,10 @@ static int policy_get(struct kv_fs *fs, uint64_t ino, int which, char *val, size
 	case 2: snprintf(val, len, "%llu", (unsigned long long)u.logical); break;
 	case 3: snprintf(val, len, "%llu", (unsigned long long)u.stored); break;
 	case 4: rc = kv_index_codecs(fs->ix, ino, val, len); break;
-	case 5: snprintf(val, len, "%lld.%09lld", (long long)(r.last_access / 1000000000),
-			 (long long)(r.last_access % 1000000000)); break;
+	case 5:
+		snprintf(val, len, "%lld.%09lld", (long long)(r.last_access / 1000000000),
+			 (long long)(r.last_access % 1000000000));
+		break;
 	default: snprintf(val, len, "%llu", (unsigned long long)r.hits); break;
 	}
 	return rc;
@@ -117,14 +122,15 @@ static int policy_set(struct kv_fs *fs, uint64_t ino, int which, const char *val
 	n = strtoll(v, &end, 10);
 	if (*v < '0' || *v > '9' || *end || errno || (which == 1 && n > 1) || n > KV_TTL_MAX)
 		return -EINVAL;
-	rc = which == 1 ? kv_policy_set_pin(fs->pol, ctx, (int)n) : kv_policy_set_ttl(fs->pol, ctx, n);
+	rc = which == 1 ? kv_policy_set_pin(fs->pol, ctx, (int)n)
+			: kv_policy_set_ttl(fs->pol, ctx, n);
 	if (!rc)
 		kv_fs_note(fs, ctx);
 	return rc;
 }
 
-int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void *value,
-		   size_t size, int flags)
+int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void *value, size_t size,
+		   int flags)
 {
 	int rc = check_xattr(name, size), which = policy_attr(name);
 

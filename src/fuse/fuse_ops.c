@@ -82,8 +82,9 @@ static void *raise_readahead(void *arg)
 		return NULL;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
 		 minor(st.st_dev));
-	n = snprintf(kb, sizeof(kb), "%zu\n", kv_fs_config(m->fs)->chunk / 1024 < 1024
-						? (size_t)1024 : kv_fs_config(m->fs)->chunk / 1024);
+	n = snprintf(kb, sizeof(kb), "%zu\n",
+		     kv_fs_config(m->fs)->chunk / 1024 < 1024 ? (size_t)1024
+							      : kv_fs_config(m->fs)->chunk / 1024);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 || write(fd, kb, (size_t)n) != n)
 		kv_warn("cannot raise readahead through %s: %s", path, strerror(errno));
@@ -110,10 +111,7 @@ static void kvfuse_init(void *userdata, struct fuse_conn_info *conn)
 		pthread_detach(t);
 }
 
-static void kvfuse_destroy(void *userdata)
-{
-	(void)userdata;
-}
+static void kvfuse_destroy(void *userdata) { (void)userdata; }
 
 static void kvfuse_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -215,10 +213,10 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct kv_cred cred = { ctx->uid, ctx->gid };
 	struct kv_attr a;
 
-	reply_entry(req,
-		    kv_ops_of_entry(parent, name)->mknod(kfs(req), parent, name, mode, &cred,
-							 target, &a),
-		    &a);
+	reply_entry(
+		req,
+		kv_ops_of_entry(parent, name)->mknod(kfs(req), parent, name, mode, &cred, target, &a),
+		&a);
 }
 
 static void kvfuse_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -300,8 +298,8 @@ static void kvfuse_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 	unsigned cache = 0;
 	struct kv_attr a;
 	uint64_t fh;
-	int rc = kv_ops_of_entry(parent, name)->create(fs, parent, name, mode, &cred, fi->flags, &a,
-							&fh, &cache);
+	int rc = kv_ops_of_entry(parent, name)
+			 ->create(fs, parent, name, mode, &cred, fi->flags, &a, &fh, &cache);
 
 	if (rc) {
 		fuse_reply_err(req, -rc);
@@ -369,8 +367,7 @@ struct dirbuf {
 
 /* ref: an entry of readdirplus, handed out with a kernel reference where
  * its inode counts them. */
-static int add_dirent(struct dirbuf *d, const char *name, struct kv_attr *a, off_t next,
-		      int ref)
+static int add_dirent(struct dirbuf *d, const char *name, struct kv_attr *a, off_t next, int ref)
 {
 	const struct kv_ops *o = kv_ops_of(a->ino);
 	struct fuse_entry_param e = { 0 };
@@ -399,8 +396,7 @@ static int add_dirent(struct dirbuf *d, const char *name, struct kv_attr *a, off
 	return 0;
 }
 
-static int dir_cb(void *arg, const char *name, size_t len, const struct kv_attr *a,
-		  uint64_t next)
+static int dir_cb(void *arg, const char *name, size_t len, const struct kv_attr *a, uint64_t next)
 {
 	struct dirbuf *d = arg;
 	struct kv_attr copy = *a;
@@ -489,8 +485,7 @@ static void reply_xattr(fuse_req_t req, int rc, const char *buf, size_t size)
 static void kvfuse_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char *buf = size ? malloc(size) : NULL;
-	int rc = size && !buf ? -ENOMEM
-		 : kv_ops_of(ino)->getxattr(kfs(req), ino, name, buf, size);
+	int rc = size && !buf ? -ENOMEM : kv_ops_of(ino)->getxattr(kfs(req), ino, name, buf, size);
 
 	reply_xattr(req, rc, buf, size);
 	free(buf);

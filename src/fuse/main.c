@@ -19,23 +19,29 @@ struct cmdline {
 	int foreground, debug, single, help, version, markdown, man, bad;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG, KEY_SINGLE, KEY_MARKDOWN, KEY_MAN,
-       KEY_ALLOW_OTHER };
-
-static const struct fuse_opt kv_fuse_opts[] = {
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
-	FUSE_OPT_KEY("-f", KEY_FG),
-	FUSE_OPT_KEY("-d", KEY_DEBUG),
-	FUSE_OPT_KEY("debug", KEY_DEBUG),
-	FUSE_OPT_KEY("-s", KEY_SINGLE),
-	FUSE_OPT_KEY("--options-markdown", KEY_MARKDOWN),
-	FUSE_OPT_KEY("--man", KEY_MAN),
-	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
-	FUSE_OPT_END
+enum {
+	KEY_HELP,
+	KEY_VERSION,
+	KEY_FG,
+	KEY_DEBUG,
+	KEY_SINGLE,
+	KEY_MARKDOWN,
+	KEY_MAN,
+	KEY_ALLOW_OTHER
 };
+
+static const struct fuse_opt kv_fuse_opts[] = { FUSE_OPT_KEY("-h", KEY_HELP),
+						FUSE_OPT_KEY("--help", KEY_HELP),
+						FUSE_OPT_KEY("-V", KEY_VERSION),
+						FUSE_OPT_KEY("--version", KEY_VERSION),
+						FUSE_OPT_KEY("-f", KEY_FG),
+						FUSE_OPT_KEY("-d", KEY_DEBUG),
+						FUSE_OPT_KEY("debug", KEY_DEBUG),
+						FUSE_OPT_KEY("-s", KEY_SINGLE),
+						FUSE_OPT_KEY("--options-markdown", KEY_MARKDOWN),
+						FUSE_OPT_KEY("--man", KEY_MAN),
+						FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+						FUSE_OPT_END };
 
 /* fuse_opt callback: our -o options go through the option table; the
  * mount options libfuse knows are kept for it. */

@@ -185,7 +185,9 @@ int kv_fast_cmd(unsigned cmd, size_t in_size, size_t out_size)
 		return -ENOTTY;
 	if (nr == _IOC_NR(KVFS_IOC_QUERY))
 		return cmd == KVFS_IOC_QUERY && in_size == sizeof(struct kvfs_query) &&
-			       out_size == sizeof(struct kvfs_query) ? KV_FAST_QUERY : -EINVAL;
+				       out_size == sizeof(struct kvfs_query)
+			       ? KV_FAST_QUERY
+			       : -EINVAL;
 	if (nr != _IOC_NR(KVFS_IOC_GPU_READ) && nr != _IOC_NR(KVFS_IOC_GPU_WRITE))
 		return -ENOTTY;
 	/* The same command number with another size is an ABI mismatch. */
@@ -221,8 +223,7 @@ int kv_fast_validate(struct kvfs_gpu_io *io, unsigned mode, uint64_t file_size)
 
 /* The request's own checks, then the backend, the device and the
  * allocation. On success *dev is the device index. */
-static int check(struct kv_fast *f, uint64_t ino, unsigned mode, struct kvfs_gpu_io *io,
-		 int *dev)
+static int check(struct kv_fast *f, uint64_t ino, unsigned mode, struct kvfs_gpu_io *io, int *dev)
 {
 	struct kv_attr a;
 	int rc = kv_fs_getattr(f->fs, ino, &a);
@@ -249,7 +250,7 @@ struct cursor {
 	uint64_t step;
 	int align;
 	uint32_t seg;
-	uint64_t done;        /* bytes of seg already handed out */
+	uint64_t done; /* bytes of seg already handed out */
 };
 
 struct piece_pos {
@@ -303,11 +304,11 @@ struct piece {
 	struct kv_readv rv;
 	struct kv_segwin *win; /* rv points into this window (load_direct) */
 	int state, rc;
-	unsigned streams;     /* bit s: the piece's copies used stream s */
+	unsigned streams; /* bit s: the piece's copies used stream s */
 };
 
 struct rd {
-	struct rd *next;      /* on the free list */
+	struct rd *next; /* on the free list */
 	struct kv_fast *f;
 	struct kv_fs *fs;
 	uint64_t ino;
@@ -393,7 +394,8 @@ static int load_direct(struct rd *r, struct piece *p)
 	if (k > p->pos.len)
 		k = p->pos.len;
 	if (k)
-		p->rv.iov[p->rv.n++] = (struct iovec){ (void *)(uintptr_t)(rec + KV_REC_HDR + a), k };
+		p->rv.iov[p->rv.n++] = (struct iovec){ (void *)(uintptr_t)(rec + KV_REC_HDR + a),
+						       k };
 	if (p->pos.len > k)
 		p->rv.iov[p->rv.n++] = (struct iovec){ fs->zeros, p->pos.len - k };
 	p->rv.bytes = p->pos.len;
@@ -526,7 +528,8 @@ static int gpu_read(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uint
 				uint8_t *src = p->rv.iov[k].iov_base;
 				size_t n = p->rv.iov[k].iov_len;
 				int s = (int)(turn++ % KV_GPU_NSTREAM);
-				for (k++; k < p->rv.n && (uint8_t *)p->rv.iov[k].iov_base == src + n; k++)
+				for (k++;
+				     k < p->rv.n && (uint8_t *)p->rv.iov[k].iov_base == src + n; k++)
 					n += p->rv.iov[k].iov_len;
 				if (kv_gpu_h2d(l, s, dst, src, n))
 					rc = fail(io, -EIO, KVFS_E_COPY, p->pos.seg);
@@ -634,8 +637,11 @@ static int gpu_write(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uin
 			 * written: a chunk left half written would fail at its
 			 * close and take the segments before it along. */
 			if (pos.off == io->seg[pos.seg].file_off &&
-			    (rc = kv_policy_admit(fs->pol, io->seg[pos.seg].len + KV_REC_HDR *
-						  (io->seg[pos.seg].len / fs->cfg.chunk + 2)))) {
+			    (rc = kv_policy_admit(
+				     fs->pol,
+				     io->seg[pos.seg].len +
+					     KV_REC_HDR *
+						     (io->seg[pos.seg].len / fs->cfg.chunk + 2)))) {
 				rc = fail(io, rc, KVFS_E_IO, pos.seg);
 				continue;
 			}
@@ -677,8 +683,7 @@ static int gpu_write(struct kv_fast *f, uint64_t ino, struct kv_gpu_lane *l, uin
 	return rc;
 }
 
-int kv_fast_run(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid,
-		struct kvfs_gpu_io *io)
+int kv_fast_run(struct kv_fast *f, uint64_t ino, unsigned mode, uint32_t pid, struct kvfs_gpu_io *io)
 {
 	char err[256] = "";
 	struct kv_gpu_map *m = NULL;

@@ -21,7 +21,7 @@ struct kv_gpu;
 struct kv_fast;
 
 /* How the request's file was opened, and what is asked. */
-#define KV_FAST_WRITE 1u     /* GPU_WRITE (else GPU_READ) */
+#define KV_FAST_WRITE 1u /* GPU_WRITE (else GPU_READ) */
 #define KV_FAST_CAN_READ 2u
 #define KV_FAST_CAN_WRITE 4u
 

@@ -28,9 +28,9 @@ struct kv_gpu_map {
 	uint8_t *base;
 	uint64_t size;
 	uint32_t pid;
-	uint64_t pid_start;   /* the client's start time, to tell a reused pid */
+	uint64_t pid_start; /* the client's start time, to tell a reused pid */
 	uint32_t refs;
-	int gone;             /* the client had exited when it was imported */
+	int gone; /* the client had exited when it was imported */
 	int64_t last_used;
 };
 
@@ -43,20 +43,23 @@ struct kv_gpu_lane {
 	void *stage[KV_GPU_NSTAGE];
 };
 
-struct region { void *p; size_t len; };
+struct region {
+	void *p;
+	size_t len;
+};
 
 struct kv_gpu {
 	char spec[256];
-	int shared;           /* other users reach the mount: no test-only plugin */
+	int shared; /* other users reach the mount: no test-only plugin */
 	pthread_mutex_t lock;
-	int started;          /* 0: not tried; 1: running; <0: failed with this errno */
+	int started; /* 0: not tried; 1: running; <0: failed with this errno */
 	void *dl;
 	const struct kv_gpu_plugin *p;
 	int ndev;
 	uint8_t uuid[KVFS_MAX_DEVICES][16];
 	struct kv_gpu_map *maps;
-	struct kv_gpu_lane *lanes;   /* idle lanes */
-	struct region *regions;      /* host memory to page-lock / page-locked */
+	struct kv_gpu_lane *lanes; /* idle lanes */
+	struct region *regions;    /* host memory to page-lock / page-locked */
 	size_t nregions, regions_cap;
 	struct kv_gpu_stats st;
 	pthread_t reaper;
@@ -100,7 +103,8 @@ static int load(struct kv_gpu *g, const char *path, int quiet_missing)
 	}
 	if (g->shared && dlsym(dl, KV_GPU_PLUGIN_TEST_ONLY)) {
 		kv_err("gpu: %s is a plugin for tests only, which opens what any client names with "
-		       "the daemon's rights: not loaded on a mount with allow_other", path);
+		       "the daemon's rights: not loaded on a mount with allow_other",
+		       path);
 		dlclose(dl); /* not started: nothing of it runs */
 		return -ENODEV;
 	}
@@ -166,7 +170,8 @@ static void register_region(struct kv_gpu *g, void *p, size_t len)
 
 	if (rc)
 		kv_warn("gpu: cannot page-lock %zu bytes of chunk buffers (%s); copies from "
-			"them will be slower", len, g->p->last_error());
+			"them will be slower",
+			len, g->p->last_error());
 	else
 		g->st.registered += len;
 }
@@ -191,7 +196,8 @@ int kv_gpu_start(struct kv_gpu *g)
 		rc = load_named(g, g->spec, 0);
 	if (rc) {
 		if (strcmp(g->spec, "off"))
-			kv_info("gpu: no GPU backend (gpu=%s); the fast path answers ENODEV", g->spec);
+			kv_info("gpu: no GPU backend (gpu=%s); the fast path answers ENODEV",
+				g->spec);
 		g->started = rc;
 		pthread_mutex_unlock(&g->lock);
 		return rc;
@@ -252,8 +258,10 @@ static uint64_t pid_start(uint32_t pid)
 	fclose(f);
 	buf[n] = 0;
 	p = strrchr(buf, ')'); /* the command name may hold spaces */
-	if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
-			       "%*d %*d %*d %*d %llu", &start) == 1)
+	if (p && sscanf(p + 2,
+			"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+			"%*d %*d %*d %*d %llu",
+			&start) == 1)
 		return start;
 	return 0;
 }
@@ -373,7 +381,8 @@ int kv_gpu_reap(struct kv_gpu *g, int64_t idle_sec)
 		struct kv_gpu_map *m = dead;
 		dead = m->next;
 		if (g->p->ipc_close(m->dev, m->base))
-			kv_warn("gpu: closing an IPC mapping of pid %u: %s", m->pid, g->p->last_error());
+			kv_warn("gpu: closing an IPC mapping of pid %u: %s", m->pid,
+				g->p->last_error());
 		free(m);
 		n++;
 	}

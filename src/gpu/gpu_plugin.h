@@ -22,9 +22,9 @@ extern "C" {
 #define KV_GPU_PLUGIN_ABI 2u
 
 struct kv_gpu_plugin {
-	uint32_t abi;             /* KV_GPU_PLUGIN_ABI */
-	uint32_t vendor;          /* KVFS_GPU_HIP or KVFS_GPU_CUDA (kvfs/ioctl.h) */
-	const char *name;         /* "hip", "cuda" */
+	uint32_t abi;     /* KV_GPU_PLUGIN_ABI */
+	uint32_t vendor;  /* KVFS_GPU_HIP or KVFS_GPU_CUDA (kvfs/ioctl.h) */
+	const char *name; /* "hip", "cuda" */
 
 	/* Start the runtime: the number of devices (>= 0) or a negative errno,
 	 * with a message in err. Called once, after the daemon has forked. */
@@ -45,8 +45,8 @@ struct kv_gpu_plugin {
 	/* Import a peer's IPC handle on dev: the mapped base of the whole
 	 * allocation and its size as the runtime reports it. -EBADF with a
 	 * message in err when the handle cannot be opened. */
-	int (*ipc_open)(int dev, const uint8_t handle[64], void **base, uint64_t *size,
-			char *err, size_t errlen);
+	int (*ipc_open)(int dev, const uint8_t handle[64], void **base, uint64_t *size, char *err,
+			size_t errlen);
 	int (*ipc_close)(int dev, void *base);
 
 	int (*stream_new)(int dev, void **stream);

@@ -36,15 +36,9 @@ static int lib_fail(int err, uint32_t detail, const char *fmt, ...)
 	return -1;
 }
 
-uint32_t kvfs_last_detail(void)
-{
-	return last_detail;
-}
+uint32_t kvfs_last_detail(void) { return last_detail; }
 
-const char *kvfs_last_error(void)
-{
-	return last_msg;
-}
+const char *kvfs_last_error(void) { return last_msg; }
 
 static const struct {
 	uint32_t detail;
@@ -54,10 +48,12 @@ static const struct {
 	{ KVFS_E_VERSION, "KVFS_E_VERSION: the daemon speaks another ioctl ABI version" },
 	{ KVFS_E_SIZE, "KVFS_E_SIZE: struct size mismatch between libkvfs and the daemon" },
 	{ KVFS_E_ARG, "KVFS_E_ARG: flags, segment count or vendor out of range" },
-	{ KVFS_E_FILE_RANGE, "KVFS_E_FILE_RANGE: range beyond the end of the file, or offset overflow" },
+	{ KVFS_E_FILE_RANGE,
+	  "KVFS_E_FILE_RANGE: range beyond the end of the file, or offset overflow" },
 	{ KVFS_E_DEV_RANGE, "KVFS_E_DEV_RANGE: range beyond the GPU allocation" },
 	{ KVFS_E_NO_BACKEND, "KVFS_E_NO_BACKEND: the daemon runs no GPU backend" },
-	{ KVFS_E_VENDOR, "KVFS_E_VENDOR: the memory belongs to another GPU vendor than the daemon's" },
+	{ KVFS_E_VENDOR,
+	  "KVFS_E_VENDOR: the memory belongs to another GPU vendor than the daemon's" },
 	{ KVFS_E_DEVICE, "KVFS_E_DEVICE: the daemon sees no device with this UUID" },
 	{ KVFS_E_HANDLE, "KVFS_E_HANDLE: the daemon could not open the IPC memory handle" },
 	{ KVFS_E_ACCESS, "KVFS_E_ACCESS: the file is not open for this direction" },
@@ -65,7 +61,8 @@ static const struct {
 	{ KVFS_E_IO, "KVFS_E_IO: reading or writing the file failed" },
 	{ KVFS_E_LIB_RUNTIME, "KVFS_E_LIB_RUNTIME: the GPU runtime library could not be loaded" },
 	{ KVFS_E_LIB_POINTER, "KVFS_E_LIB_POINTER: not device memory the GPU runtime knows" },
-	{ KVFS_E_LIB_EXPORT, "KVFS_E_LIB_EXPORT: the allocation cannot be exported as an IPC handle" },
+	{ KVFS_E_LIB_EXPORT,
+	  "KVFS_E_LIB_EXPORT: the allocation cannot be exported as an IPC handle" },
 };
 
 const char *kvfs_strerror_detail(uint32_t detail)
@@ -91,8 +88,8 @@ struct kv_alloc {
 };
 
 struct kv_runtime {
-	uint32_t vendor;                                 /* KVFS_GPU_* */
-	int (*load)(void);                               /* dlopen, dlsym, init */
+	uint32_t vendor;   /* KVFS_GPU_* */
+	int (*load)(void); /* dlopen, dlsym, init */
 	int (*buffer_id)(uint64_t p, uint64_t *id);
 	int (*describe)(uint64_t p, struct kv_alloc *a); /* all but id */
 };
@@ -111,7 +108,8 @@ static int load_syms(void *lib, const char *libname, const struct kv_sym *s, siz
 		if (!f && s[i].alt)
 			f = dlsym(lib, s[i].alt);
 		if (!f)
-			return lib_fail(ENODEV, KVFS_E_LIB_RUNTIME, "%s lacks %s", libname, s[i].name);
+			return lib_fail(ENODEV, KVFS_E_LIB_RUNTIME, "%s lacks %s", libname,
+					s[i].name);
 		*s[i].slot = f;
 	}
 	return 0;
@@ -128,22 +126,25 @@ typedef unsigned long long CUdeviceptr; /* CUdeviceptr_v2 */
 typedef int CUdevice;                   /* CUdevice_v1 */
 typedef void *CUcontext;                /* CUcontext */
 enum {                                  /* CUpointer_attribute */
-	CU_POINTER_ATTRIBUTE_CONTEXT = 1,
-	CU_POINTER_ATTRIBUTE_BUFFER_ID = 7,
-	CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL = 9,
-	CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE = 10,
+       CU_POINTER_ATTRIBUTE_CONTEXT = 1,
+       CU_POINTER_ATTRIBUTE_BUFFER_ID = 7,
+       CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL = 9,
+       CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE = 10,
 };
 
 static struct {
-	CUresult (*Init)(unsigned int flags);                                      /* cuInit */
-	CUresult (*PointerGetAttribute)(void *data, int attr, CUdeviceptr p);      /* cuPointerGetAttribute */
-	CUresult (*MemGetAddressRange)(CUdeviceptr *base, size_t *size, CUdeviceptr p); /* cuMemGetAddressRange_v2 */
-	CUresult (*IpcGetMemHandle)(void *handle, CUdeviceptr p);                  /* cuIpcGetMemHandle (CUipcMemHandle *) */
-	CUresult (*DeviceGet)(CUdevice *dev, int ordinal);                         /* cuDeviceGet */
-	CUresult (*DeviceGetUuid)(void *uuid, CUdevice dev);                       /* cuDeviceGetUuid_v2 (CUuuid *) */
-	CUresult (*CtxPushCurrent)(CUcontext ctx);                                 /* cuCtxPushCurrent_v2 */
-	CUresult (*CtxPopCurrent)(CUcontext *ctx);                                 /* cuCtxPopCurrent_v2 */
-	CUresult (*GetErrorName)(CUresult err, const char **name);                 /* cuGetErrorName */
+	CUresult (*Init)(unsigned int flags); /* cuInit */
+	CUresult (*PointerGetAttribute)(void *data, int attr,
+					CUdeviceptr p); /* cuPointerGetAttribute */
+	CUresult (*MemGetAddressRange)(CUdeviceptr *base, size_t *size,
+				       CUdeviceptr p); /* cuMemGetAddressRange_v2 */
+	CUresult (*IpcGetMemHandle)(void *handle,
+				    CUdeviceptr p); /* cuIpcGetMemHandle (CUipcMemHandle *) */
+	CUresult (*DeviceGet)(CUdevice *dev, int ordinal);   /* cuDeviceGet */
+	CUresult (*DeviceGetUuid)(void *uuid, CUdevice dev); /* cuDeviceGetUuid_v2 (CUuuid *) */
+	CUresult (*CtxPushCurrent)(CUcontext ctx);           /* cuCtxPushCurrent_v2 */
+	CUresult (*CtxPopCurrent)(CUcontext *ctx);           /* cuCtxPopCurrent_v2 */
+	CUresult (*GetErrorName)(CUresult err, const char **name); /* cuGetErrorName */
 } cu;
 
 static int cu_fail(CUresult r, uint32_t detail, const char *call, uint64_t p)
@@ -174,7 +175,8 @@ static int cu_load(void)
 	CUresult r;
 
 	if (!lib)
-		return lib_fail(ENODEV, KVFS_E_LIB_RUNTIME, "cannot load the CUDA driver: %s", dlerror());
+		return lib_fail(ENODEV, KVFS_E_LIB_RUNTIME, "cannot load the CUDA driver: %s",
+				dlerror());
 	if (load_syms(lib, "libcuda.so.1", syms, sizeof(syms) / sizeof(syms[0])) < 0) {
 		dlclose(lib);
 		return -1;
@@ -186,7 +188,8 @@ static int cu_load(void)
 		const char *name = NULL;
 
 		cu.GetErrorName(r, &name);
-		lib_fail(ENODEV, KVFS_E_LIB_RUNTIME, "cuInit: %s", name ? name : "unknown CUDA error");
+		lib_fail(ENODEV, KVFS_E_LIB_RUNTIME, "cuInit: %s",
+			 name ? name : "unknown CUDA error");
 		dlclose(lib);
 		return -1;
 	}
@@ -253,17 +256,19 @@ static int cu_describe(uint64_t p, struct kv_alloc *a)
 /* The HIP runtime API (hip_runtime_api.h), declared here likewise. */
 typedef int hipError_t; /* hipError_t; hipSuccess is 0 */
 enum {                  /* hipPointer_attribute: the CUDA numbers */
-	HIP_POINTER_ATTRIBUTE_BUFFER_ID = 7,
-	HIP_POINTER_ATTRIBUTE_DEVICE_ORDINAL = 9,
+       HIP_POINTER_ATTRIBUTE_BUFFER_ID = 7,
+       HIP_POINTER_ATTRIBUTE_DEVICE_ORDINAL = 9,
 };
 
 static struct {
-	hipError_t (*PointerGetAttribute)(void *data, int attr, void *p);      /* hipPointerGetAttribute */
-	hipError_t (*MemGetAddressRange)(void **base, size_t *size, void *p);  /* hipMemGetAddressRange */
-	hipError_t (*IpcGetMemHandle)(void *handle, void *p);                  /* hipIpcGetMemHandle (hipIpcMemHandle_t *) */
-	hipError_t (*DeviceGet)(int *dev, int ordinal);                        /* hipDeviceGet */
-	hipError_t (*DeviceGetUuid)(void *uuid, int dev);                      /* hipDeviceGetUuid (hipUUID *) */
-	const char *(*GetErrorName)(hipError_t err);                           /* hipGetErrorName */
+	hipError_t (*PointerGetAttribute)(void *data, int attr, void *p); /* hipPointerGetAttribute */
+	hipError_t (*MemGetAddressRange)(void **base, size_t *size,
+					 void *p); /* hipMemGetAddressRange */
+	hipError_t (*IpcGetMemHandle)(void *handle,
+				      void *p); /* hipIpcGetMemHandle (hipIpcMemHandle_t *) */
+	hipError_t (*DeviceGet)(int *dev, int ordinal);   /* hipDeviceGet */
+	hipError_t (*DeviceGetUuid)(void *uuid, int dev); /* hipDeviceGetUuid (hipUUID *) */
+	const char *(*GetErrorName)(hipError_t err);      /* hipGetErrorName */
 } hip;
 
 static int hip_fail(hipError_t r, uint32_t detail, const char *call, uint64_t p)
@@ -297,7 +302,8 @@ static int hip_load(void)
 	for (size_t i = 0; !lib && i < nnames; i++)
 		lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
 	if (!lib)
-		return lib_fail(ENODEV, KVFS_E_LIB_RUNTIME, "cannot load the HIP runtime: %s", dlerror());
+		return lib_fail(ENODEV, KVFS_E_LIB_RUNTIME, "cannot load the HIP runtime: %s",
+				dlerror());
 	if (load_syms(lib, "libamdhip64.so", syms, sizeof(syms) / sizeof(syms[0])) < 0) {
 		dlclose(lib);
 		return -1;
@@ -308,7 +314,8 @@ static int hip_load(void)
 static int hip_buffer_id(uint64_t p, uint64_t *id)
 {
 	unsigned long long v = 0;
-	hipError_t r = hip.PointerGetAttribute(&v, HIP_POINTER_ATTRIBUTE_BUFFER_ID, (void *)(uintptr_t)p);
+	hipError_t r = hip.PointerGetAttribute(&v, HIP_POINTER_ATTRIBUTE_BUFFER_ID,
+					       (void *)(uintptr_t)p);
 
 	if (r != 0)
 		return hip_fail(r, KVFS_E_LIB_POINTER, "hipPointerGetAttribute(BUFFER_ID)", p);
@@ -460,8 +467,9 @@ static int io_fail(unsigned long cmd, const struct kvfs_gpu_io *io, const int *v
 	 * did not get that far. */
 	if (io->detail == KVFS_E_OK || io->error_seg >= io->nseg)
 		return lib_fail(err, io->detail, "%s: %s", op, strerror_r(err, buf, sizeof(buf)));
-	return lib_fail(err, io->detail, "%s: %s (range %d): %s", op, kvfs_strerror_detail(io->detail),
-			vec_of_seg[io->error_seg], strerror_r(err, buf, sizeof(buf)));
+	return lib_fail(err, io->detail, "%s: %s (range %d): %s", op,
+			kvfs_strerror_detail(io->detail), vec_of_seg[io->error_seg],
+			strerror_r(err, buf, sizeof(buf)));
 }
 
 /* Issue the ranges of v that lie in allocation g, KVFS_GPU_MAX_SEGS per ioctl. */
@@ -536,7 +544,8 @@ static ssize_t gpu_io(int fd, unsigned long cmd, const struct kvfs_gpu_vec *v, i
 		for (g = 0; g < nallocs && (allocs[g].id != a.id || allocs[g].base != a.base); g++)
 			;
 		if (g == nallocs) {
-			struct kv_alloc *more = realloc(allocs, (size_t)(nallocs + 1) * sizeof(*allocs));
+			struct kv_alloc *more = realloc(allocs,
+							(size_t)(nallocs + 1) * sizeof(*allocs));
 
 			if (!more) {
 				lib_fail(ENOMEM, KVFS_E_OK, "out of memory");

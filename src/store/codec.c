@@ -15,10 +15,10 @@
 
 struct kv_codec_ctx {
 	size_t max_chunk;
-	size_t cap;          /* size of out and tmp */
-	uint8_t *out;        /* compressed output */
-	uint8_t *tmp;        /* shuffled input / decompressed planes */
-	uint8_t *plain;      /* a chunk compressed unshuffled, when both ways are tried */
+	size_t cap;     /* size of out and tmp */
+	uint8_t *out;   /* compressed output */
+	uint8_t *tmp;   /* shuffled input / decompressed planes */
+	uint8_t *plain; /* a chunk compressed unshuffled, when both ways are tried */
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
 };
@@ -164,8 +164,8 @@ void kv_codec_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, unsigned ele
 
 /* Compress n bytes into dst (capacity cap). Returns the length, or 0 when
  * the codec failed or did not fit. */
-static size_t compress(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-		       const void *src, size_t n, void *dst, size_t cap)
+static size_t compress(struct kv_codec_ctx *ctx, const struct kv_codec_params *p, const void *src,
+		       size_t n, void *dst, size_t cap)
 {
 	if (p->codec == KV_CODEC_LZ4) {
 		int r = LZ4_compress_default(src, dst, (int)n, (int)cap);
@@ -246,8 +246,7 @@ static enum kv_filter encode_both(struct kv_codec_ctx *ctx, const struct kv_code
 }
 
 int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-			   const void *src, size_t n, enum kv_filter *filter,
-			   struct kv_encoded *out)
+			   const void *src, size_t n, enum kv_filter *filter, struct kv_encoded *out)
 {
 	const uint8_t *in = src;
 	enum kv_filter f;
@@ -300,16 +299,16 @@ int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_param
 	return 0;
 }
 
-int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-		    const void *src, size_t n, struct kv_encoded *out)
+int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p, const void *src,
+		    size_t n, struct kv_encoded *out)
 {
 	enum kv_filter filter = KV_FILTER_PROBE;
 
 	return kv_codec_encode_hinted(ctx, p, src, n, &filter, out);
 }
 
-int kv_codec_decode(struct kv_codec_ctx *ctx, uint8_t codec, uint8_t elem,
-		    const void *src, size_t len, void *dst, size_t raw_len)
+int kv_codec_decode(struct kv_codec_ctx *ctx, uint8_t codec, uint8_t elem, const void *src,
+		    size_t len, void *dst, size_t raw_len)
 {
 	uint8_t *to = elem > 1 ? ctx->tmp : dst;
 
@@ -333,8 +332,7 @@ int kv_codec_decode(struct kv_codec_ctx *ctx, uint8_t codec, uint8_t elem,
 			return -EIO;
 		break;
 	}
-	default:
-		return -EIO;
+	default: return -EIO;
 	}
 	if (elem > 1)
 		kv_codec_unshuffle(ctx->tmp, dst, raw_len, elem);

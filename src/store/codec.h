@@ -25,9 +25,9 @@ struct kv_codec_params {
 /* Result of an encode. data points into the context's buffer or at the
  * source itself when the chunk is stored raw; valid until the next call. */
 struct kv_encoded {
-	uint8_t codec;     /* enum kv_codec_id actually used */
-	uint8_t elem;      /* shuffle element size, 0 = no shuffle */
-	uint32_t len;      /* stored length */
+	uint8_t codec; /* enum kv_codec_id actually used */
+	uint8_t elem;  /* shuffle element size, 0 = no shuffle */
+	uint32_t len;  /* stored length */
 	const void *data;
 };
 
@@ -39,18 +39,18 @@ void kv_codec_ctx_free(struct kv_codec_ctx *ctx);
 struct kv_codec_ctx *kv_codec_tls(size_t max_chunk);
 
 /* Encode n bytes (n <= max_chunk). Returns 0 or a negative errno. */
-int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p,
-		    const void *src, size_t n, struct kv_encoded *out);
+int kv_codec_encode(struct kv_codec_ctx *ctx, const struct kv_codec_params *p, const void *src,
+		    size_t n, struct kv_encoded *out);
 
 /* What to do with a chunk: the choice a sample makes, and the one
  * shuffle=auto keeps for a file's next chunks. A choice, not a byte width:
  * the element size stored with a chunk is kv_encoded.elem. (The numbers
  * are those of the int this was.) */
 enum kv_filter {
-	KV_FILTER_PROBE = -2,   /* no choice yet: choose on a sample */
-	KV_FILTER_RAW = -1,     /* store the chunk raw: it does not shrink enough */
-	KV_FILTER_NONE = 0,     /* compress without a filter */
-	KV_FILTER_SHUFFLE = 2,  /* byte-shuffle, then compress (2-byte elements
+	KV_FILTER_PROBE = -2,  /* no choice yet: choose on a sample */
+	KV_FILTER_RAW = -1,    /* store the chunk raw: it does not shrink enough */
+	KV_FILTER_NONE = 0,    /* compress without a filter */
+	KV_FILTER_SHUFFLE = 2, /* byte-shuffle, then compress (2-byte elements
 				   under shuffle=auto, else the option's size) */
 };
 
@@ -68,8 +68,8 @@ int kv_codec_encode_hinted(struct kv_codec_ctx *ctx, const struct kv_codec_param
 
 /* Decode a stored payload into dst, which must receive exactly raw_len
  * bytes. Returns 0, or -EIO when the payload is not valid for its codec. */
-int kv_codec_decode(struct kv_codec_ctx *ctx, uint8_t codec, uint8_t elem,
-		    const void *src, size_t len, void *dst, size_t raw_len);
+int kv_codec_decode(struct kv_codec_ctx *ctx, uint8_t codec, uint8_t elem, const void *src,
+		    size_t len, void *dst, size_t raw_len);
 
 /* A buffer of the context (*cap bytes, at least the compress bound of
  * max_chunk) that may hold a payload passed to kv_codec_decode. */

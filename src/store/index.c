@@ -20,8 +20,9 @@
 #define KV_APPLICATION_ID 0x6b766673 /* "kvfs" */
 
 /* The subtree of ?1 (itself included), as the common table "sub". */
-#define SUBTREE "WITH RECURSIVE sub(ino) AS (SELECT ?1 UNION ALL " \
-		"SELECT d.ino FROM dentry d JOIN sub ON d.parent = sub.ino) "
+#define SUBTREE \
+	"WITH RECURSIVE sub(ino) AS (SELECT ?1 UNION ALL " \
+	"SELECT d.ino FROM dentry d JOIN sub ON d.parent = sub.ino) "
 
 /* The statements of enum ix_stmt (index_int.h says why they are all kept). */
 static const char *const kv_sql[Q_COUNT] = {
@@ -38,7 +39,8 @@ static const char *const kv_sql[Q_COUNT] = {
 	[Q_SETTING_SET] = "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)",
 
 	/* index_ns.c */
-	[Q_GETATTR] = "SELECT ino,mode,uid,gid,nlink,size,stored,rdev,atime,mtime,ctime FROM inode WHERE ino=?1",
+	[Q_GETATTR] =
+		"SELECT ino,mode,uid,gid,nlink,size,stored,rdev,atime,mtime,ctime FROM inode WHERE ino=?1",
 	[Q_LOOKUP] = "SELECT i.ino,i.mode,i.uid,i.gid,i.nlink,i.size,i.stored,i.rdev,i.atime,i.mtime,i.ctime "
 		     "FROM dentry d JOIN inode i ON i.ino=d.ino WHERE d.parent=?1 AND d.name=?2",
 	[Q_PARENT] = "SELECT parent FROM dentry WHERE ino=?1 LIMIT 1",
@@ -72,7 +74,8 @@ static const char *const kv_sql[Q_COUNT] = {
 	[Q_RECS] = "SELECT idx,seg,off,len,raw,codec FROM chunk WHERE ino=?1 ORDER BY idx",
 	[Q_GET_IREC] = "SELECT seg,off,len FROM chunk WHERE ino=?1 AND idx=-1",
 	[Q_DEL_CHUNKS_FROM] = "DELETE FROM chunk WHERE ino=?1 AND idx>=?2",
-	[Q_PUT_CHUNK] = "INSERT OR REPLACE INTO chunk(ino,idx,seg,off,len,raw,codec) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+	[Q_PUT_CHUNK] =
+		"INSERT OR REPLACE INTO chunk(ino,idx,seg,off,len,raw,codec) VALUES(?1,?2,?3,?4,?5,?6,?7)",
 	[Q_PUBLISH] = "UPDATE inode SET size=?2, stored=?3, mtime=?4, ctime=?5 WHERE ino=?1",
 	[Q_DEL_RECS] = "DELETE FROM chunk WHERE ino=?1",
 	[Q_DEL_XATTRS] = "DELETE FROM xattr WHERE ino=?1",
@@ -87,10 +90,10 @@ static const char *const kv_sql[Q_COUNT] = {
 	[Q_EXTENTS] = "SELECT idx, seg, off, len FROM chunk ORDER BY seg, off",
 	[Q_SEGS] = "SELECT seg,sum(len) FROM chunk GROUP BY seg",
 	[Q_USAGE] = SUBTREE "SELECT coalesce(sum(i.size),0), coalesce(sum(i.stored),0), "
-		    "count(*) FROM sub JOIN inode i ON i.ino = sub.ino "
-		    "WHERE (i.mode & 61440) = 32768",
+			    "count(*) FROM sub JOIN inode i ON i.ino = sub.ino "
+			    "WHERE (i.mode & 61440) = 32768",
 	[Q_CODECS] = SUBTREE "SELECT DISTINCT c.codec FROM sub JOIN chunk c ON c.ino = sub.ino "
-		     "WHERE c.idx >= 0 ORDER BY 1",
+			     "WHERE c.idx >= 0 ORDER BY 1",
 	[Q_IREC_BYTES] = "SELECT coalesce(sum(len),0) FROM chunk WHERE idx=-1",
 	[Q_STAT_FILES] = "SELECT count(*) FROM inode WHERE (mode & 61440) = 32768",
 	[Q_STAT_DIRS] = "SELECT count(*) FROM inode WHERE (mode & 61440) = 16384",
@@ -134,11 +137,12 @@ static const char *const kv_sql[Q_COUNT] = {
 	[Q_CTX_CLEAR] = "DELETE FROM context",
 	[Q_CTX_SCAN_FILES] = "INSERT OR IGNORE INTO context(ino,last_access) "
 			     "SELECT ino, ?2 FROM inode WHERE (mode & 61440) = 32768",
-	[Q_CTX_SCAN_DIRS] = "WITH RECURSIVE t(ino, depth) AS (SELECT 1, 0 UNION ALL "
-			    "SELECT d.ino, t.depth + 1 FROM dentry d JOIN t ON d.parent = t.ino "
-			    "JOIN inode i ON i.ino = d.ino WHERE t.depth < ?1 AND (i.mode & 61440) = 16384) "
-			    "INSERT OR IGNORE INTO context(ino,last_access) "
-			    "SELECT ino, ?2 FROM t WHERE depth = ?1",
+	[Q_CTX_SCAN_DIRS] =
+		"WITH RECURSIVE t(ino, depth) AS (SELECT 1, 0 UNION ALL "
+		"SELECT d.ino, t.depth + 1 FROM dentry d JOIN t ON d.parent = t.ino "
+		"JOIN inode i ON i.ino = d.ino WHERE t.depth < ?1 AND (i.mode & 61440) = 16384) "
+		"INSERT OR IGNORE INTO context(ino,last_access) "
+		"SELECT ino, ?2 FROM t WHERE depth = ?1",
 };
 
 /* ---- statements and errors ---- */
@@ -154,21 +158,16 @@ int ix_errno(struct kv_index *ix, int rc)
 	switch (rc & 0xff) {
 	case SQLITE_OK:
 	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
+	case SQLITE_DONE: return 0;
+	case SQLITE_CONSTRAINT: return -EEXIST;
 	case SQLITE_CORRUPT:
 	case SQLITE_NOTADB:
 		kv_err("index %s: %s: the index is damaged; stop kvfs and run `kvfsctl fsck` and "
-		       "`kvfsctl rebuild` (docs/reliability.md)", ix->path, sqlite3_errmsg(ix->db));
+		       "`kvfsctl rebuild` (docs/reliability.md)",
+		       ix->path, sqlite3_errmsg(ix->db));
 		return -EIO;
-	case SQLITE_FULL:
-		kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
-		return -ENOSPC;
-	default:
-		kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db));
-		return -EIO;
+	case SQLITE_FULL: kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db)); return -ENOSPC;
+	default: kv_err("index %s: %s", ix->path, sqlite3_errmsg(ix->db)); return -EIO;
 	}
 }
 
@@ -263,8 +262,8 @@ static int prepare_all(struct kv_index *ix, int from, int to)
 
 	KV_ASSERT_HELD(&ix->lock);
 	for (int i = from; !rc && i < to; i++)
-		rc = ix_errno(ix, sqlite3_prepare_v3(ix->db, kv_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-						     &ix->q[i], NULL));
+		rc = ix_errno(ix, sqlite3_prepare_v3(ix->db, kv_sql[i], -1,
+						     SQLITE_PREPARE_PERSISTENT, &ix->q[i], NULL));
 	return rc;
 }
 
@@ -309,8 +308,10 @@ static int check_identity(struct kv_index *ix, int *fresh, char *err, size_t err
 	for (int i = 0; i < 3; i++) {
 		int rc = peek_int(ix->db, text[i], &v[i]) & 0xff;
 		if (rc == SQLITE_CORRUPT) {
-			snprintf(err, errlen, "index %s is damaged (%s): run `kvfsctl rebuild` "
-				 "(docs/reliability.md)", ix->path, sqlite3_errmsg(ix->db));
+			snprintf(err, errlen,
+				 "index %s is damaged (%s): run `kvfsctl rebuild` "
+				 "(docs/reliability.md)",
+				 ix->path, sqlite3_errmsg(ix->db));
 			return -EIO;
 		}
 		if (rc == SQLITE_NOTADB) {
@@ -417,8 +418,7 @@ static int init_store(struct kv_index *ix)
 	return ix_end(ix, rc);
 }
 
-int kv_index_open(const char *path, int create, struct kv_index **out, char *err,
-		  size_t errlen)
+int kv_index_open(const char *path, int create, struct kv_index **out, char *err, size_t errlen)
 {
 	struct kv_index *ix = calloc(1, sizeof(*ix));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);

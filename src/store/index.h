@@ -75,8 +75,7 @@ int kv_index_verify(struct kv_index *ix, int quick, char *msg, size_t len);
 /* Open (create when create != 0) the index at path. A file that is not a
  * kvfs index, or one from a newer kvfs, is refused without being changed,
  * with the reason in err. */
-int kv_index_open(const char *path, int create, struct kv_index **out, char *err,
-		  size_t errlen);
+int kv_index_open(const char *path, int create, struct kv_index **out, char *err, size_t errlen);
 void kv_index_close(struct kv_index *ix);
 /* Check, read-only, that path is a kvfs index this version can open. */
 int kv_index_check(const char *path, char *err, size_t errlen);
@@ -100,8 +99,8 @@ int kv_index_create(struct kv_index *ix, uint64_t parent, const char *name, size
 /* Remove name from parent. dir selects rmdir (the entry must be an empty
  * directory) or unlink (must not be a directory). On success *ino and
  * *nlink say which inode lost a link and how many it has left. */
-int kv_index_remove(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
-		    int dir, int64_t now, uint64_t *ino, uint32_t *nlink);
+int kv_index_remove(struct kv_index *ix, uint64_t parent, const char *name, size_t len, int dir,
+		    int64_t now, uint64_t *ino, uint32_t *nlink);
 
 /* rename(2) with RENAME_NOREPLACE/RENAME_EXCHANGE flags. When an existing
  * entry is replaced, *victim and *victim_nlink describe it (else 0). */
@@ -110,10 +109,10 @@ int kv_index_rename(struct kv_index *ix, uint64_t parent, const char *name, size
 		    int64_t now, uint64_t *victim, uint32_t *victim_nlink);
 
 /* Write the attributes selected by mask (KV_SET_* bits). */
-#define KV_SET_MODE  (1u << 0)
-#define KV_SET_UID   (1u << 1)
-#define KV_SET_GID   (1u << 2)
-#define KV_SET_SIZE  (1u << 3)
+#define KV_SET_MODE (1u << 0)
+#define KV_SET_UID (1u << 1)
+#define KV_SET_GID (1u << 2)
+#define KV_SET_SIZE (1u << 3)
 #define KV_SET_ATIME (1u << 4)
 #define KV_SET_MTIME (1u << 5)
 #define KV_SET_CTIME (1u << 6)
@@ -125,10 +124,9 @@ int kv_index_readlink(struct kv_index *ix, uint64_t ino, char *buf, size_t len);
  * offset of the next one, and returns nonzero to stop. cb runs with the
  * index unlocked. Other callbacks in this file run with it locked and must
  * not call back into the index or take other locks than leaves. */
-typedef int (*kv_index_dir_cb)(void *arg, const char *name, size_t len,
-			       const struct kv_attr *a, uint64_t next);
-int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_dir_cb cb,
-		     void *arg);
+typedef int (*kv_index_dir_cb)(void *arg, const char *name, size_t len, const struct kv_attr *a,
+			       uint64_t next);
+int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_dir_cb cb, void *arg);
 
 /* All chunks of ino, in index order. */
 typedef int (*kv_index_chunk_cb)(void *arg, const struct kv_chunk *c);
@@ -195,10 +193,9 @@ int kv_index_segments(struct kv_index *ix, kv_index_seg_cb cb, void *arg);
 
 /* user.* extended attributes. getxattr/listxattr follow the syscall
  * conventions: size 0 asks for the length. */
-int kv_index_setxattr(struct kv_index *ix, uint64_t ino, const char *name,
-		      const void *value, size_t size, int flags);
-int kv_index_getxattr(struct kv_index *ix, uint64_t ino, const char *name, void *buf,
-		      size_t size);
+int kv_index_setxattr(struct kv_index *ix, uint64_t ino, const char *name, const void *value,
+		      size_t size, int flags);
+int kv_index_getxattr(struct kv_index *ix, uint64_t ino, const char *name, void *buf, size_t size);
 int kv_index_listxattr(struct kv_index *ix, uint64_t ino, char *buf, size_t size);
 int kv_index_removexattr(struct kv_index *ix, uint64_t ino, const char *name);
 
@@ -219,8 +216,8 @@ int kv_index_ctx_save(struct kv_index *ix, const struct kv_ctx_row *r, size_t n)
 int kv_index_ctx_lru(struct kv_index *ix, size_t skip, uint64_t *ino, size_t max, size_t *n);
 /* Unpinned contexts whose ttl (or default_ttl when unset; 0 = never) ended
  * before now. */
-int kv_index_ctx_expired(struct kv_index *ix, int64_t now, int64_t default_ttl,
-			 uint64_t *ino, size_t max, size_t *n);
+int kv_index_ctx_expired(struct kv_index *ix, int64_t now, int64_t default_ttl, uint64_t *ino,
+			 size_t max, size_t *n);
 /* Contexts, or (with_ttl) contexts that have a ttl of their own. */
 int kv_index_ctx_count(struct kv_index *ix, int with_ttl, uint64_t *n);
 int kv_index_ctx_del(struct kv_index *ix, uint64_t ino);

@@ -69,7 +69,7 @@ static int check_db(sqlite3 *db, const char *pragma, char *msg, size_t len)
 		return (rc & 0xff) == SQLITE_INTERRUPT ? -EINTR : -EIO;
 	}
 	/* One line, for the log and fsck's report. */
-	for (char *c = msg; (c = strchr(c, '\n')); )
+	for (char *c = msg; (c = strchr(c, '\n'));)
 		*c = ' ';
 	return n;
 }
@@ -114,13 +114,12 @@ static void ckpt_check(struct kv_index *ix)
 	t1 = kv_mono_ns();
 	if (n > 0)
 		kv_err("index %s is damaged (%d problem%s; the first: %s): stop kvfs and run "
-		       "`kvfsctl fsck` and `kvfsctl rebuild` (docs/reliability.md)", ix->path, n,
-		       n > 1 ? "s" : "", msg);
+		       "`kvfsctl fsck` and `kvfsctl rebuild` (docs/reliability.md)",
+		       ix->path, n, n > 1 ? "s" : "", msg);
 	else if (n < 0 && n != -EINTR)
 		kv_warn("index %s: quick_check could not run: %s", ix->path, msg);
 	else if (!n)
-		kv_info("index %s: quick_check ok in %.1f s", ix->path,
-			(double)(t1 - t0) / 1e9);
+		kv_info("index %s: quick_check ok in %.1f s", ix->path, (double)(t1 - t0) / 1e9);
 }
 
 static void *ckpt_main(void *arg)

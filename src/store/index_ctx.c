@@ -97,8 +97,8 @@ int kv_index_ctx_lru(struct kv_index *ix, size_t skip, uint64_t *ino, size_t max
 	return rc;
 }
 
-int kv_index_ctx_expired(struct kv_index *ix, int64_t now, int64_t default_ttl,
-			 uint64_t *ino, size_t max, size_t *n)
+int kv_index_ctx_expired(struct kv_index *ix, int64_t now, int64_t default_ttl, uint64_t *ino,
+			 size_t max, size_t *n)
 {
 	struct ix_inos l = { ino, 0, max };
 	int rc;
@@ -139,8 +139,8 @@ int kv_index_ctx_scan(struct kv_index *ix, int depth, int64_t now)
 	if (!rc)
 		rc = ix_each_row(ix, Q_CTX_CLEAR, 0, 0, 0, NULL, NULL);
 	if (!rc)
-		rc = ix_each_row(ix, depth ? Q_CTX_SCAN_DIRS : Q_CTX_SCAN_FILES, depth, now, 0, NULL,
-				 NULL);
+		rc = ix_each_row(ix, depth ? Q_CTX_SCAN_DIRS : Q_CTX_SCAN_FILES, depth, now, 0,
+				 NULL, NULL);
 	rc = ix_end(ix, rc);
 	pthread_mutex_unlock(&ix->lock);
 	return rc;

@@ -44,10 +44,7 @@ static int row_meta_ctx(sqlite3_stmt *s, void *arg)
 	return 1;
 }
 
-static int meta_chunk(void *arg, const struct kv_chunk *c)
-{
-	return kv_meta_add_chunk(arg, c);
-}
+static int meta_chunk(void *arg, const struct kv_chunk *c) { return kv_meta_add_chunk(arg, c); }
 
 int kv_index_meta(struct kv_index *ix, uint64_t ino, int chunks, struct kv_meta *m,
 		  struct kv_loc *cur)
@@ -98,8 +95,7 @@ static int set_irec(struct kv_index *ix, const struct kv_irec_set *r)
 	rc = ix_getattr(ix, r->ino, &a);
 	if (!rc)
 		rc = ix_get_irec(ix, r->ino, &now);
-	if (!rc && (now.seg != r->expect.seg || now.off != r->expect.off ||
-		    now.len != r->expect.len))
+	if (!rc && (now.seg != r->expect.seg || now.off != r->expect.off || now.len != r->expect.len))
 		return -ESTALE;
 	if (rc)
 		return rc;

@@ -67,7 +67,7 @@ int kv_index_getattr(struct kv_index *ix, uint64_t ino, struct kv_attr *a)
 int kv_index_setattr(struct kv_index *ix, const struct kv_attr *a, unsigned mask)
 {
 	/* Q_SETATTR's parameters ?2..?8, in order. */
-	static const unsigned bits[] = { KV_SET_MODE, KV_SET_UID, KV_SET_GID, KV_SET_SIZE,
+	static const unsigned bits[] = { KV_SET_MODE,  KV_SET_UID,   KV_SET_GID,  KV_SET_SIZE,
 					 KV_SET_ATIME, KV_SET_MTIME, KV_SET_CTIME };
 	int64_t vals[] = { a->mode, a->uid, a->gid, (int64_t)a->size, a->atime, a->mtime, a->ctime };
 	sqlite3_stmt *s;
@@ -305,8 +305,8 @@ static int unlink_entry(struct kv_index *ix, uint64_t parent, const char *name, 
 	return rc;
 }
 
-int kv_index_remove(struct kv_index *ix, uint64_t parent, const char *name, size_t len,
-		    int dir, int64_t now, uint64_t *ino, uint32_t *nlink)
+int kv_index_remove(struct kv_index *ix, uint64_t parent, const char *name, size_t len, int dir,
+		    int64_t now, uint64_t *ino, uint32_t *nlink)
 {
 	struct kv_attr a;
 	int rc;
@@ -524,8 +524,7 @@ struct dir_row {
 	char name[256];
 };
 
-int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_dir_cb cb,
-		     void *arg)
+int kv_index_readdir(struct kv_index *ix, uint64_t dir, uint64_t off, kv_index_dir_cb cb, void *arg)
 {
 	struct dir_row *rows = malloc(KV_READDIR_BATCH * sizeof(*rows));
 	int n, rc = 0, stop = 0;
@@ -567,8 +566,8 @@ static void bind_xname(sqlite3_stmt *s, uint64_t ino, const char *name)
 	sqlite3_bind_blob(s, 2, name, (int)strlen(name), SQLITE_STATIC);
 }
 
-int kv_index_setxattr(struct kv_index *ix, uint64_t ino, const char *name,
-		      const void *value, size_t size, int flags)
+int kv_index_setxattr(struct kv_index *ix, uint64_t ino, const char *name, const void *value,
+		      size_t size, int flags)
 {
 	sqlite3_stmt *s;
 	int exists, rc;
@@ -599,8 +598,7 @@ out:
 	return rc;
 }
 
-int kv_index_getxattr(struct kv_index *ix, uint64_t ino, const char *name, void *buf,
-		      size_t size)
+int kv_index_getxattr(struct kv_index *ix, uint64_t ino, const char *name, void *buf, size_t size)
 {
 	sqlite3_stmt *s;
 	int rc;

@@ -18,7 +18,7 @@
 #include "index.h"
 
 #define KV_META_VERSION 1
-#define KV_META_HAS_CTX 1u  /* flags: pin and ttl are a context's settings */
+#define KV_META_HAS_CTX 1u /* flags: pin and ttl are a context's settings */
 
 struct kv_meta_link {
 	uint64_t parent;
@@ -33,17 +33,17 @@ struct kv_meta_xattr {
 };
 
 struct kv_meta {
-	struct kv_attr attr;  /* stored included: bytes of the chunk records */
+	struct kv_attr attr; /* stored included: bytes of the chunk records */
 	uint32_t flags;
 	uint8_t pin;
-	int64_t ttl;          /* -1: the mount's default */
-	uint64_t hwm;         /* highest inode number the store had handed out */
-	char *target;         /* symlink target, NUL-terminated; NULL if none */
+	int64_t ttl;  /* -1: the mount's default */
+	uint64_t hwm; /* highest inode number the store had handed out */
+	char *target; /* symlink target, NUL-terminated; NULL if none */
 	struct kv_meta_link *links;
 	size_t nlinks, links_cap;
 	struct kv_meta_xattr *x;
 	size_t nx, x_cap;
-	struct kv_chunk *chunks;  /* idx >= 0 only, ascending */
+	struct kv_chunk *chunks; /* idx >= 0 only, ascending */
 	size_t nchunks, chunks_cap;
 };
 

@@ -15,11 +15,11 @@
 
 struct kv_segwin {
 	uint32_t seg;
-	uint64_t start, len;   /* bytes [start, start + len) of the segment */
-	uint8_t *map;          /* NULL while being mapped by another thread */
-	int fd;                /* kept to notice the segment's deletion */
+	uint64_t start, len; /* bytes [start, start + len) of the segment */
+	uint8_t *map;        /* NULL while being mapped by another thread */
+	int fd;              /* kept to notice the segment's deletion */
 	int refs;
-	uint64_t used;         /* LRU tick of the last get */
+	uint64_t used; /* LRU tick of the last get */
 };
 
 struct kv_segmap {
@@ -27,12 +27,12 @@ struct kv_segmap {
 	struct kv_segmap_pin pin;
 	uint64_t budget;
 	pthread_mutex_t lock;
-	pthread_cond_t mapped;   /* a window being mapped is ready (or gone) */
-	struct kv_segwin **v;    /* at most budget / KV_SEGMAP_WINDOW */
+	pthread_cond_t mapped; /* a window being mapped is ready (or gone) */
+	struct kv_segwin **v;  /* at most budget / KV_SEGMAP_WINDOW */
 	size_t n, cap;
 	uint64_t bytes, tick, maps, misses;
-	time_t checked;          /* last look for deleted segments */
-	int broken;              /* page-locking failed: give up, logged once */
+	time_t checked; /* last look for deleted segments */
+	int broken;     /* page-locking failed: give up, logged once */
 };
 
 struct kv_segmap *kv_segmap_new(struct kv_store *st, uint64_t budget,
@@ -123,7 +123,8 @@ static struct kv_segwin *take_lru(struct kv_segmap *m)
 	KV_ASSERT_HELD(&m->lock);
 
 	for (size_t i = 0; i < m->n; i++)
-		if (!m->v[i]->refs && m->v[i]->map && (best == m->n || m->v[i]->used < m->v[best]->used))
+		if (!m->v[i]->refs && m->v[i]->map &&
+		    (best == m->n || m->v[i]->used < m->v[best]->used))
 			best = i;
 	return best < m->n ? take(m, best) : NULL;
 }
@@ -169,8 +170,7 @@ static struct kv_segwin *find(struct kv_segmap *m, uint32_t seg, uint64_t start,
 	return NULL;
 }
 
-const uint8_t *kv_segmap_get(struct kv_segmap *m, const struct kv_loc *loc,
-			     struct kv_segwin **out)
+const uint8_t *kv_segmap_get(struct kv_segmap *m, const struct kv_loc *loc, struct kv_segwin **out)
 {
 	uint64_t start = loc->off / KV_SEGMAP_WINDOW * KV_SEGMAP_WINDOW, end = loc->off + loc->len;
 	struct kv_segwin *w, *gone[8], *evicted = NULL;
@@ -220,7 +220,8 @@ const uint8_t *kv_segmap_get(struct kv_segmap *m, const struct kv_loc *loc,
 		if (rc == -ENOMEM && !m->broken) {
 			m->broken = 1;
 			kv_warn("gpu: cannot page-lock a window of segment %08x; loads go through "
-				"buffers", loc->seg);
+				"buffers",
+				loc->seg);
 		}
 		take(m, at);
 		gone[ngone++ % 8] = w; /* at most 7 from reap: room for this one */

@@ -36,10 +36,10 @@ struct kv_segmap_pin {
 };
 
 struct kv_segmap_stats {
-	uint64_t bytes;        /* mapped and page-locked now */
-	uint64_t windows;      /* windows held now */
-	uint64_t maps;         /* windows mapped since start */
-	uint64_t misses;       /* records no window could serve */
+	uint64_t bytes;   /* mapped and page-locked now */
+	uint64_t windows; /* windows held now */
+	uint64_t maps;    /* windows mapped since start */
+	uint64_t misses;  /* records no window could serve */
 };
 
 /* budget: bytes of windows held at most (0: none, kv_segmap_get always
@@ -52,8 +52,7 @@ void kv_segmap_free(struct kv_segmap *m);
  * window, which *w holds until kv_segmap_put; NULL when none can serve it
  * (over budget with every window in use, the record straddles windows,
  * mapping or page-locking failed). */
-const uint8_t *kv_segmap_get(struct kv_segmap *m, const struct kv_loc *loc,
-			     struct kv_segwin **w);
+const uint8_t *kv_segmap_get(struct kv_segmap *m, const struct kv_loc *loc, struct kv_segwin **w);
 void kv_segmap_put(struct kv_segmap *m, struct kv_segwin *w);
 void kv_segmap_stats(struct kv_segmap *m, struct kv_segmap_stats *s);
 

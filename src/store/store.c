@@ -26,10 +26,10 @@
 enum { KV_SEG_OURS = 0, KV_SEG_TORN, KV_SEG_DAMAGED, KV_SEG_FOREIGN };
 
 struct kv_seg {
-	int fd;          /* -1 when absent or not opened yet */
-	int dirty;       /* appended to since the last sync */
-	int hdr;         /* KV_SEG_*: whose records the index may judge */
-	uint64_t live;   /* bytes of live records */
+	int fd;        /* -1 when absent or not opened yet */
+	int dirty;     /* appended to since the last sync */
+	int hdr;       /* KV_SEG_*: whose records the index may judge */
+	uint64_t live; /* bytes of live records */
 };
 
 /* Appends go to up to KV_STORE_LANES segments at once, one per lane
@@ -40,9 +40,9 @@ struct kv_seg {
 #define KV_STORE_LANES 8
 
 struct kv_lane {
-	pthread_mutex_t lock;  /* held through an append's write */
-	uint32_t seg;          /* segment receiving its appends, 0 = none yet */
-	uint64_t tail;         /* next append offset there (under st->lock) */
+	pthread_mutex_t lock; /* held through an append's write */
+	uint32_t seg;         /* segment receiving its appends, 0 = none yet */
+	uint64_t tail;        /* next append offset there (under st->lock) */
 };
 
 /* Lock order: kv_lane.lock -> st->lock; st->lock is a leaf. */
@@ -52,15 +52,15 @@ struct kv_store {
 	size_t seg_size;
 	size_t max_chunk;
 	pthread_mutex_t lock;
-	struct kv_seg *segs;   /* indexed by segment id */
-	uint32_t nsegs;        /* capacity of segs */
-	uint32_t highest;      /* highest segment id in use */
+	struct kv_seg *segs; /* indexed by segment id */
+	uint32_t nsegs;      /* capacity of segs */
+	uint32_t highest;    /* highest segment id in use */
 	struct kv_lane lanes[KV_STORE_LANES];
-	int nlanes;            /* lanes in use, 1..KV_STORE_LANES */
-	uint64_t live;         /* live bytes in all segments */
-	int held;              /* appends refused (kv_store_hold) */
-	uint64_t epoch;        /* written into the headers of new segments */
-	uint64_t epoch_seen;   /* the highest in this store's segments at open */
+	int nlanes;          /* lanes in use, 1..KV_STORE_LANES */
+	uint64_t live;       /* live bytes in all segments */
+	int held;            /* appends refused (kv_store_hold) */
+	uint64_t epoch;      /* written into the headers of new segments */
+	uint64_t epoch_seen; /* the highest in this store's segments at open */
 };
 
 static void seg_name(char *buf, size_t len, uint32_t seg)
@@ -223,7 +223,8 @@ static int scan_segments(struct kv_store *st)
 		st->segs[v].hdr = seg_check(st, e->d_name, v);
 		if (st->segs[v].hdr == KV_SEG_DAMAGED)
 			kv_warn("segment %s: its header is damaged: its records are read, but it "
-				"is never deleted or garbage-collected", e->d_name);
+				"is never deleted or garbage-collected",
+				e->d_name);
 		if (v > st->highest)
 			st->highest = v;
 	}
@@ -253,8 +254,8 @@ uint32_t kv_store_foreign(struct kv_store *st)
 	return seg;
 }
 
-int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size,
-		  size_t max_chunk, struct kv_store **out)
+int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size, size_t max_chunk,
+		  struct kv_store **out)
 {
 	struct kv_store *st;
 
@@ -448,11 +449,16 @@ void kv_store_hold(struct kv_store *st, int held)
 	pthread_mutex_unlock(&st->lock);
 }
 
-int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
-		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc)
+int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx, const struct kv_encoded *enc,
+		    uint32_t raw_len, struct kv_loc *loc)
 {
-	struct kv_rec r = { .type = KV_REC_TYPE_CHUNK, .codec = enc->codec, .elem = enc->elem,
-			    .raw_len = raw_len, .stored_len = enc->len, .ino = ino, .idx = idx };
+	struct kv_rec r = { .type = KV_REC_TYPE_CHUNK,
+			    .codec = enc->codec,
+			    .elem = enc->elem,
+			    .raw_len = raw_len,
+			    .stored_len = enc->len,
+			    .ino = ino,
+			    .idx = idx };
 
 	return append(st, &r, enc->data, loc);
 }
@@ -460,14 +466,16 @@ int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
 int kv_store_append_inode(struct kv_store *st, uint64_t ino, const void *data, uint32_t len,
 			  struct kv_loc *loc)
 {
-	struct kv_rec r = { .type = KV_REC_TYPE_INODE, .raw_len = len, .stored_len = len,
-			    .ino = ino, .idx = KV_REC_IDX_INODE };
+	struct kv_rec r = { .type = KV_REC_TYPE_INODE,
+			    .raw_len = len,
+			    .stored_len = len,
+			    .ino = ino,
+			    .idx = KV_REC_IDX_INODE };
 
 	return append(st, &r, data, loc);
 }
 
-int kv_seg_header_read(const uint8_t h[KV_SEG_HDR], uint32_t *seg, uint8_t id[16],
-		       uint32_t *chunk)
+int kv_seg_header_read(const uint8_t h[KV_SEG_HDR], uint32_t *seg, uint8_t id[16], uint32_t *chunk)
 {
 	if (memcmp(h, KV_SEG_MAGIC, 8) || kv_get32(h + 8) != KV_SEG_VERSION ||
 	    kv_get64(h + 56) != XXH3_64bits(h, 56))
@@ -497,8 +505,8 @@ int kv_rec_verify(struct kv_codec_ctx *cc, const uint8_t h[KV_REC_HDR], const ui
 	return kv_codec_decode(cc, r.codec, r.elem, payload, stored, dst, raw_len) < 0 ? -EIO : 0;
 }
 
-int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
-		  uint64_t idx, void *dst, uint32_t raw_len)
+int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino, uint64_t idx,
+		  void *dst, uint32_t raw_len)
 {
 	struct kv_codec_ctx *cc = kv_codec_tls(st->max_chunk);
 	size_t bufcap = 0;
@@ -531,7 +539,8 @@ int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
 	if (n != (ssize_t)loc->len ||
 	    kv_rec_verify(cc, h, iov[1].iov_base, stored, loc->seg, ino, idx, dst, raw_len)) {
 		kv_err("inode %" PRIu64 " chunk %" PRIu64 ": damaged record at segment %08" PRIx32
-		       " offset %" PRIu64, ino, idx, loc->seg, loc->off);
+		       " offset %" PRIu64,
+		       ino, idx, loc->seg, loc->off);
 		return -EIO;
 	}
 	return 0;
@@ -589,7 +598,8 @@ void kv_store_free(struct kv_store *st, const struct kv_loc *loc)
 		static const uint8_t zero[KV_REC_HDR];
 		kv_debug("punch hole in segment %08" PRIx32 ": %s", loc->seg, strerror(errno));
 		if (pwrite(fd, zero, sizeof(zero), (off_t)loc->off) != (ssize_t)sizeof(zero))
-			kv_debug("erase record in segment %08" PRIx32 ": %s", loc->seg, strerror(errno));
+			kv_debug("erase record in segment %08" PRIx32 ": %s", loc->seg,
+				 strerror(errno));
 	}
 }
 
@@ -629,9 +639,8 @@ int kv_store_reclaim(struct kv_store *st, uint32_t seg, const struct kv_loc *liv
 	before = allocated(fd);
 	for (size_t i = 0; i <= n && !rc; i++) {
 		uint64_t end = i < n ? live[i].off : (uint64_t)sb.st_size;
-		if (end > pos &&
-		    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)pos,
-			      (off_t)(end - pos)))
+		if (end > pos && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					   (off_t)pos, (off_t)(end - pos)))
 			rc = -errno;
 		if (i < n && live[i].off + live[i].len > pos)
 			pos = live[i].off + live[i].len;

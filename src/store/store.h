@@ -13,11 +13,11 @@
 
 #include "codec.h"
 
-#define KV_REC_MAGIC 0x3152564bu  /* "KVR1" */
+#define KV_REC_MAGIC 0x3152564bu /* "KVR1" */
 #define KV_REC_VERSION 1
 #define KV_REC_HDR 64
 #define KV_REC_TYPE_CHUNK 1
-#define KV_REC_TYPE_INODE 2        /* an inode's metadata (src/store/meta.h) */
+#define KV_REC_TYPE_INODE 2         /* an inode's metadata (src/store/meta.h) */
 #define KV_REC_IDX_INODE UINT64_MAX /* the idx of inode records (index: -1) */
 #define KV_SEG_MAGIC "KVFSSEG"
 #define KV_SEG_VERSION 1
@@ -44,8 +44,8 @@ struct kv_store;
  * segments there are read, and only segments whose header names this
  * store (or that are too short to hold a record) are ever deleted or
  * garbage-collected: the index judges only its own store's segments. */
-int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size,
-		  size_t max_chunk, struct kv_store **out);
+int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size, size_t max_chunk,
+		  struct kv_store **out);
 void kv_store_close(struct kv_store *st);
 
 /* The first segment whose header names another store (0: none). An index
@@ -77,8 +77,8 @@ void kv_store_hold(struct kv_store *st, int held);
  * segment run at one thread's copy speed. Call before the first append. */
 void kv_store_set_lanes(struct kv_store *st, int n);
 
-int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx,
-		    const struct kv_encoded *enc, uint32_t raw_len, struct kv_loc *loc);
+int kv_store_append(struct kv_store *st, uint64_t ino, uint64_t idx, const struct kv_encoded *enc,
+		    uint32_t raw_len, struct kv_loc *loc);
 
 /* Append inode record of ino: len bytes of payload (src/store/meta.h), stored
  * as they are. */
@@ -87,14 +87,13 @@ int kv_store_append_inode(struct kv_store *st, uint64_t ino, const void *data, u
 
 /* Decode a segment header: its id, the store id and the chunk size of the
  * store (0 in segments written before it was recorded). 0 or -EIO. */
-int kv_seg_header_read(const uint8_t h[KV_SEG_HDR], uint32_t *seg, uint8_t id[16],
-		       uint32_t *chunk);
+int kv_seg_header_read(const uint8_t h[KV_SEG_HDR], uint32_t *seg, uint8_t id[16], uint32_t *chunk);
 
 /* Read the record at loc, check that it is chunk idx of ino with raw_len
  * bytes and that both checksums match, and decode it into dst.
  * Returns 0, -EIO on any mismatch (logged), or another negative errno. */
-int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino,
-		  uint64_t idx, void *dst, uint32_t raw_len);
+int kv_store_read(struct kv_store *st, const struct kv_loc *loc, uint64_t ino, uint64_t idx,
+		  void *dst, uint32_t raw_len);
 
 /* kv_store_read's checks and decoding of a record already in memory:
  * header h and its stored payload bytes, expected to be chunk idx of ino

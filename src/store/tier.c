@@ -10,8 +10,8 @@ struct kv_tier_ent {
 	struct kv_loc loc;
 	uint8_t *data;
 	uint32_t len;
-	uint32_t cost;                   /* bytes charged: the buffer, not the data */
-	int small;                       /* data is a malloc()ed copy, not a kv_buf */
+	uint32_t cost; /* bytes charged: the buffer, not the data */
+	int small;     /* data is a malloc()ed copy, not a kv_buf */
 	uint32_t refs;
 	int dead;                        /* forgotten: free at last release */
 	struct kv_tier_ent *hnext;       /* hash chain */
@@ -23,7 +23,7 @@ struct kv_tier {
 	struct kv_bufs *bufs;
 	size_t budget, bytes, count;
 	struct kv_tier_ent **hash;
-	size_t nhash; /* power of two */
+	size_t nhash;           /* power of two */
 	struct kv_tier_ent lru; /* sentinel */
 	uint64_t hits, misses;
 };
@@ -201,8 +201,7 @@ static void grow(struct kv_tier *t)
 	t->nhash = n;
 }
 
-struct kv_tier_ent *kv_tier_put(struct kv_tier *t, const struct kv_loc *loc, void *buf,
-				uint32_t len)
+struct kv_tier_ent *kv_tier_put(struct kv_tier *t, const struct kv_loc *loc, void *buf, uint32_t len)
 {
 	struct kv_tier_ent *e = calloc(1, sizeof(*e)), *old, *gone;
 	uint8_t *copy = NULL;
@@ -228,7 +227,10 @@ struct kv_tier_ent *kv_tier_put(struct kv_tier *t, const struct kv_loc *loc, voi
 		free(e);
 		return old;
 	}
-	*e = (struct kv_tier_ent){ .loc = *loc, .data = buf, .len = len, .refs = 1,
+	*e = (struct kv_tier_ent){ .loc = *loc,
+				   .data = buf,
+				   .len = len,
+				   .refs = 1,
 				   .cost = (uint32_t)kv_bufs_size(t->bufs) };
 	if (t->count >= t->nhash)
 		grow(t);

@@ -34,7 +34,7 @@ struct fsck_walk {
 	size_t nfiles, fcap;
 	struct fsck_job *jobs;
 	size_t njobs, jcap;
-	uint64_t cur;          /* the file whose chunks are being added */
+	uint64_t cur; /* the file whose chunks are being added */
 	int rc;
 };
 
@@ -163,8 +163,8 @@ static int check_segments(struct kv_fs *fs, struct fsck_job *jobs, size_t n,
 struct fsck_verify {
 	struct kv_fs *fs;
 	struct fsck_job *jobs;
-	size_t n, next;        /* next: the next job to take (atomic) */
-	int err;               /* the first failure that is not damage (atomic) */
+	size_t n, next; /* next: the next job to take (atomic) */
+	int err;        /* the first failure that is not damage (atomic) */
 };
 
 static void verify_failed(struct fsck_verify *v, int rc)
@@ -248,8 +248,8 @@ static int build_report(struct fsck_walk *w, struct kv_fsck_report *rep)
 			return -ENOMEM;
 		f = &rep->bad[rep->nbad];
 		fe = bsearch(&key, w->files, w->nfiles, sizeof(*w->files), by_ino);
-		*f = (struct kv_fsck_file){ key.ino, fe ? fe->size : 0, malloc(nbad * sizeof(uint64_t)),
-					    0 };
+		*f = (struct kv_fsck_file){ key.ino, fe ? fe->size : 0,
+					    malloc(nbad * sizeof(uint64_t)), 0 };
 		if (!f->bad)
 			return -ENOMEM;
 		rep->nbad++;

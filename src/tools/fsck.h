@@ -24,8 +24,8 @@ struct kv_fs;
 /* A damaged file. */
 struct kv_fsck_file {
 	uint64_t ino;
-	uint64_t size;         /* logical size when checked */
-	uint64_t *bad;         /* damaged chunk indexes, ascending */
+	uint64_t size; /* logical size when checked */
+	uint64_t *bad; /* damaged chunk indexes, ascending */
 	size_t nbad;
 };
 
@@ -38,14 +38,14 @@ struct kv_fsck_seg {
 };
 
 struct kv_fsck_report {
-	int index_problems;         /* > 0: the index is damaged; nothing else checked */
-	char index_msg[256];        /* then SQLite's first complaint */
-	uint64_t files, chunks;     /* checked: regular files, chunk records */
-	uint64_t bytes, stored;     /* file bytes in those records; record bytes */
+	int index_problems;     /* > 0: the index is damaged; nothing else checked */
+	char index_msg[256];    /* then SQLite's first complaint */
+	uint64_t files, chunks; /* checked: regular files, chunk records */
+	uint64_t bytes, stored; /* file bytes in those records; record bytes */
 	uint64_t bad_chunks;
-	struct kv_fsck_file *bad;   /* damaged files, by inode number */
+	struct kv_fsck_file *bad; /* damaged files, by inode number */
 	size_t nbad;
-	struct kv_fsck_seg *segs;   /* damaged segments, by id */
+	struct kv_fsck_seg *segs; /* damaged segments, by id */
 	size_t nsegs;
 };
 

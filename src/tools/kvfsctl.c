@@ -116,7 +116,10 @@ static char *slurp(const char *path)
 
 static int cmd_stats(const char *mnt)
 {
-	static const struct { const char *label, *name; int bytes; } rows[] = {
+	static const struct {
+		const char *label, *name;
+		int bytes;
+	} rows[] = {
 		{ "stored", "kvfs_stored_bytes", 1 },
 		{ "capacity", "kvfs_capacity_bytes", 1 },
 		{ "logical", "kvfs_logical_bytes", 1 },
@@ -141,7 +144,8 @@ static int cmd_stats(const char *mnt)
 	snprintf(path, sizeof(path), "%s/.kvfs/stats", mnt);
 	text = slurp(path);
 	if (!text) {
-		fprintf(stderr, "kvfsctl: %s: %s (is a kvfs mounted there?)\n", path, strerror(errno));
+		fprintf(stderr, "kvfsctl: %s: %s (is a kvfs mounted there?)\n", path,
+			strerror(errno));
 		return 1;
 	}
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -283,7 +287,8 @@ static int cmd_ls(const char *mnt, const char *ns)
 	snprintf(path, sizeof(path), "%s/.kvfs/config", mnt);
 	cfg = slurp(path);
 	if (!cfg) {
-		fprintf(stderr, "kvfsctl: %s: %s (is a kvfs mounted there?)\n", path, strerror(errno));
+		fprintf(stderr, "kvfsctl: %s: %s (is a kvfs mounted there?)\n", path,
+			strerror(errno));
 		return 1;
 	}
 	p = strstr(cfg, "context_depth=");
@@ -308,8 +313,8 @@ static int cmd_ls(const char *mnt, const char *ns)
 		time_t t = (time_t)l.v[i].last_access;
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
 		escape_name(name, l.v[i].path);
-		printf("%-40s %-20s %14s %14s %8s %4s\n", name, when, l.v[i].logical,
-		       l.v[i].stored, l.v[i].ttl, l.v[i].pin);
+		printf("%-40s %-20s %14s %14s %8s %4s\n", name, when, l.v[i].logical, l.v[i].stored,
+		       l.v[i].ttl, l.v[i].pin);
 	}
 	free(l.v);
 	return 0;
@@ -341,11 +346,15 @@ static int cmd_evict(const char *mnt, const char *size)
 		}
 		free(text);
 		if (e == ENOSPC)
-			fprintf(stderr, "kvfsctl: evict to %s: pinned or open contexts hold more than "
-				"that%s\n", size, now);
+			fprintf(stderr,
+				"kvfsctl: evict to %s: pinned or open contexts hold more than "
+				"that%s\n",
+				size, now);
 		else if (e == EIO)
-			fprintf(stderr, "kvfsctl: evict to %s: a context could not be evicted: the index "
-				"could not record it (the daemon's log says why)%s\n", size, now);
+			fprintf(stderr,
+				"kvfsctl: evict to %s: a context could not be evicted: the index "
+				"could not record it (the daemon's log says why)%s\n",
+				size, now);
 		else
 			fprintf(stderr, "kvfsctl: evict to %s: %s\n", size, strerror(e));
 		return 1;
@@ -415,7 +424,8 @@ static int fsck_repair(struct kv_fs *fs, const struct kv_fsck_report *r)
 		else if (rc == KV_FSCK_REMOVED)
 			printf("%s: removed (chunk 0 damaged)\n", path);
 		else
-			fprintf(stderr, "kvfsctl: fsck: cannot repair %s: %s\n", path, strerror(-rc));
+			fprintf(stderr, "kvfsctl: fsck: cannot repair %s: %s\n", path,
+				strerror(-rc));
 		cut += rc == KV_FSCK_TRUNCATED;
 		gone += rc == KV_FSCK_REMOVED;
 		failed |= rc < 0;
@@ -434,7 +444,8 @@ static void fsck_print(struct kv_fs *fs, const struct kv_fsck_report *r, double 
 			printf("segment %08x.seg: missing\n", r->segs[i].seg);
 		else
 			printf("segment %08x.seg: %llu bytes, too short for the records the index "
-			       "names in it\n", r->segs[i].seg, (unsigned long long)r->segs[i].size);
+			       "names in it\n",
+			       r->segs[i].seg, (unsigned long long)r->segs[i].size);
 	for (size_t i = 0; i < r->nbad; i++) {
 		printf("%s: damaged chunk%s", kv_fs_path(fs, r->bad[i].ino, path, sizeof(path)),
 		       r->bad[i].nbad > 1 ? "s" : "");
@@ -443,9 +454,9 @@ static void fsck_print(struct kv_fs *fs, const struct kv_fsck_report *r, double 
 	}
 	human(h, sizeof(h), (double)r->bytes);
 	printf("checked %llu files, %llu chunks, %s (%llu bytes) in %.1f s: %zu damaged files, "
-	       "%llu damaged chunks\n", (unsigned long long)r->files, (unsigned long long)r->chunks,
-	       h, (unsigned long long)r->bytes, seconds, r->nbad,
-	       (unsigned long long)r->bad_chunks);
+	       "%llu damaged chunks\n",
+	       (unsigned long long)r->files, (unsigned long long)r->chunks, h,
+	       (unsigned long long)r->bytes, seconds, r->nbad, (unsigned long long)r->bad_chunks);
 }
 
 /* Exit status: 0 clean, 1 damaged (repaired or not), 2 could not check or
@@ -473,8 +484,8 @@ static int cmd_fsck(const char *store, int repair)
 	}
 	if (r.index_problems) {
 		printf("index %s/kvfs.db is damaged (%d problem%s; the first: %s); chunks not "
-		       "checked: run `kvfsctl rebuild %s` (docs/reliability.md)\n", store,
-		       r.index_problems, r.index_problems > 1 ? "s" : "", r.index_msg, store);
+		       "checked: run `kvfsctl rebuild %s` (docs/reliability.md)\n",
+		       store, r.index_problems, r.index_problems > 1 ? "s" : "", r.index_msg, store);
 		kv_fs_close(fs);
 		return 1;
 	}
@@ -501,8 +512,10 @@ static void depth_report(void *arg, uint64_t ino, const struct kv_ctx_row *r, in
 	kv_fs_path(d->fs, ino, path, sizeof(path));
 	if (r->ttl >= 0)
 		snprintf(ttl, sizeof(ttl), "%sttl %lld", r->pin ? ", " : "", (long long)r->ttl);
-	printf(carried ? "%s: %s%s\n" : "%s: %s%s not carried: no context at the new depth "
-				       "holds it or lies in it\n", path, r->pin ? "pin" : "", ttl);
+	printf(carried ? "%s: %s%s\n"
+		       : "%s: %s%s not carried: no context at the new depth "
+			 "holds it or lies in it\n",
+	       path, r->pin ? "pin" : "", ttl);
 }
 
 /* Show or change the store's context depth. Exit status: 0 done, 1 done

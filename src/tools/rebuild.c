@@ -29,24 +29,24 @@ struct rec {
 
 /* An inode with its newest inode record. */
 struct node {
-	struct kv_loc at;     /* where its newest record is */
+	struct kv_loc at; /* where its newest record is */
 	struct kv_meta m;
-	uint64_t parent;      /* where it goes: its first valid link's parent */
-	int linked;           /* some link survived */
-	int changed;          /* restored state differs from the record */
-	int state;            /* reachability walk: 0 new, 1 visiting, 2 reached, 3 lost */
+	uint64_t parent; /* where it goes: its first valid link's parent */
+	int linked;      /* some link survived */
+	int changed;     /* restored state differs from the record */
+	int state;       /* reachability walk: 0 new, 1 visiting, 2 reached, 3 lost */
 };
 
 struct rb {
-	struct rec *recs;     /* open addressing by (seg, off); cap a power of 2 */
+	struct rec *recs; /* open addressing by (seg, off); cap a power of 2 */
 	size_t nrecs, rcap;
-	struct node *nodes;   /* by ino, open addressing */
+	struct node *nodes; /* by ino, open addressing */
 	size_t nnodes, ncap;
 	uint64_t max_ino;
-	uint64_t lost_ino;    /* the lost+found used, 0 if none */
+	uint64_t lost_ino; /* the lost+found used, 0 if none */
 	uint8_t id[16];
 	int have_id;
-	uint64_t epoch;       /* the highest open that wrote a segment */
+	uint64_t epoch; /* the highest open that wrote a segment */
 	struct kv_rebuild_report *rep;
 	int err;
 };
@@ -71,7 +71,8 @@ static int recs_grow(struct rb *b)
 		size_t h;
 		if (!r->seg)
 			continue;
-		for (h = mix(r->off ^ (uint64_t)r->seg << 44) & (cap - 1); v[h].seg; h = (h + 1) & (cap - 1))
+		for (h = mix(r->off ^ (uint64_t)r->seg << 44) & (cap - 1); v[h].seg;
+		     h = (h + 1) & (cap - 1))
 			;
 		v[h] = *r;
 	}
@@ -286,9 +287,12 @@ static void check_chunks(struct rb *b, struct node *n, FILE *out)
 	n->changed = 1;
 	b->rep->damaged++;
 	if (out)
-		fprintf(out, "inode %" PRIu64 ": chunk %" PRIu64 " missing or damaged, cut to %" PRIu64
-			     " bytes\n", m->attr.ino, m->chunks[k].idx,
-			m->attr.size < m->chunks[k].idx * chunk ? m->attr.size : m->chunks[k].idx * chunk);
+		fprintf(out,
+			"inode %" PRIu64 ": chunk %" PRIu64 " missing or damaged, cut to %" PRIu64
+			" bytes\n",
+			m->attr.ino, m->chunks[k].idx,
+			m->attr.size < m->chunks[k].idx * chunk ? m->attr.size
+								: m->chunks[k].idx * chunk);
 	if (m->attr.size > m->chunks[k].idx * chunk)
 		m->attr.size = m->chunks[k].idx * chunk;
 	m->nchunks = k;
@@ -393,9 +397,14 @@ static struct node *add_dir(struct rb *b, uint64_t ino, uint32_t perm, int64_t t
 	if (!n)
 		return NULL;
 	memset(n, 0, sizeof(*n));
-	n->m.attr = (struct kv_attr){ .ino = ino, .mode = S_IFDIR | perm, .nlink = 2,
-				      .uid = getuid(), .gid = getgid(),
-				      .atime = t, .mtime = t, .ctime = t };
+	n->m.attr = (struct kv_attr){ .ino = ino,
+				      .mode = S_IFDIR | perm,
+				      .nlink = 2,
+				      .uid = getuid(),
+				      .gid = getgid(),
+				      .atime = t,
+				      .mtime = t,
+				      .ctime = t };
 	n->m.ttl = -1;
 	n->changed = 1;
 	n->state = 2;
@@ -474,7 +483,8 @@ static int swap_in(const char *db, const char *tmp, struct kv_rebuild_report *re
 		long long t = (long long)time(NULL);
 		for (int n = 0;; n++) {
 			if (n)
-				snprintf(rep->old_db, sizeof(rep->old_db), "%s.lost-%lld.%d", db, t, n);
+				snprintf(rep->old_db, sizeof(rep->old_db), "%s.lost-%lld.%d", db, t,
+					 n);
 			else
 				snprintf(rep->old_db, sizeof(rep->old_db), "%s.lost-%lld", db, t);
 			if (access(rep->old_db, F_OK) && errno == ENOENT)
@@ -621,8 +631,7 @@ static int context_depth(struct rb *b)
 	return depth;
 }
 
-int kv_rebuild(const char *store, FILE *out, struct kv_rebuild_report *rep, char *err,
-	       size_t errlen)
+int kv_rebuild(const char *store, FILE *out, struct kv_rebuild_report *rep, char *err, size_t errlen)
 {
 	char path[PATH_MAX], db[4200], tmp[4300];
 	struct rb b = { .rep = rep };
@@ -645,15 +654,18 @@ int kv_rebuild(const char *store, FILE *out, struct kv_rebuild_report *rep, char
 	lockfd = open(db, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB)) {
 		rc = lockfd < 0 ? -errno : -EBUSY;
-		snprintf(err, errlen, "store %s is in use by another kvfs, or cannot be locked", path);
+		snprintf(err, errlen, "store %s is in use by another kvfs, or cannot be locked",
+			 path);
 		goto out;
 	}
 	rc = scan(&b, path, err, errlen);
 	if (!rc && (!b.have_id || (!b.nnodes && rep->chunk_records))) {
 		rc = -ENOENT;
-		snprintf(err, errlen, b.have_id ? "no inode records in the segments of %s (written "
-						  "by a kvfs without them): nothing to rebuild from"
-						: "no segments in %s: nothing to rebuild from", path);
+		snprintf(err, errlen,
+			 b.have_id ? "no inode records in the segments of %s (written "
+				     "by a kvfs without them): nothing to rebuild from"
+				   : "no segments in %s: nothing to rebuild from",
+			 path);
 	}
 	if (!rc && !rep->chunk_size) {
 		rc = -EINVAL;

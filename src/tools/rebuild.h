@@ -20,18 +20,18 @@
 #include <stdio.h>
 
 struct kv_rebuild_report {
-	uint64_t segments;       /* segment files scanned */
-	uint64_t chunk_records;  /* intact chunk records found */
-	uint64_t inode_records;  /* intact inode records found (all versions) */
-	uint64_t bad_records;    /* record headers whose payload failed its checks */
+	uint64_t segments;            /* segment files scanned */
+	uint64_t chunk_records;       /* intact chunk records found */
+	uint64_t inode_records;       /* intact inode records found (all versions) */
+	uint64_t bad_records;         /* record headers whose payload failed its checks */
 	uint64_t files, dirs, others; /* inodes restored */
-	uint64_t bytes;          /* logical bytes of the files restored */
-	uint64_t chunks;         /* chunk records the new index names */
-	uint64_t lost;           /* inodes placed in /lost+found */
-	uint64_t damaged;        /* files cut short */
-	uint64_t unlinked;       /* inodes with no names left (deleted while open) */
+	uint64_t bytes;               /* logical bytes of the files restored */
+	uint64_t chunks;              /* chunk records the new index names */
+	uint64_t lost;                /* inodes placed in /lost+found */
+	uint64_t damaged;             /* files cut short */
+	uint64_t unlinked;            /* inodes with no names left (deleted while open) */
 	uint32_t chunk_size;
-	char old_db[4300];       /* where the old index went; empty if there was none */
+	char old_db[4300]; /* where the old index went; empty if there was none */
 };
 
 /* Rebuild the index of store. Lines about damaged and lost files go to out

@@ -110,7 +110,8 @@ int main(int argc, char *argv[])
 				double t2 = now();
 				if (kv_codec_decode(ctx, e.codec, e.elem, copy, e.len, out, n) ||
 				    memcmp(out, data + off, n)) {
-					fprintf(stderr, "bench_codec: %s: round trip failed\n", v[k].name);
+					fprintf(stderr, "bench_codec: %s: round trip failed\n",
+						v[k].name);
 					return 1;
 				}
 				td += now() - t2;
@@ -121,7 +122,8 @@ int main(int argc, char *argv[])
 			reps++;
 		}
 		printf("| %s | %.3f | %.0f | %.0f |\n", v[k].name, (double)total / (double)stored,
-		       (double)total * (double)reps / tc / 1e6, (double)total * (double)reps / td / 1e6);
+		       (double)total * (double)reps / tc / 1e6,
+		       (double)total * (double)reps / td / 1e6);
 	}
 	kv_codec_ctx_free(ctx);
 	free(out);

@@ -34,13 +34,13 @@
 
 #include "kvfs/ioctl.h"
 
-#define CK(x)                                                                      \
-	do {                                                                       \
-		cudaError_t e_ = (x);                                              \
-		if (e_ != cudaSuccess) {                                           \
-			fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));  \
-			exit(1);                                                   \
-		}                                                                  \
+#define CK(x) \
+	do { \
+		cudaError_t e_ = (x); \
+		if (e_ != cudaSuccess) { \
+			fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
+			exit(1); \
+		} \
 	} while (0)
 
 static double now(void)
@@ -91,8 +91,9 @@ int main(int argc, char **argv)
 	struct kvfs_gpu_io io;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: kvfs-bench-gpu limit|limit-d2h|pread|pread-pinned|ioctl|ioctl-write|dma-chunks|query "
-				"FILE REQ_SIZE RUNS\n");
+		fprintf(stderr,
+			"usage: kvfs-bench-gpu limit|limit-d2h|pread|pread-pinned|ioctl|ioctl-write|dma-chunks|query "
+			"FILE REQ_SIZE RUNS\n");
 		return 2;
 	}
 	mode = argv[1];
@@ -164,14 +165,16 @@ int main(int argc, char **argv)
 					ns = e ? atoi(e) : 8;
 					ns = ns < 1 ? 1 : ns > 64 ? 64 : ns;
 					for (int i = 0; i < ns; i++)
-						CK(cudaStreamCreateWithFlags(&strm[i], cudaStreamNonBlocking));
+						CK(cudaStreamCreateWithFlags(
+							&strm[i], cudaStreamNonBlocking));
 				}
 				for (size_t k = 0; k < n; k += 1u << 20) {
 					size_t m = n - k < (1u << 20) ? n - k : 1u << 20;
 					size_t piece = (off + k) >> 20;
-					CK(cudaMemcpyAsync((char *)dev + off + k,
-							   (char *)host + ((piece * (1u << 20)) % (256u << 20)),
-							   m, cudaMemcpyHostToDevice, strm[piece % (size_t)ns]));
+					CK(cudaMemcpyAsync(
+						(char *)dev + off + k,
+						(char *)host + ((piece * (1u << 20)) % (256u << 20)),
+						m, cudaMemcpyHostToDevice, strm[piece % (size_t)ns]));
 				}
 				for (int i = 0; i < ns; i++)
 					CK(cudaStreamSynchronize(strm[i]));
@@ -215,7 +218,8 @@ int main(int argc, char **argv)
 			char *a = malloc(size), *b = malloc(size);
 			CK(cudaMemcpy(a, dev, size, cudaMemcpyDeviceToHost));
 			if (pread(fd, b, size, 0) != (ssize_t)size || memcmp(a, b, size)) {
-				fprintf(stderr, "MISMATCH: the device buffer differs from the file\n");
+				fprintf(stderr,
+					"MISMATCH: the device buffer differs from the file\n");
 				return 1;
 			}
 			free(a);

@@ -38,10 +38,7 @@ static long long now_ns(void)
 
 static int width;
 
-static void ctx_name(char *buf, size_t n, long c)
-{
-	snprintf(buf, n, "ctx%0*ld", width, c);
-}
+static void ctx_name(char *buf, size_t n, long c) { snprintf(buf, n, "ctx%0*ld", width, c); }
 
 static void file_name(char *buf, size_t n, long c, long l)
 {
@@ -57,7 +54,8 @@ int main(int argc, char **argv)
 	long long t0, t1, tm = 0;
 
 	if (argc != 7) {
-		fprintf(stderr, "usage: bench_meta_ops create|stat|unlink DIR NCTX NFILES FILESIZE SRC\n");
+		fprintf(stderr,
+			"usage: bench_meta_ops create|stat|unlink DIR NCTX NFILES FILESIZE SRC\n");
 		return 2;
 	}
 	phase = argv[1];
@@ -101,7 +99,8 @@ int main(int argc, char **argv)
 
 			ctx_name(path, sizeof(path), c);
 			if (mkdir(path, 0755)) {
-				fprintf(stderr, "bench_meta_ops: mkdir %s: %s\n", path, strerror(errno));
+				fprintf(stderr, "bench_meta_ops: mkdir %s: %s\n", path,
+					strerror(errno));
 				return 1;
 			}
 			tm += now_ns() - m0;
@@ -111,16 +110,19 @@ int main(int argc, char **argv)
 				file_name(path, sizeof(path), c, l);
 				fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
 				if (fd < 0) {
-					fprintf(stderr, "bench_meta_ops: open %s: %s\n", path, strerror(errno));
+					fprintf(stderr, "bench_meta_ops: open %s: %s\n", path,
+						strerror(errno));
 					return 1;
 				}
-				if (fsz > 0 &&
-				    write(fd, src + ((c * nfiles + l) % slots) * fsz, (size_t)fsz) != fsz) {
-					fprintf(stderr, "bench_meta_ops: write %s: %s\n", path, strerror(errno));
+				if (fsz > 0 && write(fd, src + ((c * nfiles + l) % slots) * fsz,
+						     (size_t)fsz) != fsz) {
+					fprintf(stderr, "bench_meta_ops: write %s: %s\n", path,
+						strerror(errno));
 					return 1;
 				}
 				if (close(fd)) {
-					fprintf(stderr, "bench_meta_ops: close %s: %s\n", path, strerror(errno));
+					fprintf(stderr, "bench_meta_ops: close %s: %s\n", path,
+						strerror(errno));
 					return 1;
 				}
 			}
@@ -135,11 +137,13 @@ int main(int argc, char **argv)
 			for (long l = 0; l < nfiles; l++) {
 				file_name(path, sizeof(path), c, l);
 				if (stat(path, &st)) {
-					fprintf(stderr, "bench_meta_ops: stat %s: %s\n", path, strerror(errno));
+					fprintf(stderr, "bench_meta_ops: stat %s: %s\n", path,
+						strerror(errno));
 					return 1;
 				}
 				if (st.st_size != fsz) {
-					fprintf(stderr, "bench_meta_ops: stat %s: size %lld, expected %ld\n",
+					fprintf(stderr,
+						"bench_meta_ops: stat %s: size %lld, expected %ld\n",
 						path, (long long)st.st_size, fsz);
 					return 1;
 				}
@@ -152,7 +156,8 @@ int main(int argc, char **argv)
 			for (long l = 0; l < nfiles; l++) {
 				file_name(path, sizeof(path), c, l);
 				if (unlink(path)) {
-					fprintf(stderr, "bench_meta_ops: unlink %s: %s\n", path, strerror(errno));
+					fprintf(stderr, "bench_meta_ops: unlink %s: %s\n", path,
+						strerror(errno));
 					return 1;
 				}
 			}
@@ -162,7 +167,8 @@ int main(int argc, char **argv)
 		for (long c = 0; c < nctx; c++) {
 			ctx_name(path, sizeof(path), c);
 			if (rmdir(path)) {
-				fprintf(stderr, "bench_meta_ops: rmdir %s: %s\n", path, strerror(errno));
+				fprintf(stderr, "bench_meta_ops: rmdir %s: %s\n", path,
+					strerror(errno));
 				return 1;
 			}
 		}

@@ -23,7 +23,6 @@
 
 #define HDR 24
 
-
 static int expect_cmd(unsigned cmd, size_t in_size, size_t out_size)
 {
 	size_t q = sizeof(struct kvfs_query), g = sizeof(struct kvfs_gpu_io);
@@ -89,7 +88,8 @@ static void check_validate(const struct kvfs_gpu_io *in, unsigned mode, uint64_t
 		CHECK(io->nseg >= 1 && io->nseg <= KVFS_GPU_MAX_SEGS);
 		for (uint32_t i = 0; i < io->nseg; i++) {
 			const struct kvfs_gpu_seg *s = &io->seg[i];
-			CHECK(s->len <= (uint64_t)INT64_MAX && s->file_off <= (uint64_t)INT64_MAX - s->len);
+			CHECK(s->len <= (uint64_t)INT64_MAX &&
+			      s->file_off <= (uint64_t)INT64_MAX - s->len);
 			CHECK((mode & KV_FAST_WRITE) ||
 			      (s->file_off <= file_size && s->len <= file_size - s->file_off));
 			CHECK(s->dev_off <= UINT64_MAX - s->len);

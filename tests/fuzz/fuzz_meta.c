@@ -73,7 +73,8 @@ static void same(const struct kv_meta *a, const struct kv_meta *b)
 	CHECK(!a->target == !b->target && (!a->target || !strcmp(a->target, b->target)));
 	CHECK(a->nlinks == b->nlinks && a->nx == b->nx && a->nchunks == b->nchunks);
 	for (size_t i = 0; i < a->nlinks; i++)
-		CHECK(a->links[i].parent == b->links[i].parent && a->links[i].len == b->links[i].len &&
+		CHECK(a->links[i].parent == b->links[i].parent &&
+		      a->links[i].len == b->links[i].len &&
 		      !memcmp(a->links[i].name, b->links[i].name, a->links[i].len));
 	for (size_t i = 0; i < a->nx; i++)
 		CHECK(!strcmp(a->x[i].name, b->x[i].name) && a->x[i].len == b->x[i].len &&
@@ -83,7 +84,8 @@ static void same(const struct kv_meta *a, const struct kv_meta *b)
 		      a->chunks[i].loc.seg == b->chunks[i].loc.seg &&
 		      a->chunks[i].loc.off == b->chunks[i].loc.off &&
 		      a->chunks[i].loc.len == b->chunks[i].loc.len &&
-		      a->chunks[i].raw == b->chunks[i].raw && a->chunks[i].codec == b->chunks[i].codec);
+		      a->chunks[i].raw == b->chunks[i].raw &&
+		      a->chunks[i].codec == b->chunks[i].codec);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

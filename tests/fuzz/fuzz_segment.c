@@ -26,10 +26,10 @@ struct scan {
 	const uint8_t *buf;
 	size_t len;
 	uint32_t seg;
-	size_t end;        /* end of the last record handed over */
-	size_t n;          /* records handed over */
-	size_t stop_at;    /* return STOP_RC from record stop_at (1-based), 0: never */
-	uint8_t sum;       /* xor of every payload byte */
+	size_t end;     /* end of the last record handed over */
+	size_t n;       /* records handed over */
+	size_t stop_at; /* return STOP_RC from record stop_at (1-based), 0: never */
+	uint8_t sum;    /* xor of every payload byte */
 };
 
 /* Reads every byte of p[0..n) where ASan checks it, without the

@@ -27,7 +27,11 @@
 
 static __thread char last[256];
 
-struct fmap { void *base; size_t len; struct fmap *next; };
+struct fmap {
+	void *base;
+	size_t len;
+	struct fmap *next;
+};
 static struct fmap *maps;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 

@@ -37,10 +37,7 @@ static const char *ename(int e)
 	}
 }
 
-static long long num(const char *s)
-{
-	return strtoll(s, NULL, 0);
-}
+static long long num(const char *s) { return strtoll(s, NULL, 0); }
 
 int main(int argc, char **argv)
 {
@@ -53,22 +50,32 @@ int main(int argc, char **argv)
 
 	for (; i + 1 < argc && !strncmp(argv[i], "--", 2); i += 2) {
 		const char *o = argv[i] + 2, *v = argv[i + 1];
-		if (!strcmp(o, "abi")) abi = num(v);
-		else if (!strcmp(o, "size")) size = num(v);
-		else if (!strcmp(o, "flags")) flags = num(v);
-		else if (!strcmp(o, "vendor")) vendor = num(v);
-		else if (!strcmp(o, "uuid")) uuid = v;
-		else if (!strcmp(o, "nseg")) nseg = num(v);
-		else if (!strcmp(o, "cmd-size")) cmd_size = num(v);
-		else if (!strcmp(o, "cmd-nr")) cmd_nr = num(v);
-		else if (!strcmp(o, "open")) mode = v;
+		if (!strcmp(o, "abi"))
+			abi = num(v);
+		else if (!strcmp(o, "size"))
+			size = num(v);
+		else if (!strcmp(o, "flags"))
+			flags = num(v);
+		else if (!strcmp(o, "vendor"))
+			vendor = num(v);
+		else if (!strcmp(o, "uuid"))
+			uuid = v;
+		else if (!strcmp(o, "nseg"))
+			nseg = num(v);
+		else if (!strcmp(o, "cmd-size"))
+			cmd_size = num(v);
+		else if (!strcmp(o, "cmd-nr"))
+			cmd_nr = num(v);
+		else if (!strcmp(o, "open"))
+			mode = v;
 		else {
 			fprintf(stderr, "unknown option %s\n", argv[i]);
 			return 2;
 		}
 	}
 	if (i + 1 >= argc) {
-		fprintf(stderr, "usage: kvfs-test-gpuio [options] query PATH | read|write FILE ALLOC SEG...\n");
+		fprintf(stderr,
+			"usage: kvfs-test-gpuio [options] query PATH | read|write FILE ALLOC SEG...\n");
 		return 2;
 	}
 	if (!strcmp(argv[i], "query")) {
@@ -81,14 +88,16 @@ int main(int argc, char **argv)
 			perror(argv[i + 1]);
 			return 2;
 		}
-		cmd = cmd_nr >= 0 ? _IOWR(KVFS_IOC_MAGIC, cmd_nr, struct kvfs_query) : KVFS_IOC_QUERY;
+		cmd = cmd_nr >= 0 ? _IOWR(KVFS_IOC_MAGIC, cmd_nr, struct kvfs_query)
+				  : KVFS_IOC_QUERY;
 		if (ioctl(fd, cmd, &q)) {
 			printf("err errno=%s\n", ename(errno));
 			return 1;
 		}
 		printf("ok abi=%u size=%u version=0x%06x backend=%u name=%s ndev=%u max_segs=%u "
-		       "chunk=%llu\n", q.abi_version, q.struct_size, q.kvfs_version, q.backend,
-		       q.backend_name, q.ndevices, q.max_segs, (unsigned long long)q.chunk_size);
+		       "chunk=%llu\n",
+		       q.abi_version, q.struct_size, q.kvfs_version, q.backend, q.backend_name,
+		       q.ndevices, q.max_segs, (unsigned long long)q.chunk_size);
 		for (uint32_t d = 0; d < q.ndevices && d < KVFS_MAX_DEVICES; d++)
 			printf("uuid=%.16s\n", (const char *)q.device_uuid[d]);
 		return 0;
@@ -102,8 +111,8 @@ int main(int argc, char **argv)
 	io.struct_size = (uint32_t)size;
 	io.vendor = (uint32_t)vendor;
 	io.flags = (uint32_t)flags;
-	memcpy(io.handle, argv[i + 2], strlen(argv[i + 2]) < sizeof(io.handle)
-					       ? strlen(argv[i + 2]) : sizeof(io.handle));
+	memcpy(io.handle, argv[i + 2],
+	       strlen(argv[i + 2]) < sizeof(io.handle) ? strlen(argv[i + 2]) : sizeof(io.handle));
 	memcpy(io.device_uuid, uuid, strlen(uuid) < 16 ? strlen(uuid) : 16);
 	for (int s = i + 3; s < argc && io.nseg < KVFS_GPU_MAX_SEGS; s++) {
 		unsigned long long fo, dof, len;
@@ -117,7 +126,9 @@ int main(int argc, char **argv)
 		io.nseg = (uint32_t)nseg;
 	{
 		int write = !strcmp(argv[i], "write");
-		int oflags = mode ? (!strcmp(mode, "ro") ? O_RDONLY : !strcmp(mode, "wo") ? O_WRONLY : O_RDWR)
+		int oflags = mode ? (!strcmp(mode, "ro")   ? O_RDONLY
+				     : !strcmp(mode, "wo") ? O_WRONLY
+							   : O_RDWR)
 				  : (write ? O_RDWR | O_CREAT : O_RDONLY);
 		fd = open(argv[i + 1], oflags, 0644);
 		if (fd < 0) {

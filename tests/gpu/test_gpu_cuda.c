@@ -23,24 +23,24 @@
 
 static int failures;
 
-#define CK(x)                                                                      \
-	do {                                                                       \
-		cudaError_t e_ = (x);                                              \
-		if (e_ != cudaSuccess) {                                           \
+#define CK(x) \
+	do { \
+		cudaError_t e_ = (x); \
+		if (e_ != cudaSuccess) { \
 			fprintf(stderr, "FAIL %s:%d %s: %s\n", __FILE__, __LINE__, #x, \
-				cudaGetErrorString(e_));                           \
-			exit(1);                                                   \
-		}                                                                  \
+				cudaGetErrorString(e_)); \
+			exit(1); \
+		} \
 	} while (0)
 
-#define EXPECT(cond, ...)                                                          \
-	do {                                                                       \
-		if (!(cond)) {                                                     \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);       \
-			fprintf(stderr, __VA_ARGS__);                              \
-			fprintf(stderr, " (%s)\n", kvfs_last_error());             \
-			failures++;                                                \
-		}                                                                  \
+#define EXPECT(cond, ...) \
+	do { \
+		if (!(cond)) { \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+			fprintf(stderr, __VA_ARGS__); \
+			fprintf(stderr, " (%s)\n", kvfs_last_error()); \
+			failures++; \
+		} \
 	} while (0)
 
 /* Real KV tensors, repeated with each copy's bytes perturbed, to size bytes. */

@@ -168,8 +168,7 @@ static inline int kvtest_count_entries(const char *dir, int (*keep)(const char *
 	return n;
 }
 
-static inline int kvtest_rm_one(const char *path, const struct stat *sb, int flag,
-				struct FTW *ftw)
+static inline int kvtest_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb;
 	(void)flag;

@@ -101,7 +101,4 @@ static Suite *base_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(base_suite, NULL);
-}
+int main(void) { return kvtest_run(base_suite, NULL); }

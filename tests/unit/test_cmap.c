@@ -144,7 +144,4 @@ static Suite *cmap_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(cmap_suite, NULL);
-}
+int main(void) { return kvtest_run(cmap_suite, NULL); }

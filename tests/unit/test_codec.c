@@ -18,10 +18,7 @@
 
 /* Real fp16 KV data (see kvtest_load_kv). Returns a malloc'd buffer of *n
  * bytes, or NULL. */
-static uint8_t *load_kv(size_t *n)
-{
-	return kvtest_load_kv("gpl3/layer0.v.f16", n);
-}
+static uint8_t *load_kv(size_t *n) { return kvtest_load_kv("gpl3/layer0.v.f16", n); }
 
 /* ---- shuffle ---- */
 
@@ -52,7 +49,8 @@ START_TEST(test_shuffle_layout_elem4)
 }
 END_TEST
 
-static const size_t shuffle_lens[] = { 0, 1, 2, 3, 4, 5, 6, 7, 9, 1001, 4097, 4099, 65535, 65537, 131071 };
+static const size_t shuffle_lens[] = { 0, 1,    2,    3,    4,     5,     6,     7,
+				       9, 1001, 4097, 4099, 65535, 65537, 131071 };
 
 static void shuffle_case(int _i)
 {
@@ -67,7 +65,8 @@ static void shuffle_case(int _i)
 	for (size_t i = 0; i < count * elem; i++) {
 		size_t el = i / elem, b = i % elem;
 		if (mid[b * count + el] != src[i])
-			ck_abort_msg("elem %u n %zu: element %zu byte %zu misplaced", elem, n, el, b);
+			ck_abort_msg("elem %u n %zu: element %zu byte %zu misplaced", elem, n, el,
+				     b);
 	}
 	for (size_t i = count * elem; i < n; i++)
 		if (mid[i] != src[i])
@@ -96,24 +95,24 @@ struct combo {
 };
 
 static const struct combo compressing[] = {
-	{ KV_CODEC_LZ4, 0, 0 }, { KV_CODEC_LZ4, 0, 2 }, { KV_CODEC_LZ4, 0, 4 },
-	{ KV_CODEC_LZ4, 0, KV_SHUFFLE_AUTO },
-	{ KV_CODEC_ZSTD, 1, 0 }, { KV_CODEC_ZSTD, 1, 2 }, { KV_CODEC_ZSTD, 1, 4 },
-	{ KV_CODEC_ZSTD, 1, KV_SHUFFLE_AUTO },
-	{ KV_CODEC_ZSTD, 3, 0 }, { KV_CODEC_ZSTD, 3, 2 }, { KV_CODEC_ZSTD, 3, 4 },
-	{ KV_CODEC_ZSTD, 3, KV_SHUFFLE_AUTO },
+	{ KV_CODEC_LZ4, 0, 0 },  { KV_CODEC_LZ4, 0, 2 },
+	{ KV_CODEC_LZ4, 0, 4 },  { KV_CODEC_LZ4, 0, KV_SHUFFLE_AUTO },
+	{ KV_CODEC_ZSTD, 1, 0 }, { KV_CODEC_ZSTD, 1, 2 },
+	{ KV_CODEC_ZSTD, 1, 4 }, { KV_CODEC_ZSTD, 1, KV_SHUFFLE_AUTO },
+	{ KV_CODEC_ZSTD, 3, 0 }, { KV_CODEC_ZSTD, 3, 2 },
+	{ KV_CODEC_ZSTD, 3, 4 }, { KV_CODEC_ZSTD, 3, KV_SHUFFLE_AUTO },
 };
 #define NCOMPRESSING ((int)(sizeof(compressing) / sizeof(compressing[0])))
 
 static const struct combo all_combos[] = {
-	{ KV_CODEC_NONE, 0, 0 }, { KV_CODEC_NONE, 0, 2 }, { KV_CODEC_NONE, 0, 4 },
-	{ KV_CODEC_NONE, 0, KV_SHUFFLE_AUTO },
-	{ KV_CODEC_LZ4, 0, 0 }, { KV_CODEC_LZ4, 0, 2 }, { KV_CODEC_LZ4, 0, 4 },
-	{ KV_CODEC_LZ4, 0, KV_SHUFFLE_AUTO },
-	{ KV_CODEC_ZSTD, 1, 0 }, { KV_CODEC_ZSTD, 1, 2 }, { KV_CODEC_ZSTD, 1, 4 },
-	{ KV_CODEC_ZSTD, 1, KV_SHUFFLE_AUTO },
-	{ KV_CODEC_ZSTD, 3, 0 }, { KV_CODEC_ZSTD, 3, 2 }, { KV_CODEC_ZSTD, 3, 4 },
-	{ KV_CODEC_ZSTD, 3, KV_SHUFFLE_AUTO },
+	{ KV_CODEC_NONE, 0, 0 }, { KV_CODEC_NONE, 0, 2 },
+	{ KV_CODEC_NONE, 0, 4 }, { KV_CODEC_NONE, 0, KV_SHUFFLE_AUTO },
+	{ KV_CODEC_LZ4, 0, 0 },  { KV_CODEC_LZ4, 0, 2 },
+	{ KV_CODEC_LZ4, 0, 4 },  { KV_CODEC_LZ4, 0, KV_SHUFFLE_AUTO },
+	{ KV_CODEC_ZSTD, 1, 0 }, { KV_CODEC_ZSTD, 1, 2 },
+	{ KV_CODEC_ZSTD, 1, 4 }, { KV_CODEC_ZSTD, 1, KV_SHUFFLE_AUTO },
+	{ KV_CODEC_ZSTD, 3, 0 }, { KV_CODEC_ZSTD, 3, 2 },
+	{ KV_CODEC_ZSTD, 3, 4 }, { KV_CODEC_ZSTD, 3, KV_SHUFFLE_AUTO },
 };
 #define NALL ((int)(sizeof(all_combos) / sizeof(all_combos[0])))
 
@@ -202,8 +201,8 @@ static void auto_case(int _i)
 	const struct combo *c = &compressing[_i * 4 + 3];
 	size_t n = 65536;
 	uint8_t *kv, *syn = malloc(n), *text = malloc(n);
-	static const char *const words[] = { "kvfs ", "stores ", "the ", "cache ", "of ",
-					     "contexts, ", "layer ", "by ", "layer. " };
+	static const char *const words[] = { "kvfs ",      "stores ", "the ", "cache ", "of ",
+					     "contexts, ", "layer ",  "by ",  "layer. " };
 	size_t kvn;
 	struct kv_encoded off, two, aut;
 	struct combo co = *c, c2 = *c, ca = *c;
@@ -373,8 +372,11 @@ END_TEST
 static void small_pattern(uint8_t *src, size_t n, int pat)
 {
 	for (size_t i = 0; i < n; i++)
-		src[i] = pat == 0 ? 0 : pat == 1 ? (uint8_t)(i % 3) : pat == 2 ? (uint8_t)(i / 4) :
-			 pat == 3 ? (uint8_t)(i * 7 % 5) : (uint8_t)(i & 1 ? 0x3c : i);
+		src[i] = pat == 0   ? 0
+			 : pat == 1 ? (uint8_t)(i % 3)
+			 : pat == 2 ? (uint8_t)(i / 4)
+			 : pat == 3 ? (uint8_t)(i * 7 % 5)
+				    : (uint8_t)(i & 1 ? 0x3c : i);
 }
 
 /* Runs every compressing codec/shuffle setting over short chunks (1..128
@@ -403,8 +405,9 @@ static void small_chunks(int strict)
 				if (!ok && !bad++)
 					snprintf(first, sizeof(first),
 						 "%s level %d shuffle %d: %zu bytes (pattern %d) "
-						 "compressed to %u bytes", kv_codec_name(e.codec),
-						 p.level, p.shuffle, n, pat, e.len);
+						 "compressed to %u bytes",
+						 kv_codec_name(e.codec), p.level, p.shuffle, n, pat,
+						 e.len);
 			}
 		}
 	}
@@ -418,18 +421,12 @@ static void small_chunks(int strict)
 /* A file's last chunk can be a few bytes long. A compressed payload must be
  * shorter than the raw bytes: kv_store tells raw records by stored length
  * == raw length, so an equal-length compressed payload is unreadable. */
-START_TEST(test_small_chunks_never_same_length)
-{
-	small_chunks(0);
-}
+START_TEST(test_small_chunks_never_same_length) { small_chunks(0); }
 END_TEST
 
 /* codec.h: compressed only when it saves at least 1/KV_CODEC_MARGIN of its
  * size, i.e. (n - len) * KV_CODEC_MARGIN >= n, for short chunks too. */
-START_TEST(test_margin_small_chunks)
-{
-	small_chunks(1);
-}
+START_TEST(test_margin_small_chunks) { small_chunks(1); }
 END_TEST
 
 /* Compress n bytes of src with the given codec and shuffle (it must
@@ -512,7 +509,8 @@ static void bad_payload_case(int _i)
 	ck_assert_int_eq(kv_codec_decode(ctx, e.codec, 0, bad, e.len, out, n), -EIO);
 	/* Another codec's payload. */
 	ck_assert_int_eq(kv_codec_decode(ctx, codec == KV_CODEC_LZ4 ? KV_CODEC_ZSTD : KV_CODEC_LZ4,
-					 0, pl, e.len, out, n), -EIO);
+					 0, pl, e.len, out, n),
+			 -EIO);
 	/* Unknown codec and element sizes. */
 	ck_assert_int_eq(kv_codec_decode(ctx, 3, 0, pl, e.len, out, n), -EIO);
 	ck_assert_int_eq(kv_codec_decode(ctx, 0xff, 0, pl, e.len, out, n), -EIO);
@@ -562,9 +560,7 @@ START_TEST(test_decode_fuzz)
 			for (int k = 0; k < 1 + iter % 4; k++)
 				bad[rnd() % e.len] ^= (uint8_t)(1 + rnd() % 255);
 			break;
-		case 1: /* truncate */
-			len = rnd() % e.len;
-			break;
+		case 1: /* truncate */ len = rnd() % e.len; break;
 		case 2: /* overwrite a run with random bytes */
 		{
 			size_t at = rnd() % e.len, k = 1 + rnd() % 64;
@@ -624,15 +620,13 @@ START_TEST(test_inbuf_holds_bound)
 }
 END_TEST
 
-static void *tls_thread(void *arg)
-{
-	return kv_codec_tls(*(size_t *)arg);
-}
+static void *tls_thread(void *arg) { return kv_codec_tls(*(size_t *)arg); }
 
 START_TEST(test_tls_per_thread)
 {
 	size_t sz = 65536;
-	struct kv_codec_ctx *a = kv_codec_tls(sz), *b = kv_codec_tls(sz), *small = kv_codec_tls(4096);
+	struct kv_codec_ctx *a = kv_codec_tls(sz), *b = kv_codec_tls(sz),
+			    *small = kv_codec_tls(4096);
 	pthread_t t;
 	void *other;
 
@@ -662,8 +656,8 @@ START_TEST(test_hinted_filter)
 {
 	size_t n = MAX_CHUNK;
 	uint8_t *syn = malloc(n), *rand = malloc(n), *text = malloc(n);
-	static const char *const words[] = { "kvfs ", "stores ", "the ", "cache ", "of ",
-					     "contexts, ", "layer ", "by ", "layer. " };
+	static const char *const words[] = { "kvfs ",      "stores ", "the ", "cache ", "of ",
+					     "contexts, ", "layer ",  "by ",  "layer. " };
 	struct kv_codec_ctx *ctx = kv_codec_ctx_new(MAX_CHUNK);
 	struct kv_codec_params lz4 = { KV_CODEC_LZ4, 0, KV_SHUFFLE_AUTO };
 	struct kv_codec_params two = { KV_CODEC_LZ4, 0, 2 };

@@ -39,16 +39,14 @@ static void fill(uint8_t *p, size_t n, int kind)
 }
 
 /* A path for a new store (not created yet) under the run's root. */
-static void new_store_path(char *buf, size_t len)
-{
-	kvtest_new_path(buf, len, "store");
-}
+static void new_store_path(char *buf, size_t len) { kvtest_new_path(buf, len, "store"); }
 
 static uint64_t mkfile(struct kv_fs *fs, uint64_t parent, const char *name)
 {
 	struct kv_attr a;
 
-	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, S_IFREG | 0644, &kvtest_root_cred, NULL, &a), 0);
+	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
+			 0);
 	ck_assert(S_ISREG(a.mode));
 	return a.ino;
 }
@@ -57,7 +55,8 @@ static uint64_t mkdir_fs(struct kv_fs *fs, uint64_t parent, const char *name)
 {
 	struct kv_attr a;
 
-	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, S_IFDIR | 0755, &kvtest_root_cred, NULL, &a), 0);
+	ck_assert_int_eq(kv_fs_mknod(fs, parent, name, S_IFDIR | 0755, &kvtest_root_cred, NULL, &a),
+			 0);
 	ck_assert(S_ISDIR(a.mode));
 	return a.ino;
 }
@@ -140,8 +139,8 @@ static void expect_file(struct kv_fs *fs, uint64_t ino, const uint8_t *shadow, s
 
 /* Mounts store again and checks that name (in the root) equals
  * shadow[0, size). */
-static void expect_after_remount(const char *store, const struct kv_config *cfg,
-				 const char *name, const uint8_t *shadow, size_t size)
+static void expect_after_remount(const char *store, const struct kv_config *cfg, const char *name,
+				 const uint8_t *shadow, size_t size)
 {
 	struct kv_fs *fs = kvtest_open_fs(store, cfg);
 
@@ -164,8 +163,8 @@ static struct kv_fs *new_fs_open_file(char *store, size_t len, const struct kv_c
 }
 
 /* Creates name in parent, writes data[0, n) to it and releases it. */
-static uint64_t write_file(struct kv_fs *fs, uint64_t parent, const char *name,
-			   const uint8_t *data, size_t n)
+static uint64_t write_file(struct kv_fs *fs, uint64_t parent, const char *name, const uint8_t *data,
+			   size_t n)
 {
 	uint64_t ino = mkfile(fs, parent, name);
 
@@ -193,10 +192,7 @@ static struct kv_index_stats stats(struct kv_fs *fs)
 	return s;
 }
 
-static int count_entries(const char *dir)
-{
-	return kvtest_count_entries(dir, NULL);
-}
+static int count_entries(const char *dir) { return kvtest_count_entries(dir, NULL); }
 
 static blkcnt_t seg_blocks(const char *store)
 {
@@ -499,14 +495,14 @@ START_TEST(test_write_read)
 		size_t len;
 		int kind;
 	} ops[] = {
-		{ 0, 1000, 0 },                     /* start of chunk 0 */
-		{ CHUNK - 6000, 10000, 1 },         /* across the 0/1 boundary */
-		{ 2 * CHUNK, CHUNK, 1 },            /* exactly chunk 2 */
-		{ 5 * CHUNK - 5, 5, 0 },            /* past a hole (chunks 3, 4) */
-		{ 500, 1000, 2 },                   /* overwrite inside chunk 0 */
-		{ 2 * CHUNK + 100, 50, 0 },         /* overwrite inside a full chunk */
-		{ CHUNK - 1, 2, 0 },                /* two bytes across a boundary */
-		{ 4 * CHUNK + 7, 3, 1 },            /* into the hole */
+		{ 0, 1000, 0 },             /* start of chunk 0 */
+		{ CHUNK - 6000, 10000, 1 }, /* across the 0/1 boundary */
+		{ 2 * CHUNK, CHUNK, 1 },    /* exactly chunk 2 */
+		{ 5 * CHUNK - 5, 5, 0 },    /* past a hole (chunks 3, 4) */
+		{ 500, 1000, 2 },           /* overwrite inside chunk 0 */
+		{ 2 * CHUNK + 100, 50, 0 }, /* overwrite inside a full chunk */
+		{ CHUNK - 1, 2, 0 },        /* two bytes across a boundary */
+		{ 4 * CHUNK + 7, 3, 1 },    /* into the hole */
 	};
 
 	new_store_path(store, sizeof(store));
@@ -754,8 +750,8 @@ START_TEST(test_small_files_persist)
 					rc = -1000;
 			}
 			if (rc != (int)n && !bad++)
-				snprintf(first, sizeof(first), "%zu-byte file (pattern %d): read %d",
-					 n, pat, rc);
+				snprintf(first, sizeof(first),
+					 "%zu-byte file (pattern %d): read %d", n, pat, rc);
 			ck_assert_int_eq(kv_file_release(fs, ino), 0);
 		}
 	}
@@ -869,8 +865,8 @@ START_TEST(test_remove_open_file)
 	ck_assert_uint_eq(s.logical, 0);
 	ck_assert_int_eq(kv_index_getattr(fs->ix, ino, &a), -ENOENT);
 	after = seg_blocks(store);
-	ck_assert_msg(after < full - (blkcnt_t)(size / 512) + 64,
-		      "segment blocks %lld -> %lld", (long long)full, (long long)after);
+	ck_assert_msg(after < full - (blkcnt_t)(size / 512) + 64, "segment blocks %lld -> %lld",
+		      (long long)full, (long long)after);
 	ck_assert_uint_eq(lookup(fs, KV_ROOT_INO, "keep"), keep);
 	kv_fs_close(fs);
 
@@ -963,20 +959,25 @@ START_TEST(test_namespace)
 	fs = kvtest_open_fs(store, &cfg);
 	d = mkdir_fs(fs, KV_ROOT_INO, "d");
 	f = mkfile(fs, d, "f");
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, "l", S_IFLNK | 0777, &kvtest_root_cred, "d/f", &a), 0);
+	ck_assert_int_eq(
+		kv_fs_mknod(fs, KV_ROOT_INO, "l", S_IFLNK | 0777, &kvtest_root_cred, "d/f", &a), 0);
 	ck_assert_int_eq(kv_fs_readlink(fs, a.ino, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "d/f");
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, "d", S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
-			 -EEXIST);
-	ck_assert_int_eq(kv_fs_mknod(fs, f, "x", S_IFREG | 0644, &kvtest_root_cred, NULL, &a), -ENOTDIR);
+	ck_assert_int_eq(
+		kv_fs_mknod(fs, KV_ROOT_INO, "d", S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
+		-EEXIST);
+	ck_assert_int_eq(kv_fs_mknod(fs, f, "x", S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
+			 -ENOTDIR);
 	memset(longname, 'n', 256);
 	longname[256] = 0;
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, longname, S_IFREG | 0644, &kvtest_root_cred, NULL,
-				     &a), -ENAMETOOLONG);
+	ck_assert_int_eq(
+		kv_fs_mknod(fs, KV_ROOT_INO, longname, S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
+		-ENAMETOOLONG);
 	ck_assert_int_eq(kv_fs_lookup(fs, KV_ROOT_INO, longname, &a), -ENAMETOOLONG);
 	longname[255] = 0;
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, longname, S_IFREG | 0644, &kvtest_root_cred, NULL,
-				     &a), 0);
+	ck_assert_int_eq(
+		kv_fs_mknod(fs, KV_ROOT_INO, longname, S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
+		0);
 	ck_assert_int_eq(kv_fs_getattr(fs, KV_ROOT_INO, &a), 0);
 	ck_assert_uint_eq(a.nlink, 3);
 
@@ -1039,14 +1040,15 @@ START_TEST(test_namespace)
 		ck_assert_int_eq(kv_fs_mknod(fs, sg, "d", S_IFDIR | 0755, &user, NULL, &a), 0);
 		ck_assert_uint_eq(a.gid, 77);
 		ck_assert_uint_ne(a.mode & S_ISGID, 0);
-		ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, "plain", S_IFREG | 0644, &user, NULL, &a),
-				 0);
+		ck_assert_int_eq(
+			kv_fs_mknod(fs, KV_ROOT_INO, "plain", S_IFREG | 0644, &user, NULL, &a), 0);
 		ck_assert_uint_eq(a.gid, 1000);
 	}
 
 	/* A removed directory takes no new entries. */
 	ck_assert_int_eq(kv_fs_remove(fs, KV_ROOT_INO, "d", 1), 0);
-	ck_assert_int_eq(kv_fs_mknod(fs, d, "late", S_IFREG | 0644, &kvtest_root_cred, NULL, &a), -ENOENT);
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "late", S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
+			 -ENOENT);
 	ck_assert_int_eq(kv_fs_getattr(fs, KV_ROOT_INO, &a), 0);
 	ck_assert_uint_eq(a.nlink, 3); /* sgid is left */
 	kv_fs_close(fs);
@@ -1075,8 +1077,10 @@ START_TEST(test_mount_rules)
 	ck_assert_int_eq(kv_fs_lookup(fs, KV_ROOT_INO, "h", &a), -ENOENT);
 
 	/* Device nodes are refused; FIFOs and sockets are made. */
-	ck_assert_int_eq(kv_fs_mknod(fs, d, "c", S_IFCHR | 0644, &kvtest_root_cred, NULL, &a), -EPERM);
-	ck_assert_int_eq(kv_fs_mknod(fs, d, "b", S_IFBLK | 0644, &kvtest_root_cred, NULL, &a), -EPERM);
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "c", S_IFCHR | 0644, &kvtest_root_cred, NULL, &a),
+			 -EPERM);
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "b", S_IFBLK | 0644, &kvtest_root_cred, NULL, &a),
+			 -EPERM);
 	ck_assert_int_eq(kv_fs_lookup(fs, d, "c", &a), -ENOENT);
 	ck_assert_int_eq(kv_fs_lookup(fs, d, "b", &a), -ENOENT);
 	ck_assert_int_eq(kv_fs_mknod(fs, d, "p", S_IFIFO | 0600, &kvtest_root_cred, NULL, &a), 0);
@@ -1093,7 +1097,8 @@ START_TEST(test_mount_rules)
 			 -ENAMETOOLONG);
 	ck_assert_int_eq(kv_fs_lookup(fs, d, "long", &a), -ENOENT);
 	target[KV_LINK_MAX] = 0;
-	ck_assert_int_eq(kv_fs_mknod(fs, d, "max", S_IFLNK | 0777, &kvtest_root_cred, target, &a), 0);
+	ck_assert_int_eq(kv_fs_mknod(fs, d, "max", S_IFLNK | 0777, &kvtest_root_cred, target, &a),
+			 0);
 	ck_assert_int_eq(kv_fs_readlink(fs, a.ino, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, target);
 	free(target);
@@ -1230,10 +1235,12 @@ START_TEST(test_ctl_requests)
 	/* Reserved: .kvfs cannot be made, removed or renamed, nor anything
 	 * in it. */
 	o = kv_ops_of_entry(KV_ROOT_INO, KV_CTL_NAME);
-	ck_assert_int_eq(o->mknod(fs, KV_ROOT_INO, KV_CTL_NAME, S_IFDIR | 0755, &kvtest_root_cred,
-				  NULL, &a), -EEXIST);
+	ck_assert_int_eq(
+		o->mknod(fs, KV_ROOT_INO, KV_CTL_NAME, S_IFDIR | 0755, &kvtest_root_cred, NULL, &a),
+		-EEXIST);
 	ck_assert_int_eq(o->create(fs, KV_ROOT_INO, KV_CTL_NAME, 0644, &kvtest_root_cred,
-				   O_WRONLY | O_CREAT, &a, &fh, &cache), -EEXIST);
+				   O_WRONLY | O_CREAT, &a, &fh, &cache),
+			 -EEXIST);
 	ck_assert_int_eq(o->remove(fs, KV_ROOT_INO, KV_CTL_NAME, 1), -EPERM);
 	ck_assert_int_eq(o->remove(fs, KV_ROOT_INO, KV_CTL_NAME, 0), -EPERM);
 	o = kv_ops_of_entry(KV_CTL_DIR, "x");
@@ -1241,8 +1248,9 @@ START_TEST(test_ctl_requests)
 			 -EPERM);
 	ck_assert_int_eq(o->mknod(fs, KV_CTL_DIR, "l", S_IFLNK | 0777, &kvtest_root_cred, "f", &a),
 			 -EPERM);
-	ck_assert_int_eq(o->create(fs, KV_CTL_DIR, "x", 0644, &kvtest_root_cred, O_WRONLY, &a, &fh,
-				   &cache), -EPERM);
+	ck_assert_int_eq(
+		o->create(fs, KV_CTL_DIR, "x", 0644, &kvtest_root_cred, O_WRONLY, &a, &fh, &cache),
+		-EPERM);
 	ck_assert_int_eq(o->remove(fs, KV_CTL_DIR, "stats", 0), -EPERM);
 	ck_assert_int_eq(kv_ops_of_entry(KV_CTL_DIR, "h")->link(fs, f, KV_CTL_DIR, "h", &a), -EPERM);
 	o = kv_ops_of_rename(KV_ROOT_INO, KV_CTL_NAME, KV_ROOT_INO, "y");
@@ -1251,8 +1259,8 @@ START_TEST(test_ctl_requests)
 			 -EINVAL);
 	o = kv_ops_of_rename(KV_ROOT_INO, "f", KV_ROOT_INO, KV_CTL_NAME);
 	ck_assert_int_eq(o->rename(fs, KV_ROOT_INO, "f", KV_ROOT_INO, KV_CTL_NAME, 0), -EPERM);
-	ck_assert_int_eq(o->rename(fs, KV_ROOT_INO, "f", KV_ROOT_INO, KV_CTL_NAME,
-				   RENAME_EXCHANGE), -EPERM);
+	ck_assert_int_eq(o->rename(fs, KV_ROOT_INO, "f", KV_ROOT_INO, KV_CTL_NAME, RENAME_EXCHANGE),
+			 -EPERM);
 	o = kv_ops_of_rename(KV_ROOT_INO, "f", KV_CTL_DIR, "f");
 	ck_assert_int_eq(o->rename(fs, KV_ROOT_INO, "f", KV_CTL_DIR, "f", 0), -EPERM);
 	o = kv_ops_of_rename(KV_CTL_DIR, "stats", KV_ROOT_INO, "s");
@@ -1361,7 +1369,8 @@ START_TEST(test_fs_requests)
 
 	/* create: a regular file with the mode's permission bits, open. */
 	ck_assert_int_eq(o->create(fs, ctx, "layer0", S_IFCHR | 02640, &kvtest_root_cred,
-				   O_WRONLY | O_CREAT | O_TRUNC, &a, &fh, &cache), 0);
+				   O_WRONLY | O_CREAT | O_TRUNC, &a, &fh, &cache),
+			 0);
 	ck_assert_uint_eq(a.mode, S_IFREG | 02640);
 	ck_assert_uint_eq(cache, KV_OPEN_KEEP_CACHE);
 	ck_assert_int_eq(o->write(fs, a.ino, fh, data, sizeof(data), 0), (ssize_t)sizeof(data));
@@ -1565,7 +1574,7 @@ END_TEST
 struct race {
 	struct kv_fs *fs;
 	uint64_t ino;
-	atomic_int stop;     /* the writer is done */
+	atomic_int stop; /* the writer is done */
 	atomic_int errors;
 	char what[160];
 };
@@ -1636,8 +1645,8 @@ static void *race_reader(void *arg)
 		}
 		kv_file_read_done(r->fs, &rv);
 		if (got != (uint64_t)rc) {
-			snprintf(r->what, sizeof(r->what), "read returned %d but iovecs hold %llu", rc,
-				 (unsigned long long)got);
+			snprintf(r->what, sizeof(r->what), "read returned %d but iovecs hold %llu",
+				 rc, (unsigned long long)got);
 			r->errors++;
 			break;
 		}
@@ -1760,8 +1769,10 @@ START_TEST(test_failed_store_never_published)
 	}
 	atomic_store(&r.stop, 1);
 	pthread_join(t, NULL);
-	ck_assert_msg(zero == 0, "%d of %d closes reported success for bytes never stored "
-		      "(%d writes took the error)", zero, FLUSHES, atomic_load(&r.taken));
+	ck_assert_msg(zero == 0,
+		      "%d of %d closes reported success for bytes never stored "
+		      "(%d writes took the error)",
+		      zero, FLUSHES, atomic_load(&r.taken));
 	ck_assert_int_eq(kv_index_getattr(fs->ix, r.ino, &a), 0);
 	ck_assert_uint_eq(a.size, 0);
 	ck_assert_int_eq(kv_file_release(fs, r.ino), -ENOSPC);
@@ -1958,15 +1969,17 @@ START_TEST(test_random_ops)
 				while (got[i] == shadow[off + i])
 					i++;
 				ck_abort_msg("op %d: read %zu at %llu differs at file offset %llu "
-					     "(size %zu)", op, len, (unsigned long long)off,
+					     "(size %zu)",
+					     op, len, (unsigned long long)off,
 					     (unsigned long long)(off + i), size);
 			}
 			counts[2]++;
 		} else if (r < 95) {
 			ck_assert_uint_eq(size_of(fs, ino), size);
 			if (variant >= 1) {
-				ck_assert_int_eq(rnd() % 2 ? kv_file_flush(fs, ino) :
-							     kv_file_fsync(fs, ino), 0);
+				ck_assert_int_eq(rnd() % 2 ? kv_file_flush(fs, ino)
+							   : kv_file_fsync(fs, ino),
+						 0);
 				counts[3]++;
 			}
 		} else if (variant >= 1) { /* release and reopen */
@@ -2038,7 +2051,8 @@ static void *writer_thread(void *arg)
 			size_t n = 0;
 			int rc = kv_file_read(t->fs, t->ino, 0, size, &rv);
 			if (rc < 0) {
-				snprintf(t->what, sizeof(t->what), "read failed at op %d: %d", op, rc);
+				snprintf(t->what, sizeof(t->what), "read failed at op %d: %d", op,
+					 rc);
 				t->errors++;
 				break;
 			}
@@ -2139,7 +2153,4 @@ static Suite *fs_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(fs_suite, "fs");
-}
+int main(void) { return kvtest_run(fs_suite, "fs"); }

@@ -27,7 +27,8 @@ static struct kv_fs *fsck_open(const char *store)
 	struct kv_fs *fs = NULL;
 	char err[512] = "";
 
-	ck_assert_msg(kv_fs_open_existing(store, &fs, err, sizeof(err)) == 0, "kv_fs_open_existing: %s", err);
+	ck_assert_msg(kv_fs_open_existing(store, &fs, err, sizeof(err)) == 0,
+		      "kv_fs_open_existing: %s", err);
 	return fs;
 }
 
@@ -45,9 +46,9 @@ static uint64_t mknode(struct kv_fs *fs, uint64_t parent, const char *name, uint
 
 struct tfile {
 	const char *name;
-	int run;               /* the run (so the segment) that writes it */
+	int run; /* the run (so the segment) that writes it */
 	size_t size;
-	int kind;              /* 0 random, 1 fp16-like, 2 runs, 3 sparse, 4 real KV */
+	int kind; /* 0 random, 1 fp16-like, 2 runs, 3 sparse, 4 real KV */
 	uint64_t ino;
 	uint8_t *data;
 };
@@ -83,7 +84,8 @@ static void write_file(struct kv_fs *fs, uint64_t dir, struct tfile *f)
 		size_t n = f->size - off < CHUNK ? f->size - off : CHUNK;
 		if (f->kind == 3 && (off / CHUNK) % 4)
 			continue;
-		ck_assert_int_eq(kv_file_write(fs, f->ino, f->data + off, n, (off_t)off), (ssize_t)n);
+		ck_assert_int_eq(kv_file_write(fs, f->ino, f->data + off, n, (off_t)off),
+				 (ssize_t)n);
 	}
 	ck_assert_int_eq(kv_file_release(fs, f->ino), 0);
 }
@@ -105,21 +107,21 @@ static void build(struct tstore *s)
 	memset(s, 0, sizeof(*s));
 	rng_state = 0x9e3779b97f4a7c15ULL;
 	kvtest_new_path(s->path, sizeof(s->path), "store");
-	add(s, "fp16", 0, 5 * CHUNK + 1000, 1);    /* payload byte flipped in chunk 2 */
-	add(s, "random", 0, 3 * CHUNK, 0);         /* header byte flipped in chunk 0 */
-	add(s, "small", 0, 1000, 1);               /* intact */
-	add(s, "intact", 0, 6 * CHUNK, 1);         /* intact */
-	add(s, "sparse", 0, 5 * CHUNK, 3);         /* payload byte flipped in chunk 4 */
-	add(s, "gone1", 1, 3 * CHUNK + 5, 1);      /* segment 2 deleted */
+	add(s, "fp16", 0, 5 * CHUNK + 1000, 1); /* payload byte flipped in chunk 2 */
+	add(s, "random", 0, 3 * CHUNK, 0);      /* header byte flipped in chunk 0 */
+	add(s, "small", 0, 1000, 1);            /* intact */
+	add(s, "intact", 0, 6 * CHUNK, 1);      /* intact */
+	add(s, "sparse", 0, 5 * CHUNK, 3);      /* payload byte flipped in chunk 4 */
+	add(s, "gone1", 1, 3 * CHUNK + 5, 1);   /* segment 2 deleted */
 	add(s, "gone2", 1, 2 * CHUNK, 0);
-	add(s, "torn1", 2, 4 * CHUNK, 1);          /* segment 3 torn in chunk 1 */
+	add(s, "torn1", 2, 4 * CHUNK, 1); /* segment 3 torn in chunk 1 */
 	add(s, "torn2", 2, 3 * CHUNK, 2);
 	if (kv) {
-		add(s, "kv", 0, kvn, 4);           /* real fp16 KV, intact */
+		add(s, "kv", 0, kvn, 4); /* real fp16 KV, intact */
 		s->f[s->n - 1].data = kv;
 	}
 	/* Last in its segment, so that the zeroed range hits nothing else. */
-	add(s, "runs", 0, 4 * CHUNK + 17, 2);      /* zeroed range from chunk 1 */
+	add(s, "runs", 0, 4 * CHUNK + 17, 2); /* zeroed range from chunk 1 */
 	for (int i = 0; i < s->n; i++)
 		if (!s->f[i].data)
 			fill(&s->f[i]);
@@ -223,8 +225,7 @@ static void free_snapshot(struct segs *g)
 		free(g->data[i]);
 }
 
-static void patch(const struct tstore *s, uint32_t seg, uint64_t off, const void *bytes,
-		  size_t n)
+static void patch(const struct tstore *s, uint32_t seg, uint64_t off, const void *bytes, size_t n)
 {
 	char p[1100];
 	FILE *f;
@@ -311,10 +312,10 @@ static void expect_content(struct kv_fs *fs, uint64_t ino, const uint8_t *want, 
 		ck_assert_msg(rc == (int)n, "inode %llu: read at %zu: %d", (unsigned long long)ino,
 			      done, rc);
 		for (int i = 0; i < rv.n; i++) {
-			ck_assert_msg(!memcmp(want + done + got, rv.iov[i].iov_base,
-					      rv.iov[i].iov_len),
-				      "inode %llu: bytes differ near %zu", (unsigned long long)ino,
-				      done + got);
+			ck_assert_msg(
+				!memcmp(want + done + got, rv.iov[i].iov_base, rv.iov[i].iov_len),
+				"inode %llu: bytes differ near %zu", (unsigned long long)ino,
+				done + got);
 			got += rv.iov[i].iov_len;
 		}
 		kv_file_read_done(fs, &rv);
@@ -429,7 +430,7 @@ START_TEST(test_damage_and_repair)
 		} else {
 			ck_assert_int_eq(rc, KV_FSCK_TRUNCATED);
 			ck_assert_uint_eq(size, f->bad[0] * CHUNK < f->size ? f->bad[0] * CHUNK
-									 : f->size);
+									    : f->size);
 			truncated++;
 		}
 	}
@@ -582,7 +583,4 @@ static Suite *fsck_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(fsck_suite, "fsck");
-}
+int main(void) { return kvtest_run(fsck_suite, "fsck"); }

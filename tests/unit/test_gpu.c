@@ -45,7 +45,7 @@ static const char *const codecs[] = { "lz4", "none", "zstd" };
 struct alloc {
 	char path[64];
 	uint8_t handle[KVFS_IPC_HANDLE_SIZE];
-	uint8_t *p;           /* the test's own mapping */
+	uint8_t *p; /* the test's own mapping */
 	size_t size;
 };
 
@@ -226,8 +226,8 @@ static uint64_t mkfile(struct kv_fs *fs, const char *name)
 {
 	struct kv_attr a;
 
-	ck_assert_int_eq(kv_fs_mknod(fs, KV_ROOT_INO, name, S_IFREG | 0644, &kvtest_root_cred, NULL, &a),
-			 0);
+	ck_assert_int_eq(
+		kv_fs_mknod(fs, KV_ROOT_INO, name, S_IFREG | 0644, &kvtest_root_cred, NULL, &a), 0);
 	return a.ino;
 }
 
@@ -375,8 +375,7 @@ static void run_ok(struct kv_fs *fs, uint64_t ino, unsigned mode, struct kvfs_gp
 
 	io_dirty(io);
 	rc = kv_fast_run(fast_of(fs), ino, mode, (uint32_t)getpid(), io);
-	ck_assert_msg(rc == 0, "kv_fast_run: %d (detail %u, seg %u)", rc, io->detail,
-		      io->error_seg);
+	ck_assert_msg(rc == 0, "kv_fast_run: %d (detail %u, seg %u)", rc, io->detail, io->error_seg);
 	ck_assert_int_eq(io->error, 0);
 	ck_assert_uint_eq(io->detail, KVFS_E_OK);
 	ck_assert_uint_eq(io->error_seg, 0);
@@ -393,7 +392,8 @@ static void expect_err_at(struct kv_fs *fs, uint64_t ino, unsigned mode, struct 
 	ck_assert_msg(rc == want && io->error == want && io->detail == detail &&
 			      io->error_seg == seg && io->bytes_done == 0,
 		      "line %d: rc %d error %d detail %u seg %u done %llu; want rc %d detail %u "
-		      "seg %u done 0", line, rc, io->error, io->detail, io->error_seg,
+		      "seg %u done 0",
+		      line, rc, io->error, io->detail, io->error_seg,
 		      (unsigned long long)io->bytes_done, want, detail, seg);
 }
 #define expect_err(fs, ino, mode, io, want, detail, seg) \
@@ -938,8 +938,8 @@ static void rig_open_cfg(struct rig *r, const struct kv_config *cfg, size_t size
 	}
 }
 
-static void rig_open(struct rig *r, const char *codec, const char *gpu, size_t size,
-		     uint64_t seed, size_t alloc_size, int fill)
+static void rig_open(struct rig *r, const char *codec, const char *gpu, size_t size, uint64_t seed,
+		     size_t alloc_size, int fill)
 {
 	struct kv_config cfg = config(codec, gpu);
 
@@ -972,13 +972,13 @@ START_TEST(test_read_segments)
 	rig_open(&r, codecs[_i], KVFS_FAKE_PLUGIN, size, 100 + (uint64_t)_i, 2 * MIB, 0xa5);
 	ino = write_file(r.fs, "f", r.data, size);
 	want = malloc(r.a.size);
-	seg_add(r.io, 100, 4096 + 3, 1000);                /* inside chunk 0 */
+	seg_add(r.io, 100, 4096 + 3, 1000);                   /* inside chunk 0 */
 	seg_add(r.io, CHUNK - 777, 200000, 2 * CHUNK + 1554); /* across two boundaries */
-	seg_add(r.io, 3 * CHUNK, 9, 0);                    /* empty */
-	seg_add(r.io, size - 5000, 500001, 5000);          /* up to EOF */
-	seg_add(r.io, 0, 600000, size);                    /* all of it */
-	seg_add(r.io, size, 7, 0);                         /* empty, at EOF */
-	seg_add(r.io, 2 * CHUNK + 1, 1 * MIB + 77, 1);     /* one byte */
+	seg_add(r.io, 3 * CHUNK, 9, 0);                       /* empty */
+	seg_add(r.io, size - 5000, 500001, 5000);             /* up to EOF */
+	seg_add(r.io, 0, 600000, size);                       /* all of it */
+	seg_add(r.io, size, 7, 0);                            /* empty, at EOF */
+	seg_add(r.io, 2 * CHUNK + 1, 1 * MIB + 77, 1);        /* one byte */
 	memset(want, 0xa5, r.a.size);
 	for (uint32_t i = 0; i < r.io->nseg; i++)
 		memcpy(want + r.io->seg[i].dev_off, r.data + r.io->seg[i].file_off,
@@ -1119,8 +1119,7 @@ START_TEST(test_write_roundtrip)
 	size = end + 3000;
 	want = malloc(size);
 	for (uint32_t i = 0; i < r.io->nseg; i++)
-		memcpy(want + r.io->seg[i].file_off, r.a.p + r.io->seg[i].dev_off,
-		       r.io->seg[i].len);
+		memcpy(want + r.io->seg[i].file_off, r.a.p + r.io->seg[i].dev_off, r.io->seg[i].len);
 	run_ok(r.fs, ino, WR, r.io);
 	ck_assert_uint_eq(size_of(r.fs, ino), size);
 	expect_file(r.fs, ino, want, size);
@@ -1353,8 +1352,7 @@ START_TEST(test_errors_ranges)
 	io->alloc_size = 10;
 	io->seg[1] = (struct kvfs_gpu_seg){ 0, asize - 100, 100 }; /* exactly the end */
 	efix_ok(&x);
-	expect_bytes(x.r.a.p + asize - 100, x.r.data, 100,
-		     "segment ending at the allocation's end");
+	expect_bytes(x.r.a.p + asize - 100, x.r.data, 100, "segment ending at the allocation's end");
 	efix_close(&x);
 }
 END_TEST
@@ -1565,7 +1563,7 @@ END_TEST
 /* ==== kv_fast_submit ==== */
 
 struct done_rec {
-	pthread_mutex_t lock;  /* error-checking: a call from the holder is seen */
+	pthread_mutex_t lock; /* error-checking: a call from the holder is seen */
 	pthread_cond_t cv;
 	int calls, rc, returned, after_return;
 	pthread_t thread;
@@ -1777,14 +1775,15 @@ static void *worker_main(void *arg)
 			if (!write)
 				memset(w->a->p, 0, w->a->size);
 			done_init(&d);
-			if (kv_fast_submit(fast_of(w->fs), write ? w->dst : w->src,
-					   write ? WR : RD, 0, io, on_done, &d))
+			if (kv_fast_submit(fast_of(w->fs), write ? w->dst : w->src, write ? WR : RD,
+					   0, io, on_done, &d))
 				snprintf(w->fail, sizeof(w->fail), "submit failed");
 			else if (done_wait(&d) != 1)
 				snprintf(w->fail, sizeof(w->fail), "round %d: no answer", round);
 			else if (d.rc || io->bytes_done != BIG)
-				snprintf(w->fail, sizeof(w->fail), "round %d write %d: rc %d detail %u",
-					 round, write, d.rc, io->detail);
+				snprintf(w->fail, sizeof(w->fail),
+					 "round %d write %d: rc %d detail %u", round, write, d.rc,
+					 io->detail);
 			else if (!write && memcmp(w->a->p, w->want, BIG))
 				snprintf(w->fail, sizeof(w->fail), "round %d: wrong bytes", round);
 			done_destroy(&d);
@@ -1846,8 +1845,8 @@ START_TEST(test_close_finishes_queued)
 		io[i] = io_new(&a);
 		seg_add(io[i], 0, (uint64_t)i * BIG, BIG);
 		done_init(&d[i]);
-		ck_assert_int_eq(
-			kv_fast_submit(fast_of(r.fs), src, RD, 0, io[i], on_done, &d[i]), 0);
+		ck_assert_int_eq(kv_fast_submit(fast_of(r.fs), src, RD, 0, io[i], on_done, &d[i]),
+				 0);
 	}
 	/* Closing finishes the queued requests first. */
 	close_fs(r.fs);
@@ -1925,7 +1924,4 @@ static Suite *gpu_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(gpu_suite, "gpu");
-}
+int main(void) { return kvtest_run(gpu_suite, "gpu"); }

@@ -53,8 +53,8 @@ static struct kv_attr mk(struct kv_index *ix, uint64_t parent, const char *name,
 	a.uid = 1000;
 	a.gid = 100;
 	a.atime = a.mtime = a.ctime = T0;
-	ck_assert_msg(kv_index_create(ix, parent, name, strlen(name), &a, target) == 0,
-		      "create %s", name);
+	ck_assert_msg(kv_index_create(ix, parent, name, strlen(name), &a, target) == 0, "create %s",
+		      name);
 	ck_assert_uint_gt(a.ino, KV_ROOT_INO);
 	return a;
 }
@@ -123,7 +123,8 @@ START_TEST(test_fresh_root)
 	ck_assert_uint_eq(r.gid, getgid());
 	ck_assert_uint_eq(r.size, 0);
 	ck_assert_int_gt(r.mtime, 0);
-	ck_assert_int_eq(kv_index_user_version(ix), kv_index_migrations[kv_index_nmigrations - 1].version);
+	ck_assert_int_eq(kv_index_user_version(ix),
+			 kv_index_migrations[kv_index_nmigrations - 1].version);
 	kv_index_store_id(ix, id);
 	ck_assert(memcmp(id, zero, 16) != 0);
 	ck_assert_int_eq(kv_index_parent(ix, KV_ROOT_INO, &parent), 0);
@@ -471,7 +472,8 @@ END_TEST
 START_TEST(test_rename_into_own_subtree)
 {
 	struct kv_index *ix = fresh();
-	struct kv_attr t = mkdirx(ix, 1, "t"), u = mkdirx(ix, t.ino, "u"), v = mkdirx(ix, u.ino, "v");
+	struct kv_attr t = mkdirx(ix, 1, "t"), u = mkdirx(ix, t.ino, "u"),
+		       v = mkdirx(ix, u.ino, "v");
 	struct kv_attr o = mkdirx(ix, 1, "o");
 
 	ck_assert_int_eq(mv(ix, 1, "t", v.ino, "t2", 0, NULL, NULL), -EINVAL);
@@ -838,7 +840,8 @@ START_TEST(test_xattrs)
 
 	ck_assert_int_eq(kv_index_getxattr(ix, f.ino, "user.a", buf, sizeof(buf)), -ENODATA);
 	ck_assert_int_eq(kv_index_getxattr(ix, f.ino, "user.a", NULL, 0), -ENODATA);
-	ck_assert_int_eq(kv_index_setxattr(ix, f.ino, "user.a", "hello", 5, XATTR_REPLACE), -ENODATA);
+	ck_assert_int_eq(kv_index_setxattr(ix, f.ino, "user.a", "hello", 5, XATTR_REPLACE),
+			 -ENODATA);
 	ck_assert_int_eq(kv_index_getxattr(ix, f.ino, "user.a", NULL, 0), -ENODATA);
 	ck_assert_int_eq(kv_index_setxattr(ix, f.ino, "user.a", "hello", 5, XATTR_CREATE), 0);
 	ck_assert_int_eq(kv_index_setxattr(ix, f.ino, "user.a", "other", 5, XATTR_CREATE), -EEXIST);
@@ -873,7 +876,8 @@ START_TEST(test_xattrs)
 		const char want[] = "user.a\0user.bin\0user.empty"; /* + final NUL */
 		ck_assert_int_eq(kv_index_listxattr(ix, f.ino, NULL, 0), (int)sizeof(want));
 		memset(buf, 'x', sizeof(buf));
-		ck_assert_int_eq(kv_index_listxattr(ix, f.ino, buf, sizeof(want)), (int)sizeof(want));
+		ck_assert_int_eq(kv_index_listxattr(ix, f.ino, buf, sizeof(want)),
+				 (int)sizeof(want));
 		ck_assert_mem_eq(buf, want, sizeof(want));
 		ck_assert_int_eq(kv_index_listxattr(ix, f.ino, buf, sizeof(want) - 1), -ERANGE);
 		ck_assert_int_eq(kv_index_listxattr(ix, f.ino, buf, 3), -ERANGE);
@@ -928,8 +932,10 @@ START_TEST(test_setattr)
 	ck_assert_uint_eq(b.gid, 8);
 	ck_assert_uint_eq(b.size, 0);
 	ck_assert_int_eq(b.atime, T0);
-	ck_assert_int_eq(kv_index_setattr(ix, &a, KV_SET_UID | KV_SET_SIZE | KV_SET_ATIME |
-					  KV_SET_MTIME | KV_SET_CTIME), 0);
+	ck_assert_int_eq(kv_index_setattr(ix, &a,
+					  KV_SET_UID | KV_SET_SIZE | KV_SET_ATIME | KV_SET_MTIME |
+						  KV_SET_CTIME),
+			 0);
 	b = attr(ix, f.ino);
 	ck_assert_uint_eq(b.uid, 7);
 	ck_assert_uint_eq(b.size, 12345);
@@ -960,8 +966,8 @@ START_TEST(test_stats)
 	c1 = mkdirx(ix, m1.ino, "ctx1");
 	mkdirx(ix, m1.ino, "ctx2");
 	mkdirx(ix, m2.ino, "ctx3");
-	mkdirx(ix, c1.ino, "deeper");           /* depth 3: not a context */
-	f1 = mkfile(ix, m1.ino, "file");         /* a file at depth 2 */
+	mkdirx(ix, c1.ino, "deeper");    /* depth 3: not a context */
+	f1 = mkfile(ix, m1.ino, "file"); /* a file at depth 2 */
 	f2 = mkfile(ix, c1.ino, "layer0.k");
 	mk(ix, 1, "link", S_IFLNK | 0777, "model1");
 	publish(ix, &f1, 0, NULL, 0, 1000, 300);
@@ -1026,10 +1032,7 @@ END_TEST
 
 /* ---- refusing other files ---- */
 
-static int not_hidden(const char *name)
-{
-	return name[0] != '.';
-}
+static int not_hidden(const char *name) { return name[0] != '.'; }
 
 static int not_hidden_nor_wal(const char *name)
 {
@@ -1188,8 +1191,7 @@ static void damaged_tree(struct kv_attr *d, struct kv_attr *e)
 	kv_index_close(ix);
 }
 
-static int nop_entry(void *arg, const char *name, size_t len, const struct kv_attr *a,
-		     uint64_t next)
+static int nop_entry(void *arg, const char *name, size_t len, const struct kv_attr *a, uint64_t next)
 {
 	(void)name, (void)len, (void)a, (void)next;
 	++*(int *)arg;
@@ -1296,9 +1298,12 @@ START_TEST(test_migrate_dentry_by_parent)
 	kv_index_close(ix);
 	/* The query of kv_index_readdir (Q_READDIR in src/store/index.c). */
 	ck_assert_int_eq(sqlite3_open(T_db, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT d.id,d.name,i.ino,"
-			 "i.mode FROM dentry d JOIN inode i ON i.ino=d.ino "
-			 "WHERE d.parent=?1 AND d.id>?2 ORDER BY d.id", -1, &s, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "EXPLAIN QUERY PLAN SELECT d.id,d.name,i.ino,"
+					    "i.mode FROM dentry d JOIN inode i ON i.ino=d.ino "
+					    "WHERE d.parent=?1 AND d.id>?2 ORDER BY d.id",
+					    -1, &s, NULL),
+			 SQLITE_OK);
 	while (sqlite3_step(s) == SQLITE_ROW)
 		snprintf(plan + strlen(plan), sizeof(plan) - strlen(plan), "%s; ",
 			 (const char *)sqlite3_column_text(s, 3));
@@ -1325,14 +1330,18 @@ START_TEST(test_ctx_expired)
 	struct kv_index *ix = fresh();
 	const int64_t s = 1000000000, now = T0 + 1000 * s;
 	/* last access (s before now), pin, ttl (s; -1: the mount's) */
-	static const struct { int64_t age; int pin; int64_t ttl; } c[] = {
-		{ 200, 0, -1 }, /* 0: default ttl 100: expired */
-		{ 50, 0, -1 },  /* 1: default: not yet */
+	static const struct {
+		int64_t age;
+		int pin;
+		int64_t ttl;
+	} c[] = {
+		{ 200, 0, -1 },  /* 0: default ttl 100: expired */
+		{ 50, 0, -1 },   /* 1: default: not yet */
 		{ 200, 0, 300 }, /* 2: own ttl: not yet */
 		{ 200, 0, 150 }, /* 3: own ttl: expired */
-		{ 900, 0, 0 },  /* 4: never */
-		{ 900, 1, -1 }, /* 5: pinned */
-		{ 20, 0, 10 },  /* 6: own ttl: expired */
+		{ 900, 0, 0 },   /* 4: never */
+		{ 900, 1, -1 },  /* 5: pinned */
+		{ 20, 0, 10 },   /* 6: own ttl: expired */
 	};
 	struct kv_ctx_row r[7];
 	uint64_t got[16];
@@ -1347,7 +1356,8 @@ START_TEST(test_ctx_expired)
 	ck_assert_int_eq(kv_index_ctx_save(ix, r, 7), 0);
 	ck_assert_int_eq(kv_index_ctx_expired(ix, now, 100, got, 16, &n), 0);
 	ck_assert_uint_eq(n, 3);
-	ck_assert(has_ino(got, n, r[0].ino) && has_ino(got, n, r[3].ino) && has_ino(got, n, r[6].ino));
+	ck_assert(has_ino(got, n, r[0].ino) && has_ino(got, n, r[3].ino) &&
+		  has_ino(got, n, r[6].ino));
 	/* No default ttl: only own ones. */
 	ck_assert_int_eq(kv_index_ctx_expired(ix, now, 0, got, 16, &n), 0);
 	ck_assert_uint_eq(n, 2);
@@ -1404,7 +1414,4 @@ static Suite *index_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(index_suite, "index");
-}
+int main(void) { return kvtest_run(index_suite, "index"); }

@@ -30,7 +30,8 @@ static size_t walk(const struct kv_inomap *m, struct obj *v, size_t nv)
 
 	for (size_t i = 0; i < nv; i++)
 		v[i].seen = 0;
-	for (struct kv_inomap_node *node = kv_inomap_next(m, NULL); node; node = kv_inomap_next(m, node)) {
+	for (struct kv_inomap_node *node = kv_inomap_next(m, NULL); node;
+	     node = kv_inomap_next(m, node)) {
 		struct obj *o = obj_of(node);
 		ck_assert_int_eq(o->in, 1);
 		ck_assert_int_eq(o->seen, 0);
@@ -69,7 +70,8 @@ START_TEST(test_random_against_reference)
 		ck_assert_uint_eq(m.n, n);
 		if (step % 10000 == 0) {
 			for (size_t i = 0; i < RANGE; i++)
-				ck_assert_ptr_eq(obj_of(kv_inomap_find(&m, v[i].key)), v[i].in ? &v[i] : NULL);
+				ck_assert_ptr_eq(obj_of(kv_inomap_find(&m, v[i].key)),
+						 v[i].in ? &v[i] : NULL);
 			ck_assert_uint_eq(walk(&m, v, RANGE), n);
 		}
 	}
@@ -190,7 +192,4 @@ static Suite *inomap_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(inomap_suite, NULL);
-}
+int main(void) { return kvtest_run(inomap_suite, NULL); }

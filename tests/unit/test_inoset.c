@@ -95,7 +95,4 @@ static Suite *inoset_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(inoset_suite, NULL);
-}
+int main(void) { return kvtest_run(inoset_suite, NULL); }

@@ -61,9 +61,21 @@ static void pb8(struct pb *b, uint8_t v)
 	ck_assert_uint_lt(b->n, sizeof(b->p));
 	b->p[b->n++] = v;
 }
-static void pb16(struct pb *b, uint16_t v) { pb8(b, v & 0xff); pb8(b, v >> 8); }
-static void pb32(struct pb *b, uint32_t v) { pb16(b, v & 0xffff); pb16(b, v >> 16); }
-static void pb64(struct pb *b, uint64_t v) { pb32(b, (uint32_t)v); pb32(b, (uint32_t)(v >> 32)); }
+static void pb16(struct pb *b, uint16_t v)
+{
+	pb8(b, v & 0xff);
+	pb8(b, v >> 8);
+}
+static void pb32(struct pb *b, uint32_t v)
+{
+	pb16(b, v & 0xffff);
+	pb16(b, v >> 16);
+}
+static void pb64(struct pb *b, uint64_t v)
+{
+	pb32(b, (uint32_t)v);
+	pb32(b, (uint32_t)(v >> 32));
+}
 static void pbb(struct pb *b, const void *v, size_t n)
 {
 	ck_assert_uint_le(b->n + n, sizeof(b->p));
@@ -82,17 +94,17 @@ static void pb_fixed(struct pb *b, uint16_t version)
 	pb32(b, S_IFREG | 0640);
 	pb32(b, 1000);
 	pb32(b, 100);
-	pb32(b, 1);               /* nlink */
-	pb64(b, 123456);          /* size */
-	pb64(b, 7000);            /* stored */
-	pb64(b, 0);               /* rdev */
-	pb64(b, 1);               /* atime */
-	pb64(b, 2);               /* mtime */
-	pb64(b, 3);               /* ctime */
-	pb8(b, 1);                /* pin */
+	pb32(b, 1);      /* nlink */
+	pb64(b, 123456); /* size */
+	pb64(b, 7000);   /* stored */
+	pb64(b, 0);      /* rdev */
+	pb64(b, 1);      /* atime */
+	pb64(b, 2);      /* mtime */
+	pb64(b, 3);      /* ctime */
+	pb8(b, 1);       /* pin */
 	pb8(b, 0);
-	pb64(b, 3600);            /* ttl */
-	pb64(b, 99);              /* hwm */
+	pb64(b, 3600); /* ttl */
+	pb64(b, 99);   /* hwm */
 }
 
 static void pb_link(struct pb *b, uint64_t parent, const void *name, uint16_t len)
@@ -165,10 +177,16 @@ static void sample(struct kv_meta *m, int big)
 
 	ck_assert_ptr_nonnull(v);
 	memset(m, 0, sizeof(*m));
-	m->attr = (struct kv_attr){ .ino = 0x0102030405060708ULL, .mode = S_IFREG | 04751,
-				    .uid = 4000000000u, .gid = 65534, .nlink = 3,
-				    .size = 0x123456789aULL, .stored = 987654321, .rdev = 77,
-				    .atime = -5, .mtime = 1700000000123456789LL,
+	m->attr = (struct kv_attr){ .ino = 0x0102030405060708ULL,
+				    .mode = S_IFREG | 04751,
+				    .uid = 4000000000u,
+				    .gid = 65534,
+				    .nlink = 3,
+				    .size = 0x123456789aULL,
+				    .stored = 987654321,
+				    .rdev = 77,
+				    .atime = -5,
+				    .mtime = 1700000000123456789LL,
 				    .ctime = INT64_MAX };
 	m->flags = KV_META_HAS_CTX;
 	m->pin = 1;
@@ -191,9 +209,11 @@ static void sample(struct kv_meta *m, int big)
 		ck_assert_int_eq(kv_meta_add_xattr(m, nm, nm, (uint32_t)strlen(nm)), 0);
 	}
 	for (size_t i = 0; i < nchunks; i++) {
-		struct kv_chunk c = { .idx = 3 * i + (i > 5), .loc = { (uint32_t)(1 + i / 1000),
-			(uint32_t)(64 + i % 4096), 64 + 1000 * (uint64_t)i }, .raw = (uint32_t)(i * 13),
-			.codec = (uint8_t)(i % 3) };
+		struct kv_chunk c = { .idx = 3 * i + (i > 5),
+				      .loc = { (uint32_t)(1 + i / 1000), (uint32_t)(64 + i % 4096),
+					       64 + 1000 * (uint64_t)i },
+				      .raw = (uint32_t)(i * 13),
+				      .codec = (uint8_t)(i % 3) };
 		ck_assert_int_eq(kv_meta_add_chunk(m, &c), 0);
 	}
 	free(v);
@@ -532,8 +552,7 @@ END_TEST
 
 START_TEST(test_bad_counts)
 {
-	static const uint32_t counts[] = { 1, 2, 1000, 0x10000, 0x7fffffff, 0x80000000u,
-					   0xffffffffu };
+	static const uint32_t counts[] = { 1, 2, 1000, 0x10000, 0x7fffffff, 0x80000000u, 0xffffffffu };
 	struct pb b;
 
 	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
@@ -670,7 +689,8 @@ static void write_at(struct kv_fs *fs, uint64_t ino, const uint8_t *p, size_t n,
 	ck_assert_int_eq(kv_file_open(fs, ino, 0), 0);
 	for (size_t done = 0; done < n;) {
 		size_t k = n - done < CHUNK ? n - done : CHUNK;
-		ck_assert_int_eq(kv_file_write(fs, ino, p + done, k, (off_t)(off + done)), (ssize_t)k);
+		ck_assert_int_eq(kv_file_write(fs, ino, p + done, k, (off_t)(off + done)),
+				 (ssize_t)k);
 		done += k;
 	}
 	ck_assert_int_eq(kv_file_release(fs, ino), 0);
@@ -896,9 +916,9 @@ static void walk(struct kv_fs *fs, uint64_t dir, const char *path, struct tree *
 		memset(e, 0, sizeof(*e));
 		snprintf(e->path, sizeof(e->path), "%s/%s", path, l->names[i]);
 		ck_assert_int_eq(kv_index_getattr(fs->ix, l->inos[i], &e->a), 0);
-		if (S_ISLNK(e->a.mode))
-		{
-			ck_assert_int_eq(kv_fs_readlink(fs, e->a.ino, e->target, sizeof(e->target)), 0);
+		if (S_ISLNK(e->a.mode)) {
+			ck_assert_int_eq(kv_fs_readlink(fs, e->a.ino, e->target, sizeof(e->target)),
+					 0);
 			ck_assert_uint_gt(strlen(e->target), 0);
 		}
 		xn = kv_index_listxattr(fs->ix, e->a.ino, xl, sizeof(xl));
@@ -908,13 +928,17 @@ static void walk(struct kv_fs *fs, uint64_t dir, const char *path, struct tree *
 			int vn = kv_index_getxattr(fs->ix, e->a.ino, xl + k, v, sizeof(v));
 			size_t at = strlen(e->xattrs);
 			ck_assert_int_ge(vn, 0);
-			at += (size_t)snprintf(e->xattrs + at, sizeof(e->xattrs) - at, "%s=", xl + k);
+			at += (size_t)snprintf(e->xattrs + at, sizeof(e->xattrs) - at,
+					       "%s=", xl + k);
 			for (int j = 0; j < vn; j++)
-				at += (size_t)snprintf(e->xattrs + at, sizeof(e->xattrs) - at, "%02x", v[j]);
+				at += (size_t)snprintf(e->xattrs + at, sizeof(e->xattrs) - at,
+						       "%02x", v[j]);
 			snprintf(e->xattrs + at, sizeof(e->xattrs) - at, ";");
 		}
-		e->pin_rc = kv_fs_getxattr(fs, e->a.ino, "user.kvfs.pin", e->pin, sizeof(e->pin) - 1);
-		e->ttl_rc = kv_fs_getxattr(fs, e->a.ino, "user.kvfs.ttl", e->ttl, sizeof(e->ttl) - 1);
+		e->pin_rc = kv_fs_getxattr(fs, e->a.ino, "user.kvfs.pin", e->pin,
+					   sizeof(e->pin) - 1);
+		e->ttl_rc = kv_fs_getxattr(fs, e->a.ino, "user.kvfs.ttl", e->ttl,
+					   sizeof(e->ttl) - 1);
 		if (S_ISREG(e->a.mode))
 			e->data = read_all(fs, e->a.ino, e->a.size);
 		if (S_ISDIR(e->a.mode))
@@ -981,10 +1005,10 @@ static void same_ent(const struct ent *x, const struct ent *y)
 		      x->target);
 	ck_assert_msg(!strcmp(x->xattrs, y->xattrs), "%s: xattrs '%s', were '%s'", p, y->xattrs,
 		      x->xattrs);
-	ck_assert_msg(x->pin_rc == y->pin_rc && !strcmp(x->pin, y->pin), "%s: pin '%s' (%d), was '%s' (%d)",
-		      p, y->pin, y->pin_rc, x->pin, x->pin_rc);
-	ck_assert_msg(x->ttl_rc == y->ttl_rc && !strcmp(x->ttl, y->ttl), "%s: ttl '%s' (%d), was '%s' (%d)",
-		      p, y->ttl, y->ttl_rc, x->ttl, x->ttl_rc);
+	ck_assert_msg(x->pin_rc == y->pin_rc && !strcmp(x->pin, y->pin),
+		      "%s: pin '%s' (%d), was '%s' (%d)", p, y->pin, y->pin_rc, x->pin, x->pin_rc);
+	ck_assert_msg(x->ttl_rc == y->ttl_rc && !strcmp(x->ttl, y->ttl),
+		      "%s: ttl '%s' (%d), was '%s' (%d)", p, y->ttl, y->ttl_rc, x->ttl, x->ttl_rc);
 	if (S_ISREG(x->a.mode))
 		ck_assert_msg(!memcmp(x->data, y->data, x->a.size), "%s: bytes differ", p);
 }
@@ -994,7 +1018,8 @@ static int skipped(const char *const *skip, const char *path)
 {
 	for (int k = 0; skip && skip[k]; k++) {
 		size_t n = strlen(skip[k]);
-		if (n && skip[k][n - 1] == '*' ? !strncmp(skip[k], path, n - 1) : !strcmp(skip[k], path))
+		if (n && skip[k][n - 1] == '*' ? !strncmp(skip[k], path, n - 1)
+					       : !strcmp(skip[k], path))
 			return 1;
 	}
 	return 0;
@@ -1111,7 +1136,8 @@ START_TEST(test_rebuild_exact)
 	/* A second rebuild, the index now present: moved aside, same tree. */
 	expect_clean_rebuild(store, &rep, before);
 	ck_assert_msg(!strncmp(rep.old_db, store, strlen(store)) &&
-			      strstr(rep.old_db, "/kvfs.db.lost-"), "old index went to '%s'", rep.old_db);
+			      strstr(rep.old_db, "/kvfs.db.lost-"),
+		      "old index went to '%s'", rep.old_db);
 	ck_assert_int_eq(access(rep.old_db, F_OK), 0);
 	after = snapshot(store);
 	same_tree(before, after, NULL);
@@ -1150,8 +1176,10 @@ START_TEST(test_rebuild_garbage_db)
 	expect_clean_rebuild(store, &rep, before);
 	/* The garbage is kept aside byte for byte, and the second rebuild's
 	 * old index too: "moved aside, never deleted". */
-	ck_assert_msg(strcmp(first, rep.old_db), "the second rebuild moved the index to %s "
-		      "too, over the garbage the first kept there", first);
+	ck_assert_msg(strcmp(first, rep.old_db),
+		      "the second rebuild moved the index to %s "
+		      "too, over the garbage the first kept there",
+		      first);
 	kept = kvtest_slurp(first, &n);
 	ck_assert_uint_eq(n, sizeof(junk));
 	ck_assert(!memcmp(kept, junk, n));
@@ -1163,7 +1191,6 @@ START_TEST(test_rebuild_garbage_db)
 	free_tree(before);
 }
 END_TEST
-
 
 /* A new inode after a rebuild gets a number never handed out before,
  * even when the inodes with the highest numbers were removed. */
@@ -1181,8 +1208,9 @@ START_TEST(test_rebuild_no_ino_reuse)
 	fs = open_existing(store);
 	ino = mknode(fs, KV_ROOT_INO, "new", S_IFREG | 0644, NULL);
 	kv_fs_close(fs);
-	ck_assert_msg(ino > before, "the new file got inode %llu, but inodes up to %llu were "
-				    "handed out before the rebuild (format.md: never reused)",
+	ck_assert_msg(ino > before,
+		      "the new file got inode %llu, but inodes up to %llu were "
+		      "handed out before the rebuild (format.md: never reused)",
 		      (unsigned long long)ino, (unsigned long long)before);
 }
 END_TEST
@@ -1201,8 +1229,7 @@ static void locate(const char *store, uint64_t ino, struct kv_loc *irec, struct 
 	kv_index_close(ix);
 }
 
-static void patch_seg(const char *store, uint32_t seg, uint64_t off, uint8_t xor_mask,
-		      size_t n)
+static void patch_seg(const char *store, uint32_t seg, uint64_t off, uint8_t xor_mask, size_t n)
 {
 	char p[1200];
 	uint8_t b[64];
@@ -1242,7 +1269,8 @@ START_TEST(test_rebuild_damaged_chunk)
 			c = &m.chunks[i];
 	ck_assert_ptr_nonnull(c);
 	/* A payload byte of chunk 3. */
-	patch_seg(store, c->loc.seg, c->loc.off + KV_REC_HDR + (c->loc.len - KV_REC_HDR) / 2, 0x40, 1);
+	patch_seg(store, c->loc.seg, c->loc.off + KV_REC_HDR + (c->loc.len - KV_REC_HDR) / 2, 0x40,
+		  1);
 	kv_meta_free(&m);
 	rm_db(store);
 	ck_assert_int_eq(rebuild(store, &rep, &lines), 0);
@@ -1324,7 +1352,8 @@ START_TEST(test_rebuild_lost_dir)
 		memcpy(moved.pin, y->pin, sizeof(moved.pin));
 		memcpy(moved.ttl, y->ttl, sizeof(moved.ttl));
 		same_ent(&moved, y);
-		snprintf(line, sizeof(line), "inode %llu: its directory is gone, now /lost+found/%llu\n",
+		snprintf(line, sizeof(line),
+			 "inode %llu: its directory is gone, now /lost+found/%llu\n",
 			 (unsigned long long)x->a.ino, (unsigned long long)x->a.ino);
 		ck_assert_msg(strstr(lines, line), "no line '%s' in '%s'", line, lines);
 	}
@@ -1443,8 +1472,10 @@ START_TEST(test_rebuild_depth3_lost)
 	ck_assert_int_eq(kv_index_open(db, 0, &ix, err, sizeof(err)), 0);
 	ck_assert_int_eq(kv_index_meta_get(ix, "context_depth", &depth), 0);
 	kv_index_close(ix);
-	ck_assert_msg(depth == 3, "the rebuilt index says context_depth %lld, the store's "
-				  "contexts are at depth 3", (long long)depth);
+	ck_assert_msg(depth == 3,
+		      "the rebuilt index says context_depth %lld, the store's "
+		      "contexts are at depth 3",
+		      (long long)depth);
 	fs = open_existing(store);
 	ck_assert_int_eq(kv_fs_getxattr(fs, kctx, "user.kvfs.pin", v, sizeof(v) - 1), 1);
 	ck_assert_str_eq(v, "1");
@@ -1539,7 +1570,4 @@ static Suite *make_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(make_suite, "meta");
-}
+int main(void) { return kvtest_run(make_suite, "meta"); }

@@ -60,13 +60,26 @@ START_TEST(test_parse_size_good)
 END_TEST
 
 static const char *const bad_sizes[] = {
-	"", "-1", "-0", "-64K", "1X", "K", "M", "1.5M", "1 M", "1MX", "1MiBB", "1iB", "0x10",
-	"12abc", "1KK",
-	"18446744073709551616",  /* 2^64: strtoull overflow */
+	"",
+	"-1",
+	"-0",
+	"-64K",
+	"1X",
+	"K",
+	"M",
+	"1.5M",
+	"1 M",
+	"1MX",
+	"1MiBB",
+	"1iB",
+	"0x10",
+	"12abc",
+	"1KK",
+	"18446744073709551616", /* 2^64: strtoull overflow */
 	"99999999999999999999999",
-	"17179869184G",          /* 2^34 G = 2^64 bytes */
-	"16777216T",             /* 2^24 T = 2^64 bytes */
-	"18014398509481984K",    /* 2^54 K = 2^64 bytes */
+	"17179869184G",       /* 2^34 G = 2^64 bytes */
+	"16777216T",          /* 2^24 T = 2^64 bytes */
+	"18014398509481984K", /* 2^54 K = 2^64 bytes */
 };
 
 static void bad_size_case(int _i)
@@ -112,16 +125,21 @@ END_TEST
 static const struct {
 	const char *name, *value;
 } good_opts[] = {
-	{ "codec", "none" }, { "codec", "lz4" }, { "codec", "zstd" }, { "codec", "zstd:1" },
+	{ "codec", "none" },   { "codec", "lz4" },
+	{ "codec", "zstd" },   { "codec", "zstd:1" },
 	{ "codec", "zstd:3" }, { "codec", "zstd:19" },
-	{ "shuffle", "auto" }, { "shuffle", "off" }, { "shuffle", "2" }, { "shuffle", "4" },
-	{ "chunk", "64K" }, { "chunk", "128K" }, { "chunk", "1M" }, { "chunk", "16M" },
-	{ "chunk", "65536" },
-	{ "ram", "0" }, { "ram", "512M" }, { "ram", "2G" },
-	{ "workers", "1" }, { "workers", "64" }, { "workers", "auto" }, { "workers", "3" },
-	{ "segment", "16M" }, { "segment", "1G" }, { "segment", "64G" },
-	{ "gpu", "auto" }, { "gpu", "cuda" }, { "gpu", "hip" }, { "gpu", "off" },
-	{ "gpu", "/usr/lib/kvfs/libkvfs-gpu-cuda.so" },
+	{ "shuffle", "auto" }, { "shuffle", "off" },
+	{ "shuffle", "2" },    { "shuffle", "4" },
+	{ "chunk", "64K" },    { "chunk", "128K" },
+	{ "chunk", "1M" },     { "chunk", "16M" },
+	{ "chunk", "65536" },  { "ram", "0" },
+	{ "ram", "512M" },     { "ram", "2G" },
+	{ "workers", "1" },    { "workers", "64" },
+	{ "workers", "auto" }, { "workers", "3" },
+	{ "segment", "16M" },  { "segment", "1G" },
+	{ "segment", "64G" },  { "gpu", "auto" },
+	{ "gpu", "cuda" },     { "gpu", "hip" },
+	{ "gpu", "off" },      { "gpu", "/usr/lib/kvfs/libkvfs-gpu-cuda.so" },
 };
 
 static void check_config(const struct kv_config *c, const char *name, const char *value)
@@ -137,21 +155,22 @@ static void check_config(const struct kv_config *c, const char *name, const char
 			ok = c->codec == KV_CODEC_ZSTD &&
 			     c->level == (value[4] ? atoi(value + 5) : 1);
 	} else if (!strcmp(name, "shuffle")) {
-		ok = c->shuffle == (!strcmp(value, "auto") ? KV_SHUFFLE_AUTO :
-				    !strcmp(value, "off") ? 0 : atoi(value));
+		ok = c->shuffle == (!strcmp(value, "auto")  ? KV_SHUFFLE_AUTO
+				    : !strcmp(value, "off") ? 0
+							    : atoi(value));
 	} else if (!strcmp(name, "workers")) {
 		ok = c->workers == (!strcmp(value, "auto") ? (int)nproc_auto() : atoi(value));
 	} else if (!strcmp(name, "gpu")) {
 		ok = !strcmp(c->gpu, value);
 	} else {
-		size_t want = 0, got = !strcmp(name, "chunk") ? c->chunk :
-				       !strcmp(name, "ram") ? c->ram : c->segment;
+		size_t want = 0, got = !strcmp(name, "chunk") ? c->chunk
+				       : !strcmp(name, "ram") ? c->ram
+							      : c->segment;
 		ck_assert_int_eq(kv_opt_parse_size(value, &want), 0);
 		ok = got == want;
 	}
 	ck_assert_msg(ok, "%s=%s not applied", name, value);
 }
-
 
 static void good_opt_case(int _i)
 {
@@ -160,8 +179,8 @@ static void good_opt_case(int _i)
 	const char *name = good_opts[_i].name, *value = good_opts[_i].value;
 
 	kv_opt_defaults(&c);
-	ck_assert_msg(kv_opt_set(&c, name, value, err, sizeof(err)) == 0, "%s=%s: %s", name,
-		      value, err);
+	ck_assert_msg(kv_opt_set(&c, name, value, err, sizeof(err)) == 0, "%s=%s: %s", name, value,
+		      err);
 	check_config(&c, name, value);
 }
 
@@ -175,20 +194,54 @@ END_TEST
 static const struct {
 	const char *name, *value;
 } bad_opts[] = {
-	{ "codec", "" }, { "codec", "gzip" }, { "codec", "LZ4" }, { "codec", "lz4:1" },
-	{ "codec", "none:1" }, { "codec", "zstd:" }, { "codec", "zstd:0" }, { "codec", "zstd:20" },
-	{ "codec", "zstd:x" }, { "codec", "zstd:3x" }, { "codec", "zstd:-1" }, { "codec", "zstdx" },
-	{ "shuffle", "" }, { "shuffle", "1" }, { "shuffle", "3" }, { "shuffle", "8" },
-	{ "shuffle", "on" }, { "shuffle", "22" },
-	{ "chunk", "" }, { "chunk", "32K" }, { "chunk", "3M" }, { "chunk", "96K" },
-	{ "chunk", "32M" }, { "chunk", "0" }, { "chunk", "abc" }, { "chunk", "-1M" },
-	{ "ram", "" }, { "ram", "lots" }, { "ram", "-5M" }, { "ram", "1Q" },
-	{ "workers", "" }, { "workers", "0" }, { "workers", "65" }, { "workers", "-1" },
-	{ "workers", "2x" }, { "workers", "many" },
-	{ "segment", "" }, { "segment", "15M" }, { "segment", "1M" }, { "segment", "65G" },
-	{ "segment", "1T" }, { "segment", "x" },
-	{ "gpu", "" }, { "gpu", "CUDA" }, { "gpu", "rocm" }, { "gpu", "libkvfs-gpu-cuda.so" },
-	{ "gpu", "/usr/lib/kvfs/plugin" }, { "gpu", "/x.sox" },
+	{ "codec", "" },
+	{ "codec", "gzip" },
+	{ "codec", "LZ4" },
+	{ "codec", "lz4:1" },
+	{ "codec", "none:1" },
+	{ "codec", "zstd:" },
+	{ "codec", "zstd:0" },
+	{ "codec", "zstd:20" },
+	{ "codec", "zstd:x" },
+	{ "codec", "zstd:3x" },
+	{ "codec", "zstd:-1" },
+	{ "codec", "zstdx" },
+	{ "shuffle", "" },
+	{ "shuffle", "1" },
+	{ "shuffle", "3" },
+	{ "shuffle", "8" },
+	{ "shuffle", "on" },
+	{ "shuffle", "22" },
+	{ "chunk", "" },
+	{ "chunk", "32K" },
+	{ "chunk", "3M" },
+	{ "chunk", "96K" },
+	{ "chunk", "32M" },
+	{ "chunk", "0" },
+	{ "chunk", "abc" },
+	{ "chunk", "-1M" },
+	{ "ram", "" },
+	{ "ram", "lots" },
+	{ "ram", "-5M" },
+	{ "ram", "1Q" },
+	{ "workers", "" },
+	{ "workers", "0" },
+	{ "workers", "65" },
+	{ "workers", "-1" },
+	{ "workers", "2x" },
+	{ "workers", "many" },
+	{ "segment", "" },
+	{ "segment", "15M" },
+	{ "segment", "1M" },
+	{ "segment", "65G" },
+	{ "segment", "1T" },
+	{ "segment", "x" },
+	{ "gpu", "" },
+	{ "gpu", "CUDA" },
+	{ "gpu", "rocm" },
+	{ "gpu", "libkvfs-gpu-cuda.so" },
+	{ "gpu", "/usr/lib/kvfs/plugin" },
+	{ "gpu", "/x.sox" },
 };
 
 static void bad_opt_case(int _i)
@@ -241,9 +294,9 @@ END_TEST
 
 START_TEST(test_known)
 {
-	const char *names[] = { "codec",    "shuffle", "chunk", "ram",      "workers", "segment",
-				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth",
-				"gpu",      "wbuf",    "gpu_pin" };
+	const char *names[] = { "codec",   "shuffle",       "chunk", "ram",  "workers",
+				"segment", "capacity",      "high",  "low",  "min_free",
+				"ttl",     "context_depth", "gpu",   "wbuf", "gpu_pin" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		ck_assert_msg(kv_opt_known(names[i]), "%s", names[i]);
@@ -322,14 +375,18 @@ START_TEST(test_format_set)
 	ck_assert_int_eq(kv_opt_set(&c, "workers", "3", err, sizeof(err)), 0);
 	ck_assert_int_eq(kv_opt_set(&c, "segment", "16M", err, sizeof(err)), 0);
 	kv_opt_format(&c, buf, sizeof(buf));
-	snprintf(want, sizeof(want), "codec=zstd:5\nshuffle=4\nchunk=65536\nram=1073741824\n"
-		 "wbuf=268435456\nworkers=3\nsegment=16777216\n%s", tail);
+	snprintf(want, sizeof(want),
+		 "codec=zstd:5\nshuffle=4\nchunk=65536\nram=1073741824\n"
+		 "wbuf=268435456\nworkers=3\nsegment=16777216\n%s",
+		 tail);
 	ck_assert_str_eq(buf, want);
 	ck_assert_int_eq(kv_opt_set(&c, "codec", "none", err, sizeof(err)), 0);
 	ck_assert_int_eq(kv_opt_set(&c, "shuffle", "off", err, sizeof(err)), 0);
 	kv_opt_format(&c, buf, sizeof(buf));
-	snprintf(want, sizeof(want), "codec=none\nshuffle=off\nchunk=65536\nram=1073741824\n"
-		 "wbuf=268435456\nworkers=3\nsegment=16777216\n%s", tail);
+	snprintf(want, sizeof(want),
+		 "codec=none\nshuffle=off\nchunk=65536\nram=1073741824\n"
+		 "wbuf=268435456\nworkers=3\nsegment=16777216\n%s",
+		 tail);
 	ck_assert_str_eq(buf, want);
 	/* Truncated to the buffer, still terminated. */
 	memset(buf, 'x', sizeof(buf));
@@ -383,9 +440,9 @@ static char *capture(void (*fn)(FILE *))
 START_TEST(test_help_tables)
 {
 	char *help = capture(kv_opt_print_help), *md = capture(kv_opt_print_markdown);
-	const char *names[] = { "codec",    "shuffle", "chunk", "ram",      "workers", "segment",
-				"capacity", "high",    "low",   "min_free", "ttl",     "context_depth",
-				"gpu",      "wbuf",    "gpu_pin" };
+	const char *names[] = { "codec",   "shuffle",       "chunk", "ram",  "workers",
+				"segment", "capacity",      "high",  "low",  "min_free",
+				"ttl",     "context_depth", "gpu",   "wbuf", "gpu_pin" };
 	int rows = 0;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -434,8 +491,9 @@ START_TEST(test_fit_memory)
 	ck_assert_int_eq(kv_opt_fit_memory(&c, 64ull << 30, msg, sizeof(msg)), 1);
 	ck_assert_uint_eq(c.ram, 32ull << 30);
 	ck_assert_uint_eq(c.wbuf, 16ull << 30);
-	ck_assert_str_eq(msg, "ram=1T is more than half of the 64G of memory: lowered to 32G; "
-			      "wbuf=100G is more than a quarter of the 64G of memory: lowered to 16G");
+	ck_assert_str_eq(msg,
+			 "ram=1T is more than half of the 64G of memory: lowered to 32G; "
+			 "wbuf=100G is more than a quarter of the 64G of memory: lowered to 16G");
 	ck_assert_int_eq(kv_opt_fit_memory(&c, 64ull << 30, msg, sizeof(msg)), 0);
 
 	/* a tiny machine: wbuf keeps its floor */
@@ -505,7 +563,4 @@ static Suite *opt_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(opt_suite, NULL);
-}
+int main(void) { return kvtest_run(opt_suite, NULL); }

@@ -31,13 +31,13 @@
 struct fake {
 	struct kv_index *ix;
 	struct kv_policy *p;
-	pthread_mutex_t lock;          /* sizes, order, stored updates */
+	pthread_mutex_t lock; /* sizes, order, stored updates */
 	_Atomic uint64_t stored;
 	uint64_t size[MAXINO];
-	int fail[MAXINO];              /* evict returns -EIO for these */
-	uint64_t order[MAXINO];        /* evicted, in order */
+	int fail[MAXINO];       /* evict returns -EIO for these */
+	uint64_t order[MAXINO]; /* evicted, in order */
 	size_t norder;
-	int open_in_evict;             /* the hook tries kv_policy_open on its ino */
+	int open_in_evict; /* the hook tries kv_policy_open on its ino */
 	int open_rc[MAXINO];
 	atomic_int flushed;
 	/* fake backing filesystem: avail = fs_size - other - stored */
@@ -76,10 +76,7 @@ static int f_evict(void *arg, uint64_t ino)
 	return 0;
 }
 
-static uint64_t f_stored(void *arg)
-{
-	return ((struct fake *)arg)->stored;
-}
+static uint64_t f_stored(void *arg) { return ((struct fake *)arg)->stored; }
 
 static int f_space(void *arg, uint64_t *avail, uint64_t *total)
 {
@@ -92,10 +89,7 @@ static int f_space(void *arg, uint64_t *avail, uint64_t *total)
 	return 0;
 }
 
-static void f_flushed(void *arg)
-{
-	((struct fake *)arg)->flushed++;
-}
+static void f_flushed(void *arg) { ((struct fake *)arg)->flushed++; }
 
 static uint64_t f_bytes(void *arg, uint64_t ino)
 {
@@ -158,7 +152,8 @@ static void teardown(void)
  * holding size stored bytes. */
 static void ctx_old(uint64_t ino, int64_t age_s, uint64_t size)
 {
-	struct kv_ctx_row r = { .ino = ino, .last_access = kv_now_ns() - age_s * 1000000000 + (int64_t)ino,
+	struct kv_ctx_row r = { .ino = ino,
+				.last_access = kv_now_ns() - age_s * 1000000000 + (int64_t)ino,
 				.ttl = -1 };
 
 	ck_assert_int_eq(kv_index_ctx_add(F.ix, &r), 0);
@@ -236,14 +231,11 @@ static void assert_order(const uint64_t *want, size_t n)
 					 (unsigned long long)order[i]);
 	ck_assert_msg(norder == n, "evicted %zu contexts (%s), expected %zu", norder, got, n);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_msg(order[i] == want[i], "eviction %zu was %llu, expected %llu (order:%s)", i,
-			      (unsigned long long)order[i], (unsigned long long)want[i], got);
+		ck_assert_msg(order[i] == want[i], "eviction %zu was %llu, expected %llu (order:%s)",
+			      i, (unsigned long long)order[i], (unsigned long long)want[i], got);
 }
 
-static uint64_t ev(enum kv_evict_reason why)
-{
-	return atomic_load(&S.evictions[why]);
-}
+static uint64_t ev(enum kv_evict_reason why) { return atomic_load(&S.evictions[why]); }
 
 static int has_row(uint64_t ino)
 {
@@ -553,7 +545,8 @@ static void *w_writer(void *arg)
 			F.size[ino] += W_REC;
 			s = atomic_fetch_add(&F.stored, W_REC) + W_REC;
 			pthread_mutex_unlock(&F.lock);
-			for (uint64_t m = atomic_load(&w_max); s > m && !atomic_compare_exchange_weak(&w_max, &m, s);)
+			for (uint64_t m = atomic_load(&w_max);
+			     s > m && !atomic_compare_exchange_weak(&w_max, &m, s);)
 				;
 		}
 		kv_policy_close(F.p, ino);
@@ -589,10 +582,10 @@ END_TEST
 /* ---- the evictor thread ---- */
 
 /* Wait up to ms for cond (an expression). */
-#define WAIT_FOR(cond, ms)                                  \
-	do {                                                \
+#define WAIT_FOR(cond, ms) \
+	do { \
 		for (int w_ = 0; w_ < (ms) / 20 && !(cond); w_++) \
-			usleep(20000);                      \
+			usleep(20000); \
 	} while (0)
 
 START_TEST(test_ttl_expiry)
@@ -607,11 +600,11 @@ START_TEST(test_ttl_expiry)
 		F.size[i] = 10;
 		F.stored += 10;
 	}
-	ck_assert_int_eq(kv_policy_set_ttl(p, 70, 1), 0);  /* expires */
-	ck_assert_int_eq(kv_policy_set_ttl(p, 71, 0), 0);  /* never */
-	ck_assert_int_eq(kv_policy_set_ttl(p, 72, 1), 0);  /* pinned */
+	ck_assert_int_eq(kv_policy_set_ttl(p, 70, 1), 0); /* expires */
+	ck_assert_int_eq(kv_policy_set_ttl(p, 71, 0), 0); /* never */
+	ck_assert_int_eq(kv_policy_set_ttl(p, 72, 1), 0); /* pinned */
 	ck_assert_int_eq(kv_policy_set_pin(p, 72, 1), 0);
-	ck_assert_int_eq(kv_policy_set_ttl(p, 73, 1), 0);  /* open */
+	ck_assert_int_eq(kv_policy_set_ttl(p, 73, 1), 0); /* open */
 	ck_assert_int_eq(kv_policy_open(p, 73), 0);
 	/* 74: no ttl, and no default ttl */
 	ck_assert_int_eq(kv_policy_start(p), 0);
@@ -642,9 +635,9 @@ START_TEST(test_ttl_default)
 
 	setup();
 	C.ttl = 1;
-	ctx_old(80, 5, 10);   /* idle for 5 s: expired by the default ttl */
-	ctx_old(81, 5, 10);   /* its own ttl 0 overrides */
-	ctx_old(82, 5, 10);   /* its own ttl 3600 overrides */
+	ctx_old(80, 5, 10); /* idle for 5 s: expired by the default ttl */
+	ctx_old(81, 5, 10); /* its own ttl 0 overrides */
+	ctx_old(82, 5, 10); /* its own ttl 3600 overrides */
 	p = start_policy();
 	ck_assert_int_eq(kv_policy_set_ttl(p, 81, 0), 0);
 	ck_assert_int_eq(kv_policy_set_ttl(p, 82, 3600), 0);
@@ -694,7 +687,7 @@ START_TEST(test_background_watermarks)
 	ck_assert_int_eq(kv_policy_start(p), 0);
 	usleep(1300000);
 	ck_assert_uint_eq(nevicted(), 0);
-	ctx_old(108, 1, 100);     /* 900 > 800 */
+	ctx_old(108, 1, 100); /* 900 > 800 */
 	WAIT_FOR(F.stored <= 500, 2500);
 	ck_assert_uint_eq(F.stored, 500);
 	assert_order((uint64_t[]){ 100, 101, 102, 103 }, 4);

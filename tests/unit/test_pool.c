@@ -193,10 +193,7 @@ END_TEST
 
 /* kv_held, behind KV_ASSERT_HELD (src/base/lock.h): true only in the
  * thread that holds the mutex. */
-static void *held_elsewhere(void *arg)
-{
-	return (void *)(intptr_t)kv_held(arg);
-}
+static void *held_elsewhere(void *arg) { return (void *)(intptr_t)kv_held(arg); }
 
 START_TEST(test_lock_held)
 {
@@ -231,7 +228,4 @@ static Suite *pool_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(pool_suite, NULL);
-}
+int main(void) { return kvtest_run(pool_suite, NULL); }

@@ -21,10 +21,7 @@
 
 /* A fresh directory under the run's temporary root; the store goes in
  * its "segments" subdirectory (created by kv_store_open). */
-static void new_store_dir(char *dir, size_t len)
-{
-	kvtest_new_path(dir, len, "segments");
-}
+static void new_store_dir(char *dir, size_t len) { kvtest_new_path(dir, len, "segments"); }
 
 static const uint8_t store_id[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 
@@ -62,15 +59,9 @@ static struct stat seg_stat(const char *dir, uint32_t seg)
 	return sb;
 }
 
-static int is_seg(const char *name)
-{
-	return strstr(name, ".seg") != NULL;
-}
+static int is_seg(const char *name) { return strstr(name, ".seg") != NULL; }
 
-static int count_segs(const char *dir)
-{
-	return kvtest_count_entries(dir, is_seg);
-}
+static int count_segs(const char *dir) { return kvtest_count_entries(dir, is_seg); }
 
 /* Overwrite one byte of a segment file; returns the old value. */
 static uint8_t poke(const char *dir, uint32_t seg, uint64_t off, uint8_t v)
@@ -153,12 +144,18 @@ START_TEST(test_append_read_sizes)
 		enum kv_codec_id codec;
 		int shuffle;
 	} recs[] = {
-		{ 0, 0, KV_CODEC_LZ4, 0 },        { 1, 0, KV_CODEC_LZ4, 0 },
-		{ 4096, 0, KV_CODEC_ZSTD, 0 },    { 4096, 2, KV_CODEC_LZ4, 2 },
-		{ 65536, 1, KV_CODEC_LZ4, 0 },    { 65536, 2, KV_CODEC_ZSTD, 2 },
-		{ 100001, 2, KV_CODEC_ZSTD, 4 },  { 100001, 2, KV_CODEC_NONE, 0 },
-		{ 262144, 2, KV_CODEC_LZ4, KV_SHUFFLE_AUTO }, { MAX_CHUNK, 0, KV_CODEC_ZSTD, 2 },
-		{ MAX_CHUNK, 1, KV_CODEC_ZSTD, 0 }, { 777, 2, KV_CODEC_ZSTD, KV_SHUFFLE_AUTO },
+		{ 0, 0, KV_CODEC_LZ4, 0 },
+		{ 1, 0, KV_CODEC_LZ4, 0 },
+		{ 4096, 0, KV_CODEC_ZSTD, 0 },
+		{ 4096, 2, KV_CODEC_LZ4, 2 },
+		{ 65536, 1, KV_CODEC_LZ4, 0 },
+		{ 65536, 2, KV_CODEC_ZSTD, 2 },
+		{ 100001, 2, KV_CODEC_ZSTD, 4 },
+		{ 100001, 2, KV_CODEC_NONE, 0 },
+		{ 262144, 2, KV_CODEC_LZ4, KV_SHUFFLE_AUTO },
+		{ MAX_CHUNK, 0, KV_CODEC_ZSTD, 2 },
+		{ MAX_CHUNK, 1, KV_CODEC_ZSTD, 0 },
+		{ 777, 2, KV_CODEC_ZSTD, KV_SHUFFLE_AUTO },
 	};
 	enum { N = sizeof(recs) / sizeof(recs[0]) };
 	char dir[600];
@@ -270,8 +267,9 @@ START_TEST(test_lanes_parallel)
 		for (int i = 0; i < LANE_RECS; i++) {
 			size_t n = 1000 + (size_t)((i * 37 + t) % 7000);
 			lane_bytes(want, n, t, i);
-			ck_assert_int_eq(kv_store_read(st, &a[t].loc[i], (uint64_t)t + 10, (uint64_t)i,
-						       got, (uint32_t)n), 0);
+			ck_assert_int_eq(kv_store_read(st, &a[t].loc[i], (uint64_t)t + 10,
+						       (uint64_t)i, got, (uint32_t)n),
+					 0);
 			ck_assert(!memcmp(got, want, n));
 			live += a[t].loc[i].len;
 		}
@@ -342,8 +340,9 @@ START_TEST(test_short_chunks_read_back)
 					struct kv_loc loc;
 					uint8_t got[64];
 					for (size_t i = 0; i < n; i++)
-						src[i] = pat == 0 ? 0 : pat == 1 ? (uint8_t)(i % 3)
-									 : (uint8_t)(i / 4);
+						src[i] = pat == 0   ? 0
+							 : pat == 1 ? (uint8_t)(i % 3)
+								    : (uint8_t)(i / 4);
 					loc = put(st, cc, codecs[c], shuffles[s], 9, n, src, n, &e);
 					if (kv_store_read(st, &loc, 9, n, got, (uint32_t)n) ||
 					    memcmp(got, src, n)) {
@@ -351,8 +350,9 @@ START_TEST(test_short_chunks_read_back)
 							snprintf(first, sizeof(first),
 								 "%s shuffle %d pattern %d: %zu bytes "
 								 "stored as %u bytes (%s)",
-								 kv_codec_name(codecs[c]), shuffles[s],
-								 pat, n, e.len, kv_codec_name(e.codec));
+								 kv_codec_name(codecs[c]),
+								 shuffles[s], pat, n, e.len,
+								 kv_codec_name(e.codec));
 					}
 				}
 			}
@@ -384,9 +384,9 @@ START_TEST(test_read_mismatch)
 		const struct kv_loc *good = k ? &lz : &lr;
 		uint64_t idx = k ? 4 : 3;
 		ck_assert_int_eq(try_read(st, good, 42, idx, n), 0);
-		ck_assert_int_eq(try_read(st, good, 43, idx, n), -EIO);      /* ino */
-		ck_assert_int_eq(try_read(st, good, 42, idx + 1, n), -EIO);  /* idx */
-		ck_assert_int_eq(try_read(st, good, 42, idx, n - 1), -EIO);  /* raw_len */
+		ck_assert_int_eq(try_read(st, good, 43, idx, n), -EIO);     /* ino */
+		ck_assert_int_eq(try_read(st, good, 42, idx + 1, n), -EIO); /* idx */
+		ck_assert_int_eq(try_read(st, good, 42, idx, n - 1), -EIO); /* raw_len */
 		ck_assert_int_eq(try_read(st, good, 42, idx, n + 1), -EIO);
 		ck_assert_int_eq(try_read(st, good, 42, idx, 0), -EIO);
 		ck_assert_int_eq(try_read(st, good, 42, idx, MAX_CHUNK + 1), -EIO);
@@ -817,9 +817,15 @@ END_TEST
 static struct kv_rec sample_rec(void)
 {
 	struct kv_rec r = {
-		.type = KV_REC_TYPE_CHUNK, .codec = KV_CODEC_ZSTD, .elem = 4, .flags = 0x5a,
-		.raw_len = 0x00123456, .stored_len = 0x00065432, .seg = 0xabcdef01,
-		.ino = 0x0102030405060708ULL, .idx = 0xfedcba9876543210ULL,
+		.type = KV_REC_TYPE_CHUNK,
+		.codec = KV_CODEC_ZSTD,
+		.elem = 4,
+		.flags = 0x5a,
+		.raw_len = 0x00123456,
+		.stored_len = 0x00065432,
+		.seg = 0xabcdef01,
+		.ino = 0x0102030405060708ULL,
+		.idx = 0xfedcba9876543210ULL,
 		.payload_hash = 0x1122334455667788ULL,
 	};
 	return r;

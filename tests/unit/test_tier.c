@@ -13,13 +13,13 @@
 
 #define LEN 4096u
 
-static struct kv_loc L(uint32_t seg, uint64_t off)
-{
+static struct kv_loc L(uint32_t seg, uint64_t off) {
 	return (struct kv_loc){ seg, LEN + 64, off };
 }
 
 /* A buffer from bufs filled with a pattern derived from tag. */
-static void *filled(struct kv_bufs *b, unsigned tag)
+static void *
+filled(struct kv_bufs *b, unsigned tag)
 {
 	uint8_t *p = kv_buf_get(b);
 
@@ -219,7 +219,8 @@ START_TEST(test_many_entries)
 	for (unsigned i = 0; i < N; i++)
 		add(t, b, L(1 + i % 7, 64 + (uint64_t)i * 4160), i);
 	for (unsigned i = 0; i < N; i++)
-		ck_assert_msg(cached(t, L(1 + i % 7, 64 + (uint64_t)i * 4160), i), "entry %u lost", i);
+		ck_assert_msg(cached(t, L(1 + i % 7, 64 + (uint64_t)i * 4160), i), "entry %u lost",
+			      i);
 	kv_tier_stats(t, &s);
 	ck_assert_uint_eq(s.entries, N);
 	ck_assert_uint_eq(s.hits, N);
@@ -276,8 +277,7 @@ static void *hammer(void *arg)
 			kv_tier_release(h->t, e);
 			break;
 		}
-		default:
-			kv_tier_forget(h->t, &l);
+		default: kv_tier_forget(h->t, &l);
 		}
 	}
 	return NULL;
@@ -325,7 +325,4 @@ static Suite *tier_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	return kvtest_run(tier_suite, NULL);
-}
+int main(void) { return kvtest_run(tier_suite, NULL); }
