@@ -6,8 +6,8 @@ pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
       fio gnuplot-nox)     # the benchmarks (tests/bench/run_all.sh) and their charts
 # Where the distribution has them (Debian 12 does): the HIP GPU plugin's
 # compiler and runtime (CUDA's nvcc comes from NVIDIA, not from here), and
-# clang with libFuzzer for the fuzz targets.
-optional=(hipcc libamdhip64-dev clang-14 libfuzzer-14-dev)
+# clang with libFuzzer for the fuzz targets, clang-format for the style check.
+optional=(hipcc libamdhip64-dev clang-14 libfuzzer-14-dev clang-format)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 missing=()
 for p in "${pkgs[@]}" "${optional[@]}"; do

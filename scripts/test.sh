@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Usage: bash scripts/test.sh [--quick | --help]      (as root; HACKING.md)
-# Installs what is missing, then tests kvfs:
+# Installs what is missing, checks the C sources' formatting (.clang-format),
+# then tests kvfs:
 #   (no option)  the whole suite: builds kvfs optimised and with AddressSanitizer
 #                + UndefinedBehaviorSanitizer and runs every test in both, runs
 #                the unit tests under ThreadSanitizer, then builds the libFuzzer
@@ -21,6 +22,15 @@ esac
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=$(nproc)
+# The C sources as .clang-format has them (clang-format 14, Debian 12's:
+# other versions format some constructs differently, so they skip).
+if clang-format --version 2>/dev/null | grep -q 'version 14\.' && [ -d .git ]; then
+	echo "== style"
+	git ls-files -z 'src/*.[ch]' 'include/*.h' 'tests/*.[ch]' 'examples/*.[ch]' |
+		xargs -0 clang-format --dry-run --Werror
+else
+	echo "== style: skipped, clang-format 14 is not installed here"
+fi
 # The quick tier's tests on a mount: the POSIX basics, renames, the
 # operator tools, a remount, the options table and the manual page.
 quick_tests='^(unit_.*|test_basic|test_rename|test_tools|test_persist|test_docs|test_man)$'
