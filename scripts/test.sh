@@ -10,7 +10,7 @@
 #                mount, in a few minutes
 #   --help       this text
 set -euo pipefail
-usage() { sed -n '2,10s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
 quick=0
 case "${1:-}" in
 "") ;;
