@@ -129,8 +129,10 @@ static struct kv_segwin *take_lru(struct kv_segmap *m)
 	return best < m->n ? take(m, best) : NULL;
 }
 
-/* Map and page-lock bytes [w->start, end) of the segment. Unlocked. */
-static int map_window(struct kv_segmap *m, struct kv_segwin *w)
+/* Map and page-lock bytes [w->start, end) of the segment into *map.
+ * Unlocked: the caller publishes *map in w->map under the lock, as threads
+ * waiting for this window read w->map. */
+static int map_window(struct kv_segmap *m, struct kv_segwin *w, uint8_t **map)
 {
 	uint64_t size = 0, page = (uint64_t)sysconf(_SC_PAGESIZE);
 	int fd = kv_store_seg_open(m->st, w->seg, &size);
@@ -155,7 +157,7 @@ static int map_window(struct kv_segmap *m, struct kv_segwin *w)
 		munmap(p, w->len);
 		return -ENOMEM;
 	}
-	w->map = p;
+	*map = p;
 	return 0;
 }
 
@@ -174,6 +176,7 @@ const uint8_t *kv_segmap_get(struct kv_segmap *m, const struct kv_loc *loc, stru
 {
 	uint64_t start = loc->off / KV_SEGMAP_WINDOW * KV_SEGMAP_WINDOW, end = loc->off + loc->len;
 	struct kv_segwin *w, *gone[8], *evicted = NULL;
+	uint8_t *map = NULL;
 	size_t at = 0, ngone;
 	int rc;
 
@@ -213,8 +216,9 @@ const uint8_t *kv_segmap_get(struct kv_segmap *m, const struct kv_loc *loc, stru
 		unmap(m, evicted);
 		evicted = NULL;
 	}
-	rc = map_window(m, w);
+	rc = map_window(m, w, &map);
 	pthread_mutex_lock(&m->lock);
+	w->map = map;
 	find(m, loc->seg, start, &at); /* ours, refs 1: nobody took it out */
 	if (rc || end > w->start + w->len) {
 		if (rc == -ENOMEM && !m->broken) {
