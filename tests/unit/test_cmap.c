@@ -1,4 +1,4 @@
-/* Unit tests of kv_cmap (src/base/cmap.h): the sparse chunk map against a
+/* Unit tests of kv_cmap (src/fs/cmap.h): the sparse chunk map against a
  * reference of (index, value) pairs through random adds, walks and trims,
  * at small indexes and near the top of the range; its memory grows with
  * the chunks present, not with the highest index. */
