@@ -326,7 +326,7 @@ static void compress_job(void *arg)
 
 /* Hand chunk idx's buffer to a worker, or compress it in this thread when
  * here is set (the caller waits for it and nothing else: no hand-over).
- * Locked; with here, the lock is dropped meanwhile. */
+ * Locked (kv_inode.lock); with here, the lock is dropped meanwhile. */
 static int submit(struct kv_fs *fs, struct kv_inode *in, uint64_t idx, int here)
 {
 	struct kv_centry *e = kv_cmap_get(&in->map, idx);

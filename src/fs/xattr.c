@@ -19,16 +19,31 @@
 
 #define KV_XATTR_PREFIX "user.kvfs."
 
-/* Policy attributes: r = read-only, c = contexts only. */
+/* The policy attributes user.kvfs.NAME (docs/policy.md). */
+enum kv_xattr {
+	KV_XATTR_TTL,
+	KV_XATTR_PIN,
+	KV_XATTR_LOGICAL,
+	KV_XATTR_STORED,
+	KV_XATTR_CODEC,
+	KV_XATTR_LAST_ACCESS,
+	KV_XATTR_HITS,
+	KV_NXATTRS,         /* a name under user.kvfs. that is none of them */
+	KV_XATTR_USER = -1, /* not under user.kvfs.: the user's own */
+};
+
 static const struct {
 	const char *name;
-	int writable, ctx_only;
-} kv_xattrs[] = {
-	{ "ttl", 1, 1 },          { "pin", 1, 1 },   { "logical_bytes", 0, 0 },
-	{ "stored_bytes", 0, 0 }, { "codec", 0, 0 }, { "last_access", 0, 0 },
-	{ "hits", 0, 0 },
+	int writable, ctx_only; /* set by users; on contexts only */
+} kv_xattrs[KV_NXATTRS] = {
+	[KV_XATTR_TTL] = { "ttl", 1, 1 },
+	[KV_XATTR_PIN] = { "pin", 1, 1 },
+	[KV_XATTR_LOGICAL] = { "logical_bytes", 0, 0 },
+	[KV_XATTR_STORED] = { "stored_bytes", 0, 0 },
+	[KV_XATTR_CODEC] = { "codec", 0, 0 },
+	[KV_XATTR_LAST_ACCESS] = { "last_access", 0, 0 },
+	[KV_XATTR_HITS] = { "hits", 0, 0 },
 };
-#define KV_NXATTRS (sizeof(kv_xattrs) / sizeof(kv_xattrs[0]))
 
 static int check_xattr(const char *name, size_t size)
 {
@@ -39,14 +54,14 @@ static int check_xattr(const char *name, size_t size)
 	return size > KV_XATTR_VALUE_MAX ? -E2BIG : 0;
 }
 
-static int policy_attr(const char *name)
+static enum kv_xattr policy_attr(const char *name)
 {
 	if (strncmp(name, KV_XATTR_PREFIX, strlen(KV_XATTR_PREFIX)))
-		return -1;
-	for (size_t i = 0; i < KV_NXATTRS; i++)
+		return KV_XATTR_USER;
+	for (int i = 0; i < KV_NXATTRS; i++)
 		if (!strcmp(name + strlen(KV_XATTR_PREFIX), kv_xattrs[i].name))
-			return (int)i;
-	return (int)KV_NXATTRS;
+			return (enum kv_xattr)i;
+	return KV_NXATTRS;
 }
 
 /* The inode, its context, and whether it is that context itself. */
@@ -62,7 +77,7 @@ static int locate(struct kv_fs *fs, uint64_t ino, struct kv_inode **in, uint64_t
 	return (*in)->gone ? -ENOENT : 0;
 }
 
-static int policy_get(struct kv_fs *fs, uint64_t ino, int which, char *val, size_t len)
+static int policy_get(struct kv_fs *fs, uint64_t ino, enum kv_xattr which, char *val, size_t len)
 {
 	struct kv_inode *in;
 	struct kv_ctx_row r;
@@ -81,25 +96,29 @@ static int policy_get(struct kv_fs *fs, uint64_t ino, int which, char *val, size
 		pthread_mutex_lock(&in->lock);
 		u = (struct kv_usage){ in->attr.size, in->attr.stored, 1 };
 		pthread_mutex_unlock(&in->lock);
-	} else if (which == 2 || which == 3) {
+	} else if (which == KV_XATTR_LOGICAL || which == KV_XATTR_STORED) {
 		rc = kv_index_usage(fs->ix, ino, &u);
 	}
 	switch (which) {
-	case 0: snprintf(val, len, "%lld", (long long)(r.ttl >= 0 ? r.ttl : fs->cfg.ttl)); break;
-	case 1: snprintf(val, len, "%d", r.pin); break;
-	case 2: snprintf(val, len, "%llu", (unsigned long long)u.logical); break;
-	case 3: snprintf(val, len, "%llu", (unsigned long long)u.stored); break;
-	case 4: rc = kv_index_codecs(fs->ix, ino, val, len); break;
-	case 5:
+	case KV_XATTR_TTL:
+		snprintf(val, len, "%lld", (long long)(r.ttl >= 0 ? r.ttl : fs->cfg.ttl));
+		break;
+	case KV_XATTR_PIN: snprintf(val, len, "%d", r.pin); break;
+	case KV_XATTR_LOGICAL: snprintf(val, len, "%llu", (unsigned long long)u.logical); break;
+	case KV_XATTR_STORED: snprintf(val, len, "%llu", (unsigned long long)u.stored); break;
+	case KV_XATTR_CODEC: rc = kv_index_codecs(fs->ix, ino, val, len); break;
+	case KV_XATTR_LAST_ACCESS:
 		snprintf(val, len, "%lld.%09lld", (long long)(r.last_access / 1000000000),
 			 (long long)(r.last_access % 1000000000));
 		break;
-	default: snprintf(val, len, "%llu", (unsigned long long)r.hits); break;
+	case KV_XATTR_HITS: snprintf(val, len, "%llu", (unsigned long long)r.hits); break;
+	default: rc = -ENODATA; break;
 	}
 	return rc;
 }
 
-static int policy_set(struct kv_fs *fs, uint64_t ino, int which, const char *value, size_t size)
+static int policy_set(struct kv_fs *fs, uint64_t ino, enum kv_xattr which, const char *value,
+		      size_t size)
 {
 	struct kv_inode *in;
 	uint64_t ctx;
@@ -107,7 +126,7 @@ static int policy_set(struct kv_fs *fs, uint64_t ino, int which, const char *val
 	long long n;
 	int rc;
 
-	if (which == (int)KV_NXATTRS || !kv_xattrs[which].writable)
+	if (which == KV_NXATTRS || !kv_xattrs[which].writable)
 		return -EPERM;
 	rc = locate(fs, ino, &in, &ctx);
 	if (rc)
@@ -120,10 +139,11 @@ static int policy_set(struct kv_fs *fs, uint64_t ino, int which, const char *val
 		v[size - 1] = 0;
 	errno = 0;
 	n = strtoll(v, &end, 10);
-	if (*v < '0' || *v > '9' || *end || errno || (which == 1 && n > 1) || n > KV_TTL_MAX)
+	if (*v < '0' || *v > '9' || *end || errno || (which == KV_XATTR_PIN && n > 1) ||
+	    n > KV_TTL_MAX)
 		return -EINVAL;
-	rc = which == 1 ? kv_policy_set_pin(fs->pol, ctx, (int)n)
-			: kv_policy_set_ttl(fs->pol, ctx, n);
+	rc = which == KV_XATTR_PIN ? kv_policy_set_pin(fs->pol, ctx, (int)n)
+				   : kv_policy_set_ttl(fs->pol, ctx, n);
 	if (!rc)
 		kv_fs_note(fs, ctx);
 	return rc;
@@ -132,9 +152,10 @@ static int policy_set(struct kv_fs *fs, uint64_t ino, int which, const char *val
 int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void *value, size_t size,
 		   int flags)
 {
-	int rc = check_xattr(name, size), which = policy_attr(name);
+	enum kv_xattr which = policy_attr(name);
+	int rc = check_xattr(name, size);
 
-	if (!rc && which >= 0)
+	if (!rc && which != KV_XATTR_USER)
 		return policy_set(fs, ino, which, value, size);
 	if (!rc)
 		rc = kv_fs_room(fs);
@@ -147,15 +168,16 @@ int kv_fs_setxattr(struct kv_fs *fs, uint64_t ino, const char *name, const void 
 
 int kv_fs_getxattr(struct kv_fs *fs, uint64_t ino, const char *name, void *buf, size_t size)
 {
-	int rc = check_xattr(name, 0), which = policy_attr(name);
+	enum kv_xattr which = policy_attr(name);
+	int rc = check_xattr(name, 0);
 	char val[128];
 	size_t n;
 
 	if (rc)
 		return rc == -EOPNOTSUPP ? -ENODATA : rc;
-	if (which < 0)
+	if (which == KV_XATTR_USER)
 		return kv_index_getxattr(fs->ix, ino, name, buf, size);
-	if (which == (int)KV_NXATTRS)
+	if (which == KV_NXATTRS)
 		return -ENODATA;
 	rc = policy_get(fs, ino, which, val, sizeof(val));
 	if (rc)
@@ -185,7 +207,7 @@ int kv_fs_removexattr(struct kv_fs *fs, uint64_t ino, const char *name)
 	 * as setting one does. */
 	if (rc)
 		return rc;
-	if (policy_attr(name) >= 0)
+	if (policy_attr(name) != KV_XATTR_USER)
 		return -EPERM;
 	KV_DELETION(fs, rc, kv_index_removexattr(fs->ix, ino, name));
 	if (!rc)

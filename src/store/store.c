@@ -87,7 +87,7 @@ static int seg_grow(struct kv_store *st, uint32_t seg)
 	return 0;
 }
 
-/* Returns the fd of segment seg, opening it on first use. Locked. */
+/* Returns the fd of segment seg, opening it on first use. Locked (kv_store.lock). */
 /* The segment's fd, opened on first use; a missing segment is logged
  * unless the caller only frees space in it (nothing to give back). */
 static int seg_fd_open(struct kv_store *st, uint32_t seg, int quiet)
