@@ -75,6 +75,9 @@ static int seg_grow(struct kv_store *st, uint32_t seg)
 
 	if (seg < st->nsegs)
 		return 0;
+	/* No segment of this store has such a number: a damaged location. */
+	if (seg > KV_SEG_ID_MAX)
+		return -EIO;
 	while (n <= seg)
 		n *= 2;
 	s = realloc(st->segs, n * sizeof(*s));
@@ -87,9 +90,9 @@ static int seg_grow(struct kv_store *st, uint32_t seg)
 	return 0;
 }
 
-/* Returns the fd of segment seg, opening it on first use. Locked (kv_store.lock). */
 /* The segment's fd, opened on first use; a missing segment is logged
- * unless the caller only frees space in it (nothing to give back). */
+ * unless the caller only frees space in it (nothing to give back).
+ * Locked (kv_store.lock). */
 static int seg_fd_open(struct kv_store *st, uint32_t seg, int quiet)
 {
 	char name[32];
@@ -148,6 +151,8 @@ static int seg_roll(struct kv_store *st, struct kv_lane *ln)
 
 	KV_ASSERT_HELD(&st->lock);
 
+	if (seg > KV_SEG_ID_MAX)
+		return -ENOSPC; /* every segment number used */
 	if (seg_grow(st, seg))
 		return -ENOMEM;
 	seg_name(name, sizeof(name), seg);
@@ -218,6 +223,12 @@ static int scan_segments(struct kv_store *st)
 		char tail[8];
 		if (sscanf(e->d_name, "%8x.se%1s", &v, tail) != 2 || !v)
 			continue;
+		if (v > KV_SEG_ID_MAX) {
+			kv_warn("segments/%s: not a segment of kvfs (numbers end at %08x); left "
+				"alone",
+				e->d_name, KV_SEG_ID_MAX);
+			continue;
+		}
 		if ((rc = seg_grow(st, v)))
 			break;
 		st->segs[v].hdr = seg_check(st, e->d_name, v);
@@ -282,7 +293,7 @@ int kv_store_open(const char *dir, const uint8_t id[16], size_t segment_size, si
 	st->nlanes = 1;
 	/* Appends always go to a fresh segment, so the tail of a segment left
 	 * by an earlier run is never written again. */
-	if (scan_segments(st) || seg_grow(st, st->highest + 1)) {
+	if (scan_segments(st) || seg_grow(st, st->highest + (st->highest < KV_SEG_ID_MAX))) {
 		kv_store_close(st);
 		return -ENOMEM;
 	}

@@ -22,6 +22,10 @@
 #define KV_SEG_MAGIC "KVFSSEG"
 #define KV_SEG_VERSION 1
 #define KV_SEG_HDR 64
+/* The largest segment number: 2^24 segments (16 PiB of 1 GiB segments).
+ * A file in segments/ named beyond it is not kvfs's and is left alone; a
+ * record location beyond it is damage (EIO). */
+#define KV_SEG_ID_MAX 0xffffffu
 
 /* Where a record lives. len covers header and payload. */
 struct kv_loc {

@@ -731,6 +731,41 @@ START_TEST(test_open_errors)
 }
 END_TEST
 
+/* Files in segments/ named like segments beyond the last number a store
+ * can have are not its own: the open neither hangs on them (the table of
+ * segments grew by doubling a 32-bit count, which wraps) nor tries to
+ * allocate a table that large; they are left alone. */
+START_TEST(test_stray_segment_names)
+{
+	static const uint32_t stray[] = { KV_SEG_ID_MAX + 1, 0x80000000u, 0xfffffff0u, 0xffffffffu };
+	char dir[600], path[700];
+	struct kv_store *st;
+	struct kv_encoded enc;
+	struct kv_loc loc;
+	uint8_t data[100] = { 7 };
+	struct stat sb;
+	int fd;
+
+	new_store_dir(dir, sizeof(dir));
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++) {
+		seg_path(path, sizeof(path), dir, stray[i]);
+		fd = open(path, O_CREAT | O_WRONLY, 0600);
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+	}
+	st = open_store(dir, 1 << 20);
+	enc = (struct kv_encoded){ .data = data, .len = sizeof(data), .codec = KV_CODEC_NONE };
+	ck_assert_int_eq(kv_store_append(st, 1, 0, &enc, sizeof(data), &loc), 0);
+	ck_assert_uint_eq(loc.seg, 1);
+	kv_store_close(st);
+	for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++) {
+		seg_path(path, sizeof(path), dir, stray[i]);
+		ck_assert_int_eq(stat(path, &sb), 0);
+	}
+}
+END_TEST
+
 /* ---- concurrency ---- */
 
 struct worker_arg {
@@ -923,6 +958,7 @@ static Suite *store_suite(void)
 	tcase_add_loop_test(tc, test_damage_detected, 0, 2);
 	tcase_add_test(tc, test_valid_hash_bad_payload);
 	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_stray_segment_names);
 	tcase_add_test(tc, test_concurrent_appends);
 
 	tc = kvtest_tcase(s, "segments", 60);
