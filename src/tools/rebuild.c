@@ -216,7 +216,7 @@ static int scan(struct rb *b, const char *store, char *err, size_t errlen)
 		unsigned id;
 		char tail;
 		if (sscanf(de->d_name, "%8x.se%c", &id, &tail) != 2 || tail != 'g' ||
-		    strlen(de->d_name) != 12 || !id)
+		    strlen(de->d_name) != 12 || !id || id > KV_SEG_ID_MAX)
 			continue;
 		if (kv_grow(&ids, &cap, n + 1, sizeof(*ids))) {
 			rc = -ENOMEM;
