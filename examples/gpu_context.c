@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Store a whole KV context from GPU memory on a kvfs mount and load it back
  * into GPU memory, the way an engine would, with libkvfs and the CUDA
  * runtime:

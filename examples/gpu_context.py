@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Store a whole KV context from GPU tensors on a kvfs mount and load it back
 into GPU tensors, the way an engine would, with kvfs_client and PyTorch.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Store and load a KV-cache context on a kvfs mount the way an engine would.
 
 A context is a directory <mount>/<namespace>/<context>/ with one file per

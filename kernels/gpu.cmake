@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The GPU backend plugins, libkvfs-gpu-cuda.so and libkvfs-gpu-hip.so, that
 # the daemon dlopen()s (src/gpu/gpu_plugin.h). Both come from kernels/kvfs_gpu.cpp.
 #

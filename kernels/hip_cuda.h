@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The HIP API subset kernels/kvfs_gpu.cpp uses, mapped onto CUDA so one
  * source builds both plugins. HIP's own NVIDIA headers (Debian's HIP 5.2)
  * do not build against CUDA 12+, so this header maps exactly the names the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A kvfs GPU backend plugin (src/gpu/gpu_plugin.h), written once against the
  * HIP runtime API and built twice: by hipcc with KVFS_PLUGIN_HIP into
  * libkvfs-gpu-hip.so, and by nvcc with KVFS_PLUGIN_CUDA into

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Turns DIR/NNN_name.sql files into a C array of migrations, in order.
 file(GLOB FILES ${DIR}/[0-9]*.sql)
 list(SORT FILES)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds kvfs, mounts a demo store (capped at 1 GiB) and writes one real KV
 # context into it.
 # Usage (as root, from the repository): bash scripts/demo.sh [DIR]

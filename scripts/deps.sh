@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs kvfs's build and test dependencies on Debian/Ubuntu (as root).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3

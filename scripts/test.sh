@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Usage: bash scripts/test.sh [--quick | --help]      (as root; HACKING.md)
 # Installs what is missing, checks the C sources' formatting (.clang-format),
 # then tests kvfs:
@@ -10,7 +11,7 @@
 #                mount, in a few minutes
 #   --help       this text
 set -euo pipefail
-usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '3,12s/^# \{0,1\}//p' "$0"; }
 quick=0
 case "${1:-}" in
 "") ;;

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Seeded randomized differential tester for kvfs (python3 stdlib only).
 
 Applies the same random sequence of file operations to a directory on a kvfs

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Strict checker for the Prometheus text exposition format 0.0.4.
 
 Usage:

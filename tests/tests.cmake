@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Unit tests (Check) and integration tests on a real mount. kvfs-unit
 # builds the unit tests alone (the ThreadSanitizer stage of scripts/test.sh
 # runs only them).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvfs ioctl ABI, version 1: the GPU fast path.
  *
  * Issued on an open kvfs file (QUERY also on a directory). Every struct is

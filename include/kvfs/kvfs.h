@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libkvfs: the engine side of the kvfs GPU fast path.
  *
  * An engine hands libkvfs device pointers; libkvfs finds the allocation

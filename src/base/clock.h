@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Clocks in nanoseconds: one copy for the whole daemon. */
 #ifndef KV_CLOCK_H
 #define KV_CLOCK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Little-endian field access for on-disk formats. */
 #ifndef KV_ENDIAN_H
 #define KV_ENDIAN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_grow: room in an array that grows by doubling, one copy for the
  * whole daemon instead of the `if (n == cap) { cap = cap ? 2 * cap : 16;
  * realloc ... }` written at each array. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_inomap: chained buckets, a power of two of them, indexed by Fibonacci
  * hashing of the key. */
 #include "inomap.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_inomap: a hash table keyed by a uint64_t (an inode number), chained
  * and intrusive like the kernel's hlist: an object embeds a struct
  * kv_inomap_node and is found again from it with kv_inomap_entry, so adding

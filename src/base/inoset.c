@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_inoset: a kv_inomap of bare nodes, one malloc()ed per member. */
 #include "inoset.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_inoset: a set of inode numbers, for the inodes whose inode records
  * are due: a kv_inomap (inomap.h) of one small node per member. Not
  * thread-safe: callers lock. */

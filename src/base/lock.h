@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Checked locking.
  *
  * A function whose comment says "Locked (x)." expects its caller to hold

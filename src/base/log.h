@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_log: one-line diagnostics to stderr (or syslog once daemonized). */
 #ifndef KV_LOG_H
 #define KV_LOG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_opt: the mount options. One table (opt.c) drives parsing, --help and
  * the options table in README.md/docs (kvfs --options-markdown). */
 #ifndef KV_OPT_H

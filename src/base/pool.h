@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_pool: a fixed set of worker threads running queued jobs, and a free
  * list of chunk buffers, so the data path never maps fresh memory per
  * request. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_cmap: see cmap.h. */
 #include "cmap.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_cmap: the chunk map of an open file, from chunk index to the chunk's
  * state, sparse: memory and time grow with the chunks a file has, not with
  * its size (one byte written at offset 2^45 costs one leaf, not 2^25

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_ctl: the control directory <mount>/.kvfs/ of virtual files.
  *
  *   stats    Prometheus text exposition of the mount's counters (read)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Changing a store's context depth (kvfsctl context-depth): the contexts
  * at the new depth take over the state of those at the old one. */
 #include <errno.h>

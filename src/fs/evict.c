@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The policy's hooks into the filesystem (policy.h): what a context holds,
  * evicting one (its whole tree), and telling the kernel what went. */
 #include <errno.h>

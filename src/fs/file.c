@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The data path of regular files: chunk map, write buffers, compression
  * jobs, truncates, publishing, open and close (reads: read.c). See
  * fs_int.h for the structures and lock order. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The namespace of a mount: lookups, attributes, creating, removing and
  * renaming entries, directories, links and statfs (fs.h), and kv_fs_ops,
  * the table through which a mount's requests reach it and its files. The

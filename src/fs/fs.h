@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_fs / kv_file: the filesystem below the FUSE glue.
  *
  * kv_fs_* is the namespace (inodes, directories, attributes, xattrs) and

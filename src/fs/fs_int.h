@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals shared by the files of the filesystem (src/fs/): the inode,
  * the mount, and what one file of the layer offers the others.
  *

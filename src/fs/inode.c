@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The inode table: the in-memory inodes the kernel and open files hold,
  * their references (lookups, opens, holds) and their context. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Inode records (src/store/meta.h): each changed inode's state appended to
  * the segments in batches by the irec thread, so that kvfsctl rebuild can
  * recover the namespace from the segments alone. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Opening and closing a store: its directory and lock, the index, the
  * segments, recovery after a crash, the worker pool and tier, the evictor
  * and the irec thread; and the stats text of a mount. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_policy: the cache policy. Keeps the state of contexts (last access,
  * hits, pins, TTLs, open files) in memory, writes it to the index in
  * batches, decides which contexts to evict, and runs the background

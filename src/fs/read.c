@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reads of regular files: from the DRAM tier, the store and the buffers of
  * data not yet stored, as a vector the FUSE layer replies with; the
  * records a sequential reader needs next are prefetched. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Records of a mount: freeing a record's space (store and tier), the
  * quarantine of records that failed their checks, and kv_fs_gc. */
 #include <errno.h>

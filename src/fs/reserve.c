@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The index's reserve, kvfs.reserve: space given up when the index has no
  * room to record a deletion, so that deletions and evictions can always be
  * recorded (docs/reliability.md). */

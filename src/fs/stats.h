@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_stats: counters of a mount, exported as .kvfs/stats in the
  * Prometheus text format. Lock-free; any thread may bump them. */
 #ifndef KV_STATS_H

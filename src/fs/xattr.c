@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Extended attributes: the user namespace, and user.kvfs.* for the cache
  * policy (docs/policy.md). */
 #include <errno.h>

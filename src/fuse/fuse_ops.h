@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_fuse: the libfuse low-level operations. Each decodes a request, runs
  * one operation of the core's struct kv_ops (fs.h) from the table that
  * kv_ops_of() or a sibling picks (ctl.h), and encodes the reply; no policy

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvfs: mount a KV-cache store. Usage: kvfs [options] STORE MOUNTPOINT */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_fast: GPU_READ / GPU_WRITE requests. See fastpath.h. */
 #include "fastpath.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_fast: the GPU fast path of a mount (ioctls of include/kvfs/ioctl.h).
  *
  * Checks a request, then moves file bytes between the file's chunks and an

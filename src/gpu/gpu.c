@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_gpu: plugin loading, imported mappings, lanes. See gpu.h. */
 #include "gpu.h"
 

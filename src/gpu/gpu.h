@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_gpu: the GPU backend of the fast path, without knowing about files.
  *
  * Loads a backend plugin (src/gpu/gpu_plugin.h) at the first use, after the

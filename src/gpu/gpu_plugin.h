@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The interface between kvfs and a GPU backend plugin (libkvfs-gpu-*.so),
  * version 2. The daemon links no GPU runtime: it dlopen()s a plugin and
  * calls kvfs_gpu_plugin_v1() for this table (ABI 2 added host_register_ro;

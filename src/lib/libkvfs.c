@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libkvfs: device pointers -> kvfs GPU ioctls (include/kvfs/kvfs.h).
  *
  * Three parts, top to bottom: the GPU runtime, reached through dlopen (one

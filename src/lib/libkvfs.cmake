@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # libkvfs, the engine-side client of the GPU fast path (include/kvfs/kvfs.h),
 # shared and static. It links no GPU runtime: the CUDA driver or the HIP
 # runtime is dlopen()ed when a request first needs it.

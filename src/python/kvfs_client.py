@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """kvfs_client: the engine side of the kvfs GPU fast path, in pure Python.
 
 The kvfs daemon copies file bytes straight to or from an engine's GPU memory

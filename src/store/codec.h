@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_codec: byte-shuffle filter plus lz4/zstd, one chunk at a time.
  *
  * A context holds the per-thread state (zstd contexts, scratch buffers) and

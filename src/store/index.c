@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The index: open, schema migrations, settings, transactions, the kept
  * statements and the one mapping of SQLite's results to errnos. The rest
  * of the index is in the files index_int.h lists. */

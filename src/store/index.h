@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_index: the SQLite metadata of a store (inodes, directory entries,
  * chunk lists, xattrs). Schema migrations live in schema/NNN_*.sql.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The index's checkpointer and the checks of the index file. Checkpoints
  * (copying the write-ahead log into the database, with its fsync) run on
  * a connection and in a thread of their own, so that no commit waits for

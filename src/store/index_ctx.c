@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The index's context rows (schema 2): the cache policy state of each
  * context, its LRU order, TTL expiry and pins. */
 #include "index_int.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The index's chunk rows: chunk lists, publish, the deletion of inodes
  * and trees, the scans of gc and fsck, and sizes (usage, codecs, stats). */
 #include "index_int.h"

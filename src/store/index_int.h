@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals of the index (index.h), shared by its files:
  *
  *   index.c       open, schema migrations, settings, transactions, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The index's side of inode records (meta.h): everything a record of an
  * inode holds, read in one go; naming the newest record of each inode;
  * and rebuild's restore of an inode from its record. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The index's namespace: attributes, directory entries (lookup, create,
  * remove, rename, readdir), symlink targets and user.* xattrs. */
 #include "index_int.h"

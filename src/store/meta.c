@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Inode record payloads (docs/format.md, "Inode records"). */
 #include "meta.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_meta: inode records, the metadata that makes segments self-describing.
  *
  * Whenever an inode's metadata changes (create, rename, link, unlink of one

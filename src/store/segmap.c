@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_segmap: see segmap.h. */
 #include "segmap.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_segmap: windows of segment files mapped read-only and page-locked
  * for the GPU backend, so that a load of a chunk stored raw copies from
  * the page cache straight to the device: no read into a buffer first (a

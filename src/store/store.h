@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_store: chunk records appended to large segment files.
  *
  * Every record describes itself (docs/format.md): magic, version, codec,

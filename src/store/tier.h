@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_tier: the DRAM tier, decompressed chunks kept in memory under a byte
  * budget, least recently used first out. Keys are record locations, which
  * are never reused while the daemon runs, so entries need no invalidation

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_fsck: offline check and repair of a store (kvfsctl fsck).
  *
  * The check first runs SQLite's integrity_check on the index: the chunk

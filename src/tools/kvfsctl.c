@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvfsctl: administer kvfs stores and mounts. */
 #include <dirent.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvfsctl rebuild: see rebuild.h. */
 #include "rebuild.h"
 

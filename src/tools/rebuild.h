@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_rebuild: a new index from the segments alone (kvfsctl rebuild).
  *
  * Every segment is scanned (kv_seg_scan_file). For each inode the newest

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Codec benchmark: ratio and single-core speed of each codec, with and
  * without byte shuffle, on the files given. Each file is cut into chunks
  * of its own, as the chunk store does. Usage: kvfs-bench-codec [-c CHUNK] FILE... */

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_codec_cli.sh - kvfs's codecs (kvfs-bench-codec: ratio and one-core
 # compress/decompress speed, with and without byte shuffle) on the real KV
 # tensors, against the lz4 -1 and zstd -3 command-line tools on the same
@@ -26,7 +27,7 @@ RUNS=""                 # default 3, --quick 1
 KVFS="$REPO_ROOT/build/kvfs"
 CLI_MIB=""              # input per timed CLI process: default 256, --quick 64
 LZ4_DEC_TARGET=1000     # MB/s per core, lz4 path decode
-USAGE_END=10
+USAGE_END=11
 
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_core.sh - sequential write / cold read benchmark of kvfs against the
 # libfuse example filesystems passthrough (high-level) and passthrough_ll.
 #
@@ -20,7 +21,7 @@ WORKDIR=/var/tmp/kvfs-bench
 OP_TIMEOUT=600          # seconds allowed for one dd / cmp
 BAR=0.8                 # kvfs must reach BAR x the faster passthrough
 EXAMPLES=/usr/share/doc/libfuse3-dev/examples
-USAGE_END=8             # last line of the usage text in the header
+USAGE_END=9             # last line of the usage text in the header
 
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_fio.sh - throughput of kvfs (codec none, lz4, zstd) against libfuse's
 # passthrough and passthrough_ll examples, the backing directory itself and
 # tmpfs, all in the same run: sequential write, cold and warm sequential read,
@@ -31,7 +32,7 @@ RESULTS=""
 OP_TIMEOUT=600          # seconds allowed for one dd / fio / cmp
 QUICK=0
 BAR=1.0                 # kvfs PASSes a figure at BAR x the faster passthrough
-USAGE_END=11            # last line of the usage text in the header
+USAGE_END=12            # last line of the usage text in the header
 
 # --quick (a smoke test of a minute or two) sets small defaults; explicit
 # options win wherever they are on the command line.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvfs-bench-gpu: loads a file into GPU memory and reports the speed.
  *
  *   kvfs-bench-gpu MODE FILE REQ_SIZE RUNS

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The GPU fast path against its baselines, on a machine with an NVIDIA GPU
 # (tests/bench/README.md). One run, every figure measured here and now:
 #   limit         in-process cudaMemcpy from pinned memory (the bound)

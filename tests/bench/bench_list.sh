@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_list.sh - time listing one large directory through kvfs: `ls -f`,
 # `ls -l` and `du -s` of ns/ holding N context directories, for each N given.
 # A listing must cost time in proportion to N (issue 12: it was quadratic).
@@ -22,7 +23,7 @@ WORKDIR=/var/tmp/kvfs-bench-list
 KVFS="$REPO_ROOT/build/kvfs"
 ENTRIES=2000,8000,32000,100000
 OP_TIMEOUT=1800
-USAGE_END=11
+USAGE_END=12
 
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_meta.sh - metadata rates of kvfs against libfuse's passthrough and
 # passthrough_ll examples and the backing directory: create/stat/unlink of
 # many 64 KiB files laid out as contexts, listing a namespace of many
@@ -36,7 +37,7 @@ SECTIONS=meta,list,remount
 RSS_LIMIT_MIB=""
 OP_TIMEOUT=1800
 BAR=0.5                 # kvfs must reach BAR x the faster passthrough
-USAGE_END=11
+USAGE_END=12
 
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_meta_ops: the metadata workload of bench_meta.sh, one process, no
  * shell per file.  Built by bench_meta.sh with gcc -O2.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_policy.sh - cache-policy benchmark of kvfs: DRAM tier vs cold reads,
 # manual eviction rate, and remount time of an index holding 1M files.
 #
@@ -29,7 +30,7 @@ FPD=1000                # files per context directory in the 1M-file index
 REMOUNT_TARGET=5        # seconds, start of kvfs -> first read done
 CTX_FILE=4096           # bytes of the one file of each context (section 2)
 REAL_MIB=8              # size of the real file of section 3
-USAGE_END=9             # last line of the usage text in the header
+USAGE_END=10             # last line of the usage text in the header
 
 while [ $# -gt 0 ]; do
     case "$1" in

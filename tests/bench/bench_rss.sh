@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_rss.sh - peak resident memory of the kvfs daemon while it writes and
 # then reads back a large file, with default options and -o ram= variations,
 # against the bound docs/memory.md documents for those options.
@@ -29,7 +30,7 @@ INTERVAL=0.1            # seconds between samples of /proc/PID/status
 RSS_LIMIT_MIB=""
 OP_TIMEOUT=1200
 POOL_MIB=64
-USAGE_END=9
+USAGE_END=10
 
 while [ $# -gt 0 ]; do
     case "$1" in

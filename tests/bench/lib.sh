@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # REPO_ROOT, DAEMON_RC, MACHINE, DF_LINE, RSS_LIMIT_KB are read by the benchmarks
 # Helpers shared by the benchmarks (bench_core.sh, bench_policy.sh, bench_fio.sh)
@@ -19,9 +20,10 @@
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 BENCH_NAME=$(basename "${BASH_SOURCE[-1]}" .sh)
 
-# usage [RC]: print lines 2..USAGE_END of the benchmark's header, exit RC.
+# usage [RC]: print lines 3..USAGE_END of the benchmark's header (after the
+# shebang and the licence line), exit RC.
 usage() {
-    sed -n "2,${USAGE_END}p" "${BASH_SOURCE[-1]}" | sed 's/^# \{0,1\}//'
+    sed -n "3,${USAGE_END}p" "${BASH_SOURCE[-1]}" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # variables set here are read by the benchmarks
 # Helpers shared by bench_meta.sh, bench_codec_cli.sh and bench_rss.sh, on

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # plot.sh - bar charts (gnuplot, PNG) of benchmark results.
 #
 # Usage: bash tests/bench/plot.sh RESULTS_DIR OUT_DIR
@@ -19,7 +20,7 @@
 set -u -o pipefail
 export LC_ALL=C
 
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '3,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 [ "${1:-}" = -h ] || [ "${1:-}" = --help ] && usage 0
 [ $# -eq 2 ] || usage 2
 RESULTS=$1

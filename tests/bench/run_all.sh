@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # run_all.sh - the one command that benchmarks kvfs against its baselines on
 # this machine and draws the results.
 #
@@ -31,7 +32,7 @@ KVFS="$REPO_ROOT/build/kvfs"
 FIO_ARGS=""
 META_ARGS=""
 ONLY=""
-USAGE_END=18
+USAGE_END=19
 ARGS_TEXT="$*"
 
 while [ $# -gt 0 ]; do

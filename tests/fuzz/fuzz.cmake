@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # libFuzzer targets of the on-disk record, the segment scanner and the ioctl
 # request checks (tests/fuzz/README.md). libFuzzer comes with clang only:
 #   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang-14 -DKVFS_FUZZ=ON

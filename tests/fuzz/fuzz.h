@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the libFuzzer targets of tests/fuzz share. */
 #ifndef KV_FUZZ_H
 #define KV_FUZZ_H

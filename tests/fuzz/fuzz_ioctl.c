@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: the checks a GPU ioctl passes before it reaches the
  * GPU (kv_fast_cmd, kv_fast_validate; docs/ioctl.md, "Errors").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: an inode record's payload through kv_meta_decode
  * (src/store/meta.h), which kvfsctl rebuild runs on every inode record it finds
  * in the segments, trusting nothing but the record's checksums.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: one chunk record as kv_store_read meets it
  * (docs/format.md, "Chunk records").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: the segment scanner, kv_seg_scan_buf (store.h), which
  * rebuild and fsck use to find records in a segment without the index.
  *

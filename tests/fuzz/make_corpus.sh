@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # store's commands expand $data in their own shell
 # Makes the seed corpora of tests/fuzz from what kvfs itself writes: the
 # segments of small stores (one per codec and filter) holding slices of

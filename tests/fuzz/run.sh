@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs each libFuzzer target for SECONDS on a copy of its seed corpus (the
 # checkout is never written) and fails when one finds a crash, a leak, a
 # timeout or a broken invariant. Crashing inputs are kept in

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The GPU tests of the fast path, on a machine with an NVIDIA GPU, for
 # codec none, lz4 and zstd: the C test through libkvfs, the PyTorch test
 # through the Python client, and the engine example. Exits 77 without a GPU.

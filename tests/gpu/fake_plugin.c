@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libkvfs-gpu-fake.so: a GPU backend plugin for tests on machines without a
  * GPU. "Device memory" is a shared file: the IPC handle holds its path
  * (NUL-terminated), importing it maps the file, and copies are memcpy.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvfs-test-gpuio: issues the kvfs ioctls with raw control over every field,
  * for the tests. With the fake backend (libkvfs-gpu-fake.so) the "device
  * allocation" is a file whose path is the IPC handle.

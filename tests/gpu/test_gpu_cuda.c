@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvfs-test-gpu-cuda: the GPU fast path on a real NVIDIA GPU, through
  * libkvfs, on a mounted kvfs.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The GPU fast path from PyTorch, through src/python/kvfs_client.py, on a
 mounted kvfs: real KV tensors (tests/data/kv) written with write() and with
 GPU_WRITE, loaded with GPU_READ into views at non-zero offsets of one GPU

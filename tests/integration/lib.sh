@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # Helpers for kvfs integration tests.  Source this from a test script that
 # runs under `set -euo pipefail`.

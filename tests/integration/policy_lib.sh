@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # shellcheck disable=SC2012,SC2010  # ls: the readdir of the mount is what is observed
 # Helpers shared by the cache-policy integration tests (test_policy*.sh).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Basic POSIX behaviour of a kvfs mount: copy real KV files, partial
 # overwrite, truncate, append, metadata, symlinks, error cases, statfs.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Multi-chunk files (64 MiB) with chunk=1M and chunk=64K: copy, compare, reads
 # at odd offsets and lengths across chunk boundaries, partial overwrite and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Bit rot: real KV files and larger multi-chunk files are written through a
 # mount, the store is damaged while unmounted (a payload byte, header bytes,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Compression is visible through st_blocks (du) but never through content or
 # st_size (ls).  codec=zstd / lz4 shrink compressible data, codec=none does not,

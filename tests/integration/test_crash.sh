@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Crash consistency: seeded iterations of concurrent writers and readers on
 # one store, the daemon killed with SIGKILL at a random moment (in some

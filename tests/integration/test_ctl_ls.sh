@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # kvfsctl ls prints one row per context whatever its name (issue 12): a
 # name is any bytes but '/' and NUL, and printed raw a newline in one

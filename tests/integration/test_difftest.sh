@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Randomized differential test (tests/difftest.py) against a shadow directory
 # on tmpfs, with 64 KiB chunks (many chunk boundaries) and with the default
 # 1 MiB chunks; after a remount the kvfs trees must still equal the shadows.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The options table in README.md is the one kvfs prints from its option
 # table, and --help names every option.
 set -euo pipefail

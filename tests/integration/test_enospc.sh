@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # A STORE on a small (32 MiB) tmpfs: writing incompressible data until the
 # backing filesystem is full must fail with ENOSPC, not crash or corrupt;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Issue 12, defect 5: on a full backing filesystem SQLite could not write,
 # so nothing could be deleted through the mount (rm, rmdir: EIO) and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The engine-side example stores a real KV context by publish-by-rename,
 # lists it with its compression ratio and loads it back byte for byte.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016,SC2034  # check() evals its condition string (and reads its variables) later
 # GPU fast path, part 2 (see also test_gpu_ioctl.sh): data through the fake
 # GPU backend (tests/gpu/fake_plugin.c: "device memory" is a shared file

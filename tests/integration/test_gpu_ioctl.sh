@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # GPU fast path, part 1 (see also test_gpu_data.sh): the ioctl ABI of
 # include/kvfs/ioctl.h on a real mount.  Requests are issued with

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The fake GPU backend (tests/gpu/fake_plugin.c) takes a file path as its
 # IPC handle and maps that file read-write in the daemon, as root: on a
 # mount with allow_other any user could have had the daemon overwrite any

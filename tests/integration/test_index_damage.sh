@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # A damaged index (issue 12): one bad page of kvfs.db must give I/O errors
 # through the mount, never an empty directory; the mount's background

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The layering of src/ (docs/architecture.md): a file may include the
 # headers of its own folder and of the layers below it, never one above.
 #   base < store < fs < gpu < fuse, tools;  lib: only include/kvfs/

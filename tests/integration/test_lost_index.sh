@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # A store whose index is gone is never judged by a new one (issue 12,
 # defect 1): the mount, kvfsctl gc and fsck refuse it and say to run

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The manual page packaging/kvfs.1 is kvfs --man, which prints it from the
 # option table that --help and the README table come from (regenerate it
 # with `kvfs --man >packaging/kvfs.1`), and groff reads it without warnings.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The daemon's peak RSS stays within the bound of docs/memory.md while a
 # 4 GiB file is written and read back.
 set -euo pipefail

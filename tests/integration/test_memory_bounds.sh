@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The daemon's memory stays bounded whatever users do (issue 12, defects 3
 # and 6): one byte written at a huge sparse offset costs the chunks written,
 # not the offset; thousands of open files each holding a few unwritten

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # ram= and wbuf= larger than the machine (issue 12: ram=1T on a 24 GB
 # machine was accepted silently): at mount ram is lowered to half of the
 # physical memory and wbuf to a quarter, each with a warning, and the mount

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Command line: --help, --version, valid option combinations mount and work,
 # unknown or malformed options are refused with a message naming the option

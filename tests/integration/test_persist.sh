@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Persistence across unmount/remount, kvfsctl info, the single-daemon lock on
 # a STORE, daemonized mode, and refusal of foreign or damaged stores (which

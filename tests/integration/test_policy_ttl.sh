@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016,SC2012,SC2010,SC2017
 # (check() evals its condition string later; ls: the readdir of the mount is
 # what is observed, and every name is ours; a/100*p: the daemon's own arithmetic)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Two data-safety races (docs/reliability.md, "Known gaps"):
 #

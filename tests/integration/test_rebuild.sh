@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # kvfsctl rebuild: a lost or corrupt index recreated from the inode records
 # in the segments (src/store/meta.h, src/tools/rebuild.h).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # rename(2) of files and directories: publish-by-rename of a context,
 # replacing files and empty dirs, refusing non-empty dirs, open files that

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Who may use a mount: without allow_other only the user who mounted it;
 # with allow_other everyone, under the kernel's permission checks
 # (default_permissions) on files and on .kvfs/.

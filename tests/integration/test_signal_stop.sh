@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A stop by signal is a clean stop (issue 12, item 9): kvfs -f killed with
 # SIGTERM (systemd's stop), SIGINT (^C) or SIGHUP unmounts, closes the
 # store cleanly and exits 0; the service unit counted status 1 as a

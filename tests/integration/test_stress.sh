@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016,SC2017  # check() evals its condition string later; a/100*p: the daemon's arithmetic
 # Concurrency stress under a small cap (tests/reliability/stress.py): writer
 # processes and threads replace and rewrite overlapping contexts while

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck disable=SC2016  # check() evals its condition string later
 # Operator tools on a kvfs mount: find, xattrs (getfattr/setfattr), rsync
 # between two kvfs mounts and from a plain directory, tar, rm -rf and the

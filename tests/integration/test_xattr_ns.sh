@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Extended attributes outside the user namespace (issue 12): kvfs stores
 # user.* only. Setting or removing any other name (POSIX ACLs, security.*,
 # trusted.*, system.*) fails with EOPNOTSUPP, including an empty POSIX ACL,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Crash-consistency loop for kvfs (python3 stdlib only): seeded iterations of
 
   1. start `kvfs -f` on STORE (codec, shuffle and, in some iterations, a small

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Self-describing file contents for the kvfs reliability tests (stdlib only).
 
 Every file written by crash.py and stress.py is a sequence of "versions":

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Process and mount helpers shared by crash.py and stress.py (stdlib only)."""
 
 import os

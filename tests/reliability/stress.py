@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Concurrency stress for a mounted kvfs under a small capacity (stdlib only).
 
 Writer processes (each with several threads) and reader processes (each with

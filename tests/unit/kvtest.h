@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvtest.h: helpers shared by the Check unit tests in tests/unit.
  *
  * Header only: everything here is a static inline function or a static

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvtest_corrupt.h: damage an index file as a bad disk block would, for the
  * tests of what kvfs does with a damaged index (issue 12: errors must be
  * EIO, never "no such entry" or an empty directory). Header only, like

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvtest_fs.h: helpers of the unit tests that drive kv_fs without a mount
  * (test_fs, test_fsck, test_gpu, test_meta). Include after kvtest.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the small utilities of src/base/ that have no test file of
  * their own: the clocks (clock.h) and kv_grow (grow.h). */
 #include <check.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_cmap (src/fs/cmap.h): the sparse chunk map against a
  * reference of (index, value) pairs through random adds, walks and trims,
  * at small indexes and near the top of the range; its memory grows with

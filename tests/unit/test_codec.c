@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_codec (src/store/codec.h): shuffle filter, encode/decode round
  * trips on real fp16 KV data, incompressible and trivially compressible
  * data, the KV_CODEC_MARGIN rule and rejection of damaged payloads. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_fs / kv_file (src/fs/fs.h, src/fs/fs_int.h): the filesystem
  * driven without a mount. Files are checked against a shadow buffer through
  * writes across chunk boundaries, holes, truncation, release, close and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_fsck (src/tools/fsck.h): a store is built through kv_fs over
  * three runs (so three segments), damaged by editing its segment files
  * (payload and header bytes, a zeroed range, a torn segment tail, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_gpu (src/gpu/gpu.h) and kv_fast (src/gpu/fastpath.h) without a
  * mount or a GPU: the fake backend (tests/gpu/fake_plugin.c) stands in for
  * the runtime, its "device memory" a shared file that the tests map too.

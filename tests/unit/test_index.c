@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_index (src/store/index.h): the namespace (create, lookup,
  * remove, rename, readdir), chunk lists, orphans, xattrs, statistics,
  * persistence, and refusal of files that are not kvfs indexes. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_inomap (src/base/inomap.h): lookups against a reference
  * through random adds and deletes while the buckets grow, iteration (each
  * object once, and freeing while walking), take, chain lengths for dense

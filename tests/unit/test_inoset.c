@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_inoset (src/base/inoset.h): membership against a reference
  * bitmap through random adds and deletes (every member stays reachable as
  * the buckets grow), iteration, take, and inode 0. */

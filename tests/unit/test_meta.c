@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of inode records (src/store/meta.h) and of kv_rebuild (src/tools/rebuild.h).
  *
  * kv_meta: payloads encode and decode back to the same structure and the

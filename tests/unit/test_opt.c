@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_opt (src/base/opt.h): sizes, each option's valid and invalid
  * values, defaults, the effective-configuration line and the help tables. */
 #include <check.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_policy (src/fs/policy.h) without a mount: LRU order of
  * evict_to, open and pinned contexts kept, admit (ENOSPC, low watermark,
  * min_free), TTL expiry by the evictor thread, persistence of the state

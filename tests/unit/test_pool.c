@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_pool (src/base/pool.h): worker threads running queued jobs in
  * order, the queue growing instead of blocking, stop draining the queue,
  * and the chunk buffer cache. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_store (src/store/store.h): appending and reading records,
  * detection of mismatched or damaged records, hole punching, segment
  * rolling and deletion, and the record header format. */

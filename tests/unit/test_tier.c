@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kv_tier (src/store/tier.h): the DRAM tier of decompressed chunks,
  * its LRU budget, references, forgetting freed records, and hash growth. */
 #include <check.h>
