@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
       liblz4-dev libzstd-dev libxxhash-dev check attr rsync python3 kmod
+      python3-venv python3-pip python3-setuptools python3-numpy  # the Python package's test
       fio gnuplot-nox)     # the benchmarks (tests/bench/run_all.sh) and their charts
 # Where the distribution has them (Debian 12 does): the HIP GPU plugin's
 # compiler and runtime (CUDA's nvcc comes from NVIDIA, not from here), and

@@ -20,6 +20,10 @@ install(TARGETS libkvfs_shared libkvfs_static
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY include/kvfs DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h")
+# The Python package (pip install ./src/python installs it properly; this
+# copy is for PYTHONPATH=/usr/share/kvfs/python).
+install(DIRECTORY src/python/kvfs DESTINATION ${CMAKE_INSTALL_DATADIR}/kvfs/python
+  FILES_MATCHING PATTERN "*.py" PATTERN "py.typed")
 install(FILES src/python/kvfs_client.py DESTINATION ${CMAKE_INSTALL_DATADIR}/kvfs/python)
 
 # The C example of an engine storing and reloading a whole context; it needs
